@@ -1,0 +1,5 @@
+import sys
+
+from sdxl_workloads.cli import main
+
+sys.exit(main())

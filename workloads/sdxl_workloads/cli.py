@@ -1,0 +1,113 @@
+"""`sdxl-workload`: the one entry point of every workload container.
+
+This module imports no torch: the operator's contract tests parse Job arguments with
+`parse_args` cheaply, and `--help` answers at once. Each subcommand lives in its own module
+and is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sdxl_workloads import protocol
+
+# subcommand -> module whose `run(args) -> int` carries it out
+COMMANDS = {
+    "train": "sdxl_workloads.train_command",
+    "compile": "sdxl_workloads.compile_command",
+    "serve": "sdxl_workloads.serve_command",
+    "tiny-model": "sdxl_workloads.tiny_model",
+    "sample-images": "sdxl_workloads.sample_images",
+}
+
+
+def _termination_log(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--termination-log",
+        metavar="PATH",
+        help="where the result JSON goes (default: $SDXL_TERMINATION_LOG, else /dev/termination-log)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdxl-workload",
+        description="SDXL DreamBooth-LoRA training, compilation and serving workloads.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="fine-tune SDXL with DreamBooth + LoRA")
+    train.add_argument("--spec", required=True, metavar="FILE",
+                       help="an SDXLFineTune manifest, its bare spec, or the operator's resolved spec (YAML or JSON)")
+    train.add_argument("--output", metavar="URI", help="where artifacts go; overrides spec.output")
+    train.add_argument("--resume", metavar="latest|PATH",
+                       help="continue from the newest checkpoint under the output ('latest') or from PATH")
+    _termination_log(train)
+
+    compile_ = sub.add_parser(
+        "compile",
+        help="compile for Inferentia2 (accelerator neuron) or prepare a fused pipeline (nvidia, cpu)",
+    )
+    compile_.add_argument("--spec", required=True, metavar="FILE",
+                          help="an SDXLDeployment manifest, its bare spec, or the operator's resolved spec")
+    compile_.add_argument("--lora", metavar="URI", help="the LoRA to fuse; overrides spec.lora")
+    compile_.add_argument("--lora-sha256", metavar="HEX", help="the LoRA file's sha256, when already known")
+    compile_.add_argument("--base-model", metavar="URI", help="overrides spec.baseModel")
+    compile_.add_argument("--store", required=True, metavar="URI",
+                          help="artifact store; the result goes to <store>/compiled/<key>/")
+    compile_.add_argument("--key", help="use this compile key instead of computing it (the operator passes it)")
+    compile_.add_argument("--runtime-id", metavar="STR",
+                          help="identifies the compiler runtime in the key (default: the installed library versions)")
+    _termination_log(compile_)
+
+    serve = sub.add_parser("serve", help="serve images over HTTP")
+    serve.add_argument("--model", required=True, metavar="URI",
+                       help="a compiled/prepared folder, a diffusers pipeline, or builtin:tiny")
+    serve.add_argument("--lora", metavar="URI", help="a LoRA to load on top of the model (diffusers backend)")
+    serve.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
+    serve.add_argument("--accelerator", choices=["cpu", "nvidia", "neuron"], default="cpu")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--max-batch", type=int, default=1, help="largest micro-batch of compatible requests")
+    serve.add_argument("--queue-size", type=int, default=8, help="requests waiting before 429")
+    serve.add_argument("--request-timeout", type=float, default=300.0, metavar="SECONDS")
+    serve.add_argument("--api-key-file", metavar="PATH", help="require this API key (Bearer or X-API-Key)")
+
+    tiny = sub.add_parser("tiny-model", help="write the embedded SDXL-architecture test model")
+    tiny.add_argument("out", metavar="OUT")
+    tiny.add_argument("--size", choices=["tiny", "mid"], default="tiny")
+    tiny.add_argument("--seed", type=int, default=0)
+
+    sample = sub.add_parser("sample-images", help="write the embedded sample-subject photos")
+    sample.add_argument("out", metavar="OUT")
+    sample.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command])
+    termination_log = getattr(args, "termination_log", None)
+    try:
+        return int(module.run(args))
+    except protocol.WorkloadError as err:
+        protocol.report_failure(err.reason, err.message, termination_log)
+        return 2
+    except KeyboardInterrupt:
+        protocol.report_failure("InternalError", "interrupted", termination_log)
+        return 130
+    except Exception as err:  # the last line of defence: the operator must always get a reason
+        reason = "OutOfMemory" if protocol.is_out_of_memory(err) else "InternalError"
+        protocol.report_failure(reason, f"{type(err).__name__}: {err}", termination_log)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
