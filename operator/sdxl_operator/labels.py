@@ -1,0 +1,57 @@
+"""The labels every child object carries (see DESIGN.md "Names").
+
+``app.kubernetes.io/*`` follow Kubernetes' recommended labels; ``sdxl.io/finetune`` /
+``sdxl.io/deployment`` point back to the custom resource so ``kubectl get pods -l`` finds its pods.
+"""
+
+from __future__ import annotations
+
+from sdxl_operator.naming import label_value
+
+MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "sdxl-operator"
+NAME_KEY = "app.kubernetes.io/name"
+INSTANCE_KEY = "app.kubernetes.io/instance"
+COMPONENT_KEY = "app.kubernetes.io/component"
+FINETUNE_KEY = "sdxl.io/finetune"
+DEPLOYMENT_KEY = "sdxl.io/deployment"
+
+TRAINER = "sdxl-trainer"
+COMPILER = "sdxl-compiler"
+SERVER = "sdxl-server"
+
+# Set by the Job controller on the pods of a Job (the older key is still set by current Kubernetes).
+JOB_NAME_KEY = "batch.kubernetes.io/job-name"
+LEGACY_JOB_NAME_KEY = "job-name"
+
+
+def finetune_labels(finetune: str) -> dict[str, str]:
+    """Labels of the children (ConfigMap, Job, pods) of an SDXLFineTune."""
+    return {
+        MANAGED_BY_KEY: MANAGED_BY,
+        NAME_KEY: TRAINER,
+        INSTANCE_KEY: label_value(finetune),
+        FINETUNE_KEY: label_value(finetune),
+    }
+
+
+def deployment_labels(deployment: str, app_name: str) -> dict[str, str]:
+    """Labels of the children of an SDXLDeployment; ``app_name`` is COMPILER or SERVER."""
+    if app_name not in (COMPILER, SERVER):
+        raise ValueError(f"app_name must be {COMPILER!r} or {SERVER!r}, got {app_name!r}")
+    return {
+        MANAGED_BY_KEY: MANAGED_BY,
+        NAME_KEY: app_name,
+        INSTANCE_KEY: label_value(deployment),
+        DEPLOYMENT_KEY: label_value(deployment),
+    }
+
+
+def selector(labels: dict[str, str]) -> str:
+    """A label selector string (``k=v,k2=v2``) matching all of ``labels``."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def job_pods_selector(job_name: str) -> str:
+    """The selector of the pods the Job controller created for ``job_name``."""
+    return f"{JOB_NAME_KEY}={label_value(job_name)}"

@@ -1,0 +1,278 @@
+"""A Kubernetes API emulator the real operator can run against: KMock's ``KubernetesEmulator``, extended.
+
+Used by the local sandbox, the integration tests and the scale benchmark (there is no kube-apiserver
+to be had on a development machine). KMock stores objects and serves list/get/create/patch/delete/
+watch over real HTTP; it deliberately leaves out server behaviour. Each extension below adds back
+one behaviour the operator (or Kopf) depends on, and nothing more:
+
+* **Server-set metadata on create** — ``uid`` (Kopf keys its per-object memory by it and
+  ownerReferences point to it), ``resourceVersion``, ``generation`` (``observedGeneration`` is
+  compared with it), ``creationTimestamp``, and the namespace from the URL (clients may omit it).
+* **resourceVersion/generation on patch** — every change gets a new ``resourceVersion``; a change of
+  ``spec`` bumps ``generation``, as for custom resources with a status subresource.
+* **422 for a failed JSON-patch ``test``** — Kopf guards its finalizer patches with
+  ``test /metadata/resourceVersion`` and treats 422 as "newer changes, retry"; KMock answers 500.
+* **Label selectors on list and watch** — the operator lists a Job's pods by label.
+* **Garbage collection by ownerReferences** — deleting an owner deletes its dependents (recursively,
+  like the background cascade ``kubectl delete`` uses), so deleting a custom resource removes its Job.
+* **Pod logs** — ``GET .../pods/<name>/log`` (with ``tailLines``) serves text set by whoever plays
+  the kubelet (:meth:`KubeEmulator.set_pod_log`); KMock would return the pod object instead.
+* **List kind/apiVersion** — ``kind: <Kind>List`` on lists, which ``kubectl get`` requires.
+
+Not emulated: ``GET /api/v1/namespaces`` (KMock's path parser fails on it), so run the operator with
+``--all-namespaces``, or with exact namespaces and Kopf's scanning disabled; server-side validation,
+defaulting, pruning and CEL rules.
+
+Import this module only where kmock is installed (a development dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+from kmock._internal import dicts as kmock_dicts  # the same patch semantics KMock applies
+from kmock._internal import rendering
+
+from sdxl_operator.sandbox.label_selectors import matches_selector, parse_selector
+
+
+@attrs.define(kw_only=True)
+class KubeEmulator(kmock.KubernetesEmulator):
+    """KMock's emulator with the server behaviours the operator relies on (see the module docstring)."""
+
+    _pod_logs: dict[tuple[str | None, str], str] = attrs.field(factory=dict, init=False)
+    _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+
+    # ----- public helpers for whoever plays the kubelet / controllers -----
+
+    def set_pod_log(self, namespace: str, name: str, text: str) -> None:
+        """Replace the log of pod ``namespace/name``."""
+        self._pod_logs[(namespace, name)] = text
+
+    def append_pod_log(self, namespace: str, name: str, text: str) -> None:
+        """Append ``text`` to the log of pod ``namespace/name``."""
+        self._pod_logs[(namespace, name)] = self._pod_logs.get((namespace, name), "") + text
+
+    def live_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The current (not deleted) objects of ``resource`` (e.g. ``batch/v1/jobs``), as plain dicts."""
+        wanted = kmock.resource(resource)
+        found: list[dict[str, Any]] = []
+        for (res, ns, _name), obj in list(self.objects.items()):
+            if res == wanted and (namespace is None or ns == namespace) and not obj.deleted:
+                found.append(copy.deepcopy(obj.raw))
+        return found
+
+    def live_object(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One current object as a plain dict, or None when absent or deleted."""
+        for obj in self.live_objects(resource, namespace):
+            if obj.get("metadata", {}).get("name") == name:
+                return obj
+        return None
+
+    # ----- the extensions -----
+
+    def _next_version(self) -> str:
+        return str(next(self._versions))
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is None:
+            return await super()._handle(request)
+        deleting_uid: str | None = None
+        target: tuple[Any, str | None, str] | None = None
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            self._stamp_new_object(request)
+        elif request.action == kmock.action.UPDATE and request.name is not None:
+            current = self._current(request.resource, request.namespace, request.name)
+            if current is not None:
+                self._stamp_patch(request, current)
+                target = (request.resource, request.namespace, request.name)
+                deleting_uid = current.get("metadata", {}).get("uid")
+        elif request.action == kmock.action.DELETE and request.name is not None:
+            current = self._current(request.resource, request.namespace, request.name)
+            if current is not None:
+                target = (request.resource, request.namespace, request.name)
+                deleting_uid = current.get("metadata", {}).get("uid")
+
+        response = await super()._handle(request)
+
+        # The owner is gone for good (deleted now, or its last finalizer was just removed): collect.
+        if target is not None and deleting_uid and self._current(*target) is None:
+            await self._collect_dependents(deleting_uid)
+        return response
+
+    def _current(self, resource: Any, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = (resource, namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        raw: dict[str, Any] = self.objects[key].raw
+        return raw
+
+    def _stamp_new_object(self, request: rendering.Request) -> None:
+        data: dict[str, Any] = request.data
+        meta = data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = self._next_version()
+        meta["generation"] = 1
+        meta["creationTimestamp"] = _now()
+
+    def _stamp_patch(self, request: rendering.Request, current: dict[str, Any]) -> None:
+        patch = request.data
+        if isinstance(patch, list):
+            try:
+                patched = jsonpatch.apply_patch(current, patch, in_place=False)
+            except jsonpatch.JsonPatchTestFailed as exc:
+                raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+                return  # let KMock report it the way it does
+        elif isinstance(patch, dict):
+            wanted_version = patch.get("metadata", {}).get("resourceVersion")
+            if wanted_version and wanted_version != current.get("metadata", {}).get("resourceVersion"):
+                raise kmock.KubernetesError(
+                    status=409, reason="Conflict",
+                    message="the object has been modified; please apply your changes to the latest version",
+                )
+            patched = dict(kmock_dicts.patch_dict(current, patch))
+        else:
+            return
+        meta_changes: dict[str, Any] = {"resourceVersion": self._next_version()}
+        generation = int(current.get("metadata", {}).get("generation") or 1)
+        if patched.get("spec") != current.get("spec"):
+            meta_changes["generation"] = generation + 1
+        if isinstance(patch, list):
+            patch.extend({"op": "add", "path": f"/metadata/{key}", "value": value} for key, value in meta_changes.items())
+        else:
+            patch.setdefault("metadata", {}).update(meta_changes)
+
+    async def _collect_dependents(self, owner_uid: str) -> None:
+        gone: list[str] = []
+        async with self._lock:
+            for key, obj in list(self.objects.items()):
+                if obj.deleted:
+                    continue
+                raw = obj.raw
+                refs = raw.get("metadata", {}).get("ownerReferences") or []
+                if not any(ref.get("uid") == owner_uid for ref in refs):
+                    continue
+                resource = key[0]
+                if raw.get("metadata", {}).get("finalizers"):
+                    if not raw["metadata"].get("deletionTimestamp"):
+                        obj.patch({"metadata": {"deletionTimestamp": _now()}})
+                        await self._buses[resource].put({"type": "MODIFIED", "object": obj.raw})
+                    continue
+                obj.delete()
+                await self._buses[resource].put({"type": "DELETED", "object": raw})
+                if raw.get("metadata", {}).get("uid"):
+                    gone.append(raw["metadata"]["uid"])
+        for uid in gone:
+            await self._collect_dependents(uid)
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        payload = await super()._serve_list(request)
+        assert isinstance(payload, dict)  # KMock's list is always a dict
+        requirements = parse_selector(request.params.get("labelSelector", ""))
+        if requirements:
+            payload["items"] = [item for item in payload["items"] if matches_selector(_labels(item), requirements)]
+        if request.resource is not None:
+            kind = self._kind_of(request.resource)
+            group, version = request.resource.group, request.resource.version
+            payload["apiVersion"] = f"{group}/{version}" if group else str(version)
+            if kind:
+                payload["kind"] = f"{kind}List"
+        return payload
+
+    def _kind_of(self, resource: Any) -> str | None:
+        with contextlib.suppress(Exception):
+            info = self.resources[resource]
+            return str(info.kind) if info.kind else None
+        return None
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        requirements = parse_selector(request.params.get("labelSelector", ""))
+        async for event in super()._serve_watch(request):
+            if requirements and isinstance(event, Mapping):
+                obj = event.get("object", {})
+                if not matches_selector(_labels(obj), requirements):
+                    continue
+            yield event
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        if request.subresource == "log" and request.resource is not None and request.resource.plural == "pods":
+            pod = await super()._serve_fetch(request)  # 404 when the pod does not exist
+            del pod
+            text = self._pod_logs.get((request.namespace, str(request.name)), "")
+            tail = request.params.get("tailLines")
+            if tail is not None and tail.isdigit():
+                lines = text.splitlines(keepends=True)
+                text = "".join(lines[-int(tail):]) if int(tail) > 0 else ""
+            # The real API server answers text/plain; the kubernetes client refuses other types.
+            return rendering.Response(payload=text.encode("utf-8"), headers={"Content-Type": "text/plain"})
+        return await super()._serve_fetch(request)
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_emulator() -> KubeEmulator:
+    """An emulator that knows the built-in resources and the two SDXL custom resources."""
+    emulator = KubeEmulator()
+    # Kopf's namespace and CRD observers need the built-in resources to be discoverable.
+    emulator.resources.load_bundled()
+    declare_sdxl_resources(emulator)
+    return emulator
+
+
+def declare_sdxl_resources(emulator: kmock.KubernetesEmulator) -> None:
+    """Make SDXLFineTune and SDXLDeployment discoverable, with a status subresource like the CRDs."""
+    verbs = {"get", "list", "watch", "create", "patch", "update", "delete", "deletecollection"}
+    emulator.resources["sdxl.io/v1alpha1/sdxlfinetunes"] = kmock.ResourceInfo(
+        kind="SDXLFineTune", singular="sdxlfinetune", shortnames={"sdxlft"}, categories={"sdxl"},
+        namespaced=True, subresources={"status"}, verbs=verbs,
+    )
+    emulator.resources["sdxl.io/v1alpha1/sdxldeployments"] = kmock.ResourceInfo(
+        kind="SDXLDeployment", singular="sdxldeployment", shortnames={"sdxldep"}, categories={"sdxl"},
+        namespaced=True, subresources={"status"}, verbs=verbs,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve_emulator(port: int | None = None) -> AsyncIterator[tuple[KubeEmulator, str]]:
+    """Run :func:`make_emulator` on ``127.0.0.1`` (a free port unless given); yields (emulator, base URL)."""
+    emulator = make_emulator()
+    async with emulator, kmock.Server(emulator, port=port) as server:
+        yield emulator, str(server.url).rstrip("/")
+
+
+def write_kubeconfig(path: str, server_url: str, namespace: str = "default") -> None:
+    """Write a kubeconfig that points kubectl, Kopf and the kubernetes client at ``server_url``."""
+    import json
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": server_url}}],
+        "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox", "namespace": namespace}}],
+        "current-context": "sandbox",
+    }
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2)

@@ -1,0 +1,221 @@
+"""Operator settings, read once from environment variables (the Helm chart sets them).
+
+Every variable the operator reads is listed here and nowhere else:
+
+==================================  ==========================================  ===================================
+Variable                            Meaning                                     Default
+==================================  ==========================================  ===================================
+SDXL_IMAGE_TRAIN                    image of the training Job                   sdxl-operator/workload-gpu:0.1.0
+SDXL_IMAGE_NEURON                   image of the Neuron compile Job and server  sdxl-operator/workload-neuron:0.1.0
+SDXL_IMAGE_NVIDIA                   image of the NVIDIA inference server        sdxl-operator/workload-gpu:0.1.0
+SDXL_IMAGE_CPU                      image of the CPU server / prepare Job       sdxl-operator/workload-cpu:0.1.0
+SDXL_IMAGE_PULL_POLICY              Always | IfNotPresent | Never               IfNotPresent
+SDXL_TRAIN_NODE_SELECTOR            JSON object, merged under spec's selector   {}
+SDXL_TRAIN_TOLERATIONS              JSON list of tolerations, before spec's     []
+SDXL_COMPILE_NODE_SELECTOR          JSON object for compile Jobs                {}
+SDXL_COMPILE_TOLERATIONS            JSON list for compile Jobs                  []
+SDXL_NEURON_NODE_SELECTOR           JSON object for Neuron servers              {}
+SDXL_NEURON_TOLERATIONS             JSON list for Neuron servers                []
+SDXL_NVIDIA_NODE_SELECTOR           JSON object for NVIDIA servers              {}
+SDXL_NVIDIA_TOLERATIONS             JSON list for NVIDIA servers                []
+SDXL_COMPILE_ON_NEURON              true | false: compile on a Neuron node      false
+SDXL_ARTIFACT_STORE                 URI where outputs go by default             pvc://sdxl-artifacts/store
+SDXL_HF_TOKEN_SECRET                Secret (key ``token``) with a HF token      unset: no token
+SDXL_WORKLOAD_SERVICE_ACCOUNT       service account of workload pods            unset: namespace default
+SDXL_TRAIN_DEADLINE_SECONDS         activeDeadlineSeconds of training Jobs      86400
+SDXL_COMPILE_DEADLINE_SECONDS       activeDeadlineSeconds of compile Jobs       14400
+SDXL_TRAIN_BACKOFF_LIMIT            backoffLimit of training Jobs               2
+SDXL_STATUS_INTERVAL_SECONDS        how often status is recomputed (seconds)    10
+SDXL_PENDING_GRACE_SECONDS          unschedulable this long => failure shown    120
+==================================  ==========================================  ===================================
+
+Malformed values raise :class:`SettingsError` naming the variable and what it expects, so a bad Helm
+value stops the operator at start-up instead of producing broken Jobs later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
+
+
+class SettingsError(ValueError):
+    """An operator environment variable has a value the operator cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    """The operator's configuration; build it with :meth:`from_env`."""
+
+    image_train: str = "sdxl-operator/workload-gpu:0.1.0"
+    image_neuron: str = "sdxl-operator/workload-neuron:0.1.0"
+    image_nvidia: str = "sdxl-operator/workload-gpu:0.1.0"
+    image_cpu: str = "sdxl-operator/workload-cpu:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    train_node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    train_tolerations: tuple[Mapping[str, Any], ...] = ()
+    compile_node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    compile_tolerations: tuple[Mapping[str, Any], ...] = ()
+    neuron_node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    neuron_tolerations: tuple[Mapping[str, Any], ...] = ()
+    nvidia_node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    nvidia_tolerations: tuple[Mapping[str, Any], ...] = ()
+    compile_on_neuron: bool = False
+    artifact_store: str = "pvc://sdxl-artifacts/store"
+    hf_token_secret: str | None = None
+    workload_service_account: str | None = None
+    train_deadline_seconds: int = 86400
+    compile_deadline_seconds: int = 14400
+    train_backoff_limit: int = 2
+    # Float so tests can poll quickly; Helm passes whole seconds.
+    status_interval_seconds: float = 10.0
+    pending_grace_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Read the settings from ``environ`` (default: ``os.environ``); unset or empty means default."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def text(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def optional_text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        pull_policy = text("SDXL_IMAGE_PULL_POLICY", defaults.image_pull_policy)
+        if pull_policy not in PULL_POLICIES:
+            raise SettingsError(
+                f"SDXL_IMAGE_PULL_POLICY: must be one of {', '.join(PULL_POLICIES)}, got {pull_policy!r}"
+            )
+        return cls(
+            image_train=text("SDXL_IMAGE_TRAIN", defaults.image_train),
+            image_neuron=text("SDXL_IMAGE_NEURON", defaults.image_neuron),
+            image_nvidia=text("SDXL_IMAGE_NVIDIA", defaults.image_nvidia),
+            image_cpu=text("SDXL_IMAGE_CPU", defaults.image_cpu),
+            image_pull_policy=pull_policy,
+            train_node_selector=_node_selector(env, "SDXL_TRAIN_NODE_SELECTOR"),
+            train_tolerations=_tolerations(env, "SDXL_TRAIN_TOLERATIONS"),
+            compile_node_selector=_node_selector(env, "SDXL_COMPILE_NODE_SELECTOR"),
+            compile_tolerations=_tolerations(env, "SDXL_COMPILE_TOLERATIONS"),
+            neuron_node_selector=_node_selector(env, "SDXL_NEURON_NODE_SELECTOR"),
+            neuron_tolerations=_tolerations(env, "SDXL_NEURON_TOLERATIONS"),
+            nvidia_node_selector=_node_selector(env, "SDXL_NVIDIA_NODE_SELECTOR"),
+            nvidia_tolerations=_tolerations(env, "SDXL_NVIDIA_TOLERATIONS"),
+            compile_on_neuron=_boolean(env, "SDXL_COMPILE_ON_NEURON", defaults.compile_on_neuron),
+            artifact_store=_artifact_store(text("SDXL_ARTIFACT_STORE", defaults.artifact_store)),
+            hf_token_secret=optional_text("SDXL_HF_TOKEN_SECRET"),
+            workload_service_account=optional_text("SDXL_WORKLOAD_SERVICE_ACCOUNT"),
+            train_deadline_seconds=_integer(env, "SDXL_TRAIN_DEADLINE_SECONDS", defaults.train_deadline_seconds, 1),
+            compile_deadline_seconds=_integer(
+                env, "SDXL_COMPILE_DEADLINE_SECONDS", defaults.compile_deadline_seconds, 1
+            ),
+            train_backoff_limit=_integer(env, "SDXL_TRAIN_BACKOFF_LIMIT", defaults.train_backoff_limit, 0),
+            status_interval_seconds=_seconds(env, "SDXL_STATUS_INTERVAL_SECONDS", defaults.status_interval_seconds),
+            pending_grace_seconds=_seconds(env, "SDXL_PENDING_GRACE_SECONDS", defaults.pending_grace_seconds),
+        )
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _json(env: Mapping[str, str], name: str, example: str) -> Any:
+    raw = _raw(env, name)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos}); expected e.g. {example}") from exc
+
+
+def _node_selector(env: Mapping[str, str], name: str) -> dict[str, str]:
+    example = '{"node.kubernetes.io/instance-type": "g5.2xlarge"}'
+    value = _json(env, name, example)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise SettingsError(f"{name}: expected a JSON object of string labels, e.g. {example}; got {value!r}")
+    return dict(value)
+
+
+def _tolerations(env: Mapping[str, str], name: str) -> tuple[dict[str, Any], ...]:
+    example = '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'
+    value = _json(env, name, example)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SettingsError(f"{name}: expected a JSON list of tolerations, e.g. {example}; got {value!r}")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise SettingsError(f"{name}[{index}]: expected a toleration object, e.g. {example}; got {item!r}")
+        unknown = sorted(set(item) - TOLERATION_KEYS)
+        if unknown:
+            raise SettingsError(
+                f"{name}[{index}]: unknown toleration field(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(TOLERATION_KEYS))}"
+            )
+    return tuple(dict(item) for item in value)
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: expected a whole number, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: expected a number of seconds, got {raw!r}") from exc
+    if value <= 0:
+        raise SettingsError(f"{name}: must be greater than 0, got {raw!r}")
+    return value
+
+
+def _artifact_store(uri: str) -> str:
+    if uri.startswith("pvc://"):
+        claim = uri[len("pvc://"):].split("/", 1)[0]
+        if not claim:
+            raise SettingsError(f"SDXL_ARTIFACT_STORE: a pvc:// URI needs a claim name (pvc://claim/path), got {uri!r}")
+    elif uri.startswith("s3://"):
+        if not uri[len("s3://"):].split("/", 1)[0]:
+            raise SettingsError(f"SDXL_ARTIFACT_STORE: an s3:// URI needs a bucket (s3://bucket/prefix), got {uri!r}")
+    elif not uri.startswith("/"):
+        raise SettingsError(
+            f"SDXL_ARTIFACT_STORE: expected s3://bucket/prefix, pvc://claim/path or an absolute path, got {uri!r}"
+        )
+    return uri.rstrip("/")
