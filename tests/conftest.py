@@ -26,3 +26,41 @@ def sample_images_path() -> Path:
     from sdxl_workloads.sample_images import ensure_sample_images
 
     return ensure_sample_images(seed=0)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server over real HTTP on 127.0.0.1 (a random free port), shared by the session.
+
+    Yields its endpoint URL. moto stands in for AWS S3, which cannot be reached here; the code
+    under test talks to it through the ordinary s3fs/botocore stack.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh empty bucket on the moto server, with the AWS environment pointing at it.
+
+    Returns the bucket name; URIs are `s3://<name>/...`.
+    """
+    import uuid
+
+    import boto3
+
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket

@@ -1,0 +1,464 @@
+"""Artifact URIs: where models and photos come from and where results go.
+
+Four kinds of reference, one meaning everywhere (DESIGN.md, "Artifact store"):
+- a local path (or `file://` URI);
+- `pvc://claim/path`: a PersistentVolumeClaim the operator mounts at `$SDXL_PVC_ROOT/<claim>`
+  (default /mnt/pvc), so it is a local path inside the pod;
+- `s3://bucket/prefix` through fsspec/s3fs, credentials from the standard AWS chain (IRSA in a
+  cluster) and the endpoint from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (MinIO, moto);
+- `builtin:` references to the embedded model and photos (tiny_model.py, sample_images.py).
+
+Outputs are staged in a local folder and published file by file; every published file appears at
+its destination whole or not at all (temp name + rename locally; S3 objects are atomic), so a
+preempted run never leaves a truncated LoRA or checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sdxl_workloads.protocol import WorkloadError
+
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+
+# `builtin:` model references -> (size, seed) of the embedded pipeline.
+BUILTIN_MODELS = {"builtin:tiny": ("tiny", 0), "builtin:tiny-mid": ("mid", 0)}
+BUILTIN_INPUTS = ("builtin:sample-subject",)
+
+# A file with this name is published after every other file (see Output.publish), so a reader
+# that sees it knows the rest of its folder is complete.
+COMPLETE_MARKER = "COMPLETE"
+
+# A Hugging Face repo id: "name" or "org/name" (letters, digits, '-', '_', '.').
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def scheme_of(uri: str) -> str:
+    """'s3', 'pvc', 'builtin' or 'local'."""
+    if uri.startswith("s3://"):
+        return "s3"
+    if uri.startswith("pvc://"):
+        return "pvc"
+    if uri.startswith("builtin:"):
+        return "builtin"
+    return "local"
+
+
+def pvc_root() -> Path:
+    return Path(os.environ.get("SDXL_PVC_ROOT", DEFAULT_PVC_ROOT))
+
+
+def pvc_path(uri: str) -> Path:
+    """`pvc://claim/some/path` -> `$SDXL_PVC_ROOT/claim/some/path`, refusing an unmounted claim."""
+    rest = uri[len("pvc://"):].strip("/")
+    claim, _, inner = rest.partition("/")
+    if not claim or ".." in Path(rest).parts:
+        raise WorkloadError("InvalidInput", f"{uri}: not a valid pvc:// URI; write pvc://<claim>/<path>")
+    mount = pvc_root() / claim
+    if not mount.is_dir():
+        raise WorkloadError(
+            "InvalidInput",
+            f"{uri}: the volume claim {claim!r} is not mounted (expected at {mount}); "
+            "check the claim name, or set SDXL_PVC_ROOT to where claims are mounted",
+        )
+    return mount / inner if inner else mount
+
+
+def local_path(uri: str) -> Path:
+    """A local path or `file://` URI as an absolute Path."""
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return Path(uri).expanduser().absolute()
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key/prefix` -> ('bucket', 'key/prefix')."""
+    rest = uri[len("s3://"):]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise WorkloadError("InvalidInput", f"{uri}: not a valid s3:// URI; write s3://<bucket>/<prefix>")
+    return bucket, key.strip("/")
+
+
+def s3_filesystem() -> Any:
+    """An s3fs filesystem honouring AWS_ENDPOINT_URL(_S3) (S3-compatible stores, moto in tests).
+
+    A fresh instance each time: fsspec's instance cache would keep an old endpoint or listing.
+    """
+    import fsspec
+
+    options: dict[str, Any] = {"skip_instance_cache": True}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    return fsspec.filesystem("s3", **options)
+
+
+def _storage_error(uri: str, action: str, err: BaseException) -> WorkloadError:
+    return WorkloadError("StorageError", f"{uri}: could not {action} ({type(err).__name__}: {err})")
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def cache_root() -> Path:
+    from sdxl_workloads.tiny_model import cache_root as root
+
+    return root()
+
+
+def resolve_model(ref: str) -> str:
+    """What `from_pretrained` should load for `spec.baseModel` (or `spec.vae`).
+
+    builtin:tiny / builtin:tiny-mid -> the embedded pipeline's folder; s3:// -> downloaded to the
+    cache; pvc:// -> the mounted folder; an existing local folder -> itself; a Hugging Face repo id
+    -> unchanged (the library downloads it).
+    """
+    ref = ref.strip()
+    kind = scheme_of(ref)
+    if kind == "builtin":
+        if ref not in BUILTIN_MODELS:
+            raise WorkloadError(
+                "InvalidInput",
+                f"unknown built-in model {ref!r}; choose one of {', '.join(BUILTIN_MODELS)}",
+            )
+        from sdxl_workloads.tiny_model import ensure_tiny_model
+
+        size, seed = BUILTIN_MODELS[ref]
+        return str(ensure_tiny_model(size, seed=seed))
+    if kind in ("s3", "pvc"):
+        return str(local_input(ref))
+    path = local_path(ref)
+    if path.exists():
+        return str(path)
+    if _HF_ID.match(ref) and not ref.startswith((".", "~")):
+        return ref
+    raise WorkloadError(
+        "InvalidInput",
+        f"model {ref!r} not found: it is neither an existing local folder nor a Hugging Face repo id "
+        "(org/name); use builtin:tiny, a pvc:// or s3:// URI, or a folder in diffusers layout",
+    )
+
+
+def local_input(uri: str) -> Path:
+    """A local file or folder holding the input named by `uri` (s3 is downloaded to the cache)."""
+    uri = uri.strip()
+    kind = scheme_of(uri)
+    if kind == "builtin":
+        if uri not in BUILTIN_INPUTS:
+            raise WorkloadError("InvalidInput",
+                                f"unknown built-in input {uri!r}; choose one of {', '.join(BUILTIN_INPUTS)}")
+        from sdxl_workloads.sample_images import ensure_sample_images
+
+        return ensure_sample_images()
+    if kind == "s3":
+        return _download_s3(uri)
+    path = pvc_path(uri) if kind == "pvc" else local_path(uri)
+    if not path.exists():
+        raise WorkloadError("InvalidInput", f"{uri}: no such file or folder ({path})")
+    return path
+
+
+def _download_s3(uri: str) -> Path:
+    """Mirror an S3 object or prefix into `$SDXL_CACHE_DIR/s3/…`, reusing the copy while every
+    object's size and ETag are unchanged (a base model is gigabytes; a re-run should not refetch)."""
+    bucket, key = split_s3(uri)
+    fs = s3_filesystem()
+    remote = f"{bucket}/{key}".rstrip("/")
+    try:
+        if fs.isfile(remote):
+            listing = {"": fs.info(remote)}
+        else:
+            found = fs.find(remote, detail=True)
+            listing = {name[len(remote) + 1:]: info for name, info in found.items() if info["type"] == "file"}
+    except FileNotFoundError:
+        listing = {}
+    except Exception as err:
+        raise _storage_error(uri, "list the objects", err) from err
+    if not listing:
+        raise WorkloadError("InvalidInput", f"{uri}: no such object or prefix (or no permission to list it)")
+    manifest = {name: [info.get("size"), str(info.get("ETag", ""))] for name, info in sorted(listing.items())}
+    digest = hashlib.sha256(f"s3://{remote}".encode()).hexdigest()[:16]
+    name = Path(key).name or bucket
+    target = cache_root() / "s3" / f"{name}-{digest}"
+    manifest_file = target.parent / f"{target.name}.manifest.json"
+    if target.exists() and manifest_file.is_file() and json.loads(manifest_file.read_text()) == manifest:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for rel in listing:
+            source = f"{remote}/{rel}" if rel else remote
+            dest = staging / "object" / rel if rel else staging / "object"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(source, str(dest))
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        os.rename(staging / "object", target)
+        manifest_file.write_text(json.dumps(manifest))
+    except WorkloadError:
+        raise
+    except Exception as err:
+        raise _storage_error(uri, "download it", err) from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+
+def check_writable(uri: str) -> None:
+    """Fail now, before any training, if results could not be written to `uri`.
+
+    Writes and removes a probe file (object) at the destination and leaves nothing behind; a
+    local destination folder that does not exist yet is not created, only its nearest existing
+    parent is probed.
+    """
+    uri = uri.strip()
+    kind = scheme_of(uri)
+    if kind == "builtin":
+        raise WorkloadError("InvalidInput", f"{uri}: built-in references are read-only; choose a path or URI")
+    if kind == "s3":
+        _check_s3_writable(uri)
+        return
+    path = pvc_path(uri) if kind == "pvc" else local_path(uri)
+    if path.exists() and not path.is_dir():
+        raise WorkloadError("InvalidInput", f"output {uri}: {path} is a file, not a folder; choose a folder")
+    probe_dir = path
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise WorkloadError(
+            "InvalidInput", f"output {uri}: cannot create a folder under {probe_dir}, which is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sdxl-write-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise WorkloadError(
+            "InvalidInput",
+            f"output {uri}: {probe_dir} is not writable ({err.strerror}); "
+            "choose another output or fix the folder's permissions",
+        ) from err
+
+
+def _check_s3_writable(uri: str) -> None:
+    bucket, key = split_s3(uri)
+    fs = s3_filesystem()
+    probe = f"{bucket}/{key}/.sdxl-write-probe-{os.getpid()}".replace("//", "/")
+    try:
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except FileNotFoundError as err:
+        raise WorkloadError(
+            "InvalidInput", f"output {uri}: bucket {bucket!r} does not exist; create it or choose another output"
+        ) from err
+    except PermissionError as err:
+        raise WorkloadError(
+            "InvalidInput", f"output {uri}: no permission to write to bucket {bucket!r} ({err}); "
+            "grant s3:PutObject and s3:DeleteObject to the workload's service account or choose another output"
+        ) from err
+    except Exception as err:
+        raise _storage_error(uri, "write a test object", err) from err
+
+
+class Output:
+    """A destination for a run's artifacts, written through a local staging folder.
+
+    Write files under `local_dir`, then `publish()` (everything) or `publish("checkpoints/x")`
+    (one file or folder) to copy them to the destination. Publishing is atomic per file;
+    within a folder, a file named COMPLETE is published last, so a reader seeing it may trust the
+    folder. For local/pvc destinations a folder that is not at the destination yet is copied
+    under a temp name and renamed, so it appears all at once.
+    """
+
+    def __init__(self, uri: str, staging_root: str | os.PathLike[str] | None = None) -> None:
+        self.uri = uri.strip().rstrip("/")
+        self.kind = scheme_of(self.uri)
+        if self.kind == "builtin":
+            raise WorkloadError("InvalidInput", f"{uri}: built-in references are read-only; choose a path or URI")
+        if self.kind == "s3":
+            self._bucket, self._key = split_s3(self.uri)
+            self._dest: Path | None = None
+        else:
+            self._dest = pvc_path(self.uri) if self.kind == "pvc" else local_path(self.uri)
+        self.local_dir = Path(tempfile.mkdtemp(prefix="sdxl-output-", dir=staging_root))
+
+    # -- addressing --------------------------------------------------------------------------
+
+    def uri_of(self, relpath: str = "") -> str:
+        """The URI a published file will have (what goes into the result's `artifacts`)."""
+        relpath = relpath.strip("/")
+        if self.kind == "local":
+            assert self._dest is not None
+            return str(self._dest / relpath) if relpath else str(self._dest)
+        return f"{self.uri}/{relpath}" if relpath else self.uri
+
+    def _remote(self, relpath: str) -> str:
+        return "/".join(part for part in (self._bucket, self._key, relpath.strip("/")) if part)
+
+    # -- reading the destination (resume) -----------------------------------------------------
+
+    def exists(self, relpath: str) -> bool:
+        """Whether `relpath` (file or folder) is already published at the destination."""
+        if self._dest is not None:
+            return (self._dest / relpath).exists()
+        fs = s3_filesystem()
+        try:
+            return bool(fs.exists(self._remote(relpath)))
+        except Exception as err:
+            raise _storage_error(self.uri_of(relpath), "check it", err) from err
+
+    def listdir(self, relpath: str = "") -> list[str]:
+        """Names directly under `relpath` at the destination (sorted; [] if absent)."""
+        if self._dest is not None:
+            folder = self._dest / relpath
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        fs = s3_filesystem()
+        try:
+            return sorted(Path(entry).name for entry in fs.ls(self._remote(relpath), detail=False))
+        except FileNotFoundError:
+            return []
+        except Exception as err:
+            raise _storage_error(self.uri_of(relpath), "list it", err) from err
+
+    def download(self, relpath: str) -> Path:
+        """A local copy of a published file or folder, placed at the same relpath in local_dir."""
+        target = self.local_dir / relpath
+        if self._dest is not None:
+            source = self._dest / relpath
+            if not source.exists():
+                raise WorkloadError("InvalidInput", f"{self.uri_of(relpath)}: no such file or folder")
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+            return target
+        fs = s3_filesystem()
+        remote = self._remote(relpath)
+        try:
+            if fs.isfile(remote):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(remote, str(target))
+                return target
+            found = fs.find(remote)
+            if not found:
+                raise WorkloadError("InvalidInput", f"{self.uri_of(relpath)}: no such object or prefix")
+            for name in found:
+                dest = target / name[len(remote) + 1:]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(name, str(dest))
+        except WorkloadError:
+            raise
+        except Exception as err:
+            raise _storage_error(self.uri_of(relpath), "download it", err) from err
+        return target
+
+    # -- writing the destination --------------------------------------------------------------
+
+    def publish(self, relpath: str = "") -> list[str]:
+        """Copy staged `relpath` (file or folder; default everything) to the destination.
+
+        Returns the URIs written. Raises StorageError when the destination refuses.
+        """
+        source = self.local_dir / relpath if relpath else self.local_dir
+        if not source.exists():
+            raise FileNotFoundError(f"nothing staged at {source}")
+        files = [source] if source.is_file() else _publish_order(source)
+        rels = [str(path.relative_to(self.local_dir)) for path in files]
+        try:
+            if self._dest is None:
+                fs = s3_filesystem()
+                for path, rel in zip(files, rels, strict=True):
+                    fs.put_file(str(path), self._remote(rel))
+            elif relpath and source.is_dir() and not (self._dest / relpath).exists():
+                _copy_folder_atomically(source, self._dest / relpath)
+            else:
+                for path, rel in zip(files, rels, strict=True):
+                    _copy_file_atomically(path, self._dest / rel)
+        except OSError as err:
+            raise _storage_error(self.uri_of(relpath), "publish it", err) from err
+        except Exception as err:
+            if isinstance(err, WorkloadError):
+                raise
+            raise _storage_error(self.uri_of(relpath), "upload it", err) from err
+        return [self.uri_of(rel) for rel in rels]
+
+    def delete(self, relpath: str) -> None:
+        """Remove a published file or folder (e.g. a checkpoint superseded by a newer one)."""
+        if not relpath.strip("/"):
+            raise ValueError("refusing to delete the whole output")
+        if self._dest is not None:
+            target = self._dest / relpath
+            if target.is_dir():
+                # Rename first so a reader never sees a half-deleted folder under its real name.
+                doomed = target.with_name(f".{target.name}.deleting-{os.getpid()}")
+                os.rename(target, doomed)
+                shutil.rmtree(doomed)
+            elif target.exists():
+                target.unlink()
+            return
+        fs = s3_filesystem()
+        try:
+            if fs.exists(self._remote(relpath)):
+                fs.rm(self._remote(relpath), recursive=True)
+        except Exception as err:
+            raise _storage_error(self.uri_of(relpath), "delete it", err) from err
+
+    def close(self) -> None:
+        """Remove the staging folder (published files stay at the destination)."""
+        shutil.rmtree(self.local_dir, ignore_errors=True)
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _publish_order(folder: Path) -> list[Path]:
+    """Every file under `folder`, sorted, with COMPLETE markers after everything else."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [p for p in files if p.name != COMPLETE_MARKER] + [p for p in files if p.name == COMPLETE_MARKER]
+
+
+def _copy_file_atomically(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_folder_atomically(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
