@@ -1,0 +1,132 @@
+"""`sdxl-workload serve`: the inference server process.
+
+uvicorn runs the app at once, so /healthz answers while the weights load on a background
+thread (/readyz turns 200 when they are in). On SIGTERM (a pod being stopped) uvicorn stops
+accepting connections, lets the requests in progress finish, then the app drains its queue, and
+the process exits 0. A model that fails to load stops the server with a failure result, so the
+pod's restart and termination message say why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import threading
+from typing import Any
+
+from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.server.auth import read_api_key
+from sdxl_workloads.server.backends import Backend
+from sdxl_workloads.server.model import ServedModel
+from sdxl_workloads.server.settings import ServerSettings
+
+log = logging.getLogger("sdxl_workloads.serve")
+
+# ServerSettings field -> the flag a user sets, for error messages.
+FLAG_NAMES = {"max_batch": "--max-batch", "queue_size": "--queue-size", "request_timeout": "--request-timeout",
+              "api_key": "--api-key-file"}
+
+
+def build_settings(args: argparse.Namespace) -> ServerSettings:
+    api_key = read_api_key(args.api_key_file) if getattr(args, "api_key_file", None) else None
+    try:
+        return ServerSettings(max_batch=args.max_batch, queue_size=args.queue_size,
+                              request_timeout=args.request_timeout, api_key=api_key)
+    except ValueError as err:
+        message = str(err)
+        for field, flag in FLAG_NAMES.items():
+            message = message.replace(field, flag)
+        raise WorkloadError("InvalidInput", message) from err
+
+
+def build_backend(args: argparse.Namespace) -> Backend:
+    if not 0 <= args.lora_scale <= 2:
+        raise WorkloadError("InvalidInput", f"--lora-scale must be within 0..2, got {args.lora_scale}")
+    if args.accelerator == "neuron":
+        if args.lora:
+            raise WorkloadError("InvalidInput",
+                                "--lora cannot be used with --accelerator neuron: a Neuron model has its LoRA "
+                                "fused at compile time; serve the compiled folder alone")
+        from sdxl_workloads.server.neuron_backend import NeuronBackend
+
+        return NeuronBackend(args.model)
+    from sdxl_workloads.server.diffusers_backend import DiffusersBackend
+
+    device = "cuda" if args.accelerator == "nvidia" else "cpu"
+    return DiffusersBackend(args.model, lora=args.lora, lora_scale=args.lora_scale, device=device)
+
+
+async def _load_in_background(model: ServedModel) -> None:
+    """model.load() on a daemon thread: a SIGTERM during a long load must not wait for it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def target() -> None:
+        error: BaseException | None = None
+        try:
+            model.load()
+        except BaseException as err:
+            error = err
+        loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=target, name="model-load", daemon=True).start()
+    await done
+
+
+async def serve(model: ServedModel, settings: ServerSettings, host: str, port: int) -> None:
+    import uvicorn
+
+    from sdxl_workloads.server.app import create_app
+
+    app = create_app(model, settings)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info",
+        # Long enough for a request that has just started to finish before shutdown gives up.
+        timeout_graceful_shutdown=int(settings.request_timeout) + 5,
+    )
+    server = uvicorn.Server(config)
+    failure: list[BaseException] = []
+
+    async def load() -> None:
+        try:
+            await _load_in_background(model)
+        except Exception as err:
+            log.error("the model failed to load: %s", err)
+            failure.append(err)
+            server.should_exit = True
+
+    loader = asyncio.get_running_loop().create_task(load())
+    try:
+        await server.serve()
+    finally:
+        loader.cancel()
+    if failure:
+        raise failure[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = build_settings(args)
+    model = ServedModel(build_backend(args))
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully, which would
+    # turn a clean drain into "killed by SIGTERM" (exit 143). With a Python handler installed
+    # before it starts, that re-raise lands here and the process exits 0.
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, lambda signum, frame: None)
+    try:
+        asyncio.run(serve(model, settings, args.host, args.port))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
