@@ -8,7 +8,7 @@ PYTHON ?= python3
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint types layers pytest bench clean
+.PHONY: setup demo test lint types layers pytest bench clean sync-crds
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ test: lint types layers pytest
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# The Helm chart ships byte-identical copies of crds/ (a test checks); run after editing a CRD.
+sync-crds:
+	mkdir -p charts/sdxl-operator/crds
+	rm -f charts/sdxl-operator/crds/*.yaml
+	cp crds/*.yaml charts/sdxl-operator/crds/
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

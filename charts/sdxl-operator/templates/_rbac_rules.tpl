@@ -1,0 +1,65 @@
+{{/*
+RBAC rules of the operator, exactly the permissions declared in operator/sdxl_operator/permissions.py
+(tests/contract/chart/test_chart_rbac.py compares them). No wildcards. The chart runs Kopf with
+--standalone, so the peering rules (kopf.dev) are not granted.
+*/}}
+
+{{/* Framework, cluster-scoped: always in a ClusterRole. */}}
+{{- define "sdxl-operator.rules.framework.clusterScoped" -}}
+# framework: Kopf discovers the served custom resources
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+# framework: Kopf observes namespaces when started with namespace patterns
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/* Framework, namespaced: in the ClusterRole (cluster-wide) or each watched namespace's Role. */}}
+{{- define "sdxl-operator.rules.framework.namespaced" -}}
+# framework: Kopf and the handlers post Events on the custom resources
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* Application: our custom resources and the children the handlers create and read. */}}
+{{- define "sdxl-operator.rules.application" -}}
+# application: watch the custom resources; Kopf patches its annotations and finalizer
+- apiGroups: ["sdxl.io"]
+  resources: ["sdxlfinetunes", "sdxldeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# application: write status through the status subresource
+- apiGroups: ["sdxl.io"]
+  resources: ["sdxlfinetunes/status", "sdxldeployments/status"]
+  verbs: ["get", "patch"]
+# application: the resolved-spec ConfigMap of each workload
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create"]
+# application: training and compile Jobs
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create"]
+# application: read Job pods to explain Pending/failed states
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# application: read the training progress lines from the pod log
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+# application: the inference Service of an SDXLDeployment
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch"]
+# application: the inference Deployment
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# application: optional autoscaling of the inference Deployment
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
