@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from sdxl_operator import labels
 from sdxl_operator.settings import OperatorSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -322,7 +323,9 @@ def test_service_monitor_selects_the_inference_servers(
 ) -> None:
     monitor = render(values).one("ServiceMonitor")
     assert monitor["metadata"]["namespace"] == RELEASE_NAMESPACE
-    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "sdxl-server"
+    # The labels the operator puts on the inference Services (sdxl_operator/labels.py).
+    assert monitor["spec"]["selector"]["matchLabels"] == {labels.NAME_KEY: labels.SERVER,
+                                                          labels.MANAGED_BY_KEY: labels.MANAGED_BY}
     assert monitor["spec"]["namespaceSelector"] == namespace_selector
     [endpoint] = monitor["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
