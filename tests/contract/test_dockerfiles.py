@@ -9,6 +9,10 @@ import io
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +207,39 @@ def test_serve_extra_accepts_the_neuron_image_versions(name: str) -> None:
     assert requirements, f"serve extra has no {name}"
     for requirement in requirements:
         assert Version(pinned) in requirement.specifier, f"serve extra {requirement} excludes {name} {pinned}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dockerfile", ["operator/Dockerfile", "workloads/Dockerfile.cpu"])
+def test_package_builds_from_only_what_the_image_copies(dockerfile: str, tmp_path: Path) -> None:
+    """pip builds our distribution from the copied files alone (the image's `pip install .[...]`),
+    and the wheel holds the package the ENTRYPOINT runs."""
+    parser = _parse(dockerfile)
+    context = tmp_path / "context"
+    for value in _instructions(parser, "COPY"):
+        words = shlex.split(value)
+        destination = words[-1]
+        for source in _copy_sources(value):
+            origin = REPO_ROOT / source
+            # Destinations are relative to WORKDIR /src, the folder pip builds; a trailing / keeps the name.
+            target = context / destination / origin.name if destination.endswith("/") else context / destination
+            if origin.is_dir():
+                shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
+         str(context)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+        entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    _, script = IMAGES[dockerfile]
+    package = {"sdxl-operator": "sdxl_operator", "sdxl-workload": "sdxl_workloads"}[script]
+    assert package in top_level
+    assert f"{script} = {package}." in scripts
