@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--queue-size", type=int, default=8, help="requests waiting before 429")
     serve.add_argument("--request-timeout", type=float, default=300.0, metavar="SECONDS")
     serve.add_argument("--api-key-file", metavar="PATH", help="require this API key (Bearer or X-API-Key)")
+    serve.add_argument("--max-steps", type=int, default=150, help="most denoising steps one request may ask for")
+    serve.add_argument("--max-images", type=int, default=8, help="most images one request may ask for")
 
     tiny = sub.add_parser("tiny-model", help="write the embedded SDXL-architecture test model")
     tiny.add_argument("out", metavar="OUT")

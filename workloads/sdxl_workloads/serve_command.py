@@ -26,14 +26,15 @@ log = logging.getLogger("sdxl_workloads.serve")
 
 # ServerSettings field -> the flag a user sets, for error messages.
 FLAG_NAMES = {"max_batch": "--max-batch", "queue_size": "--queue-size", "request_timeout": "--request-timeout",
-              "api_key": "--api-key-file"}
+              "api_key": "--api-key-file", "max_steps": "--max-steps", "max_images": "--max-images"}
 
 
 def build_settings(args: argparse.Namespace) -> ServerSettings:
     api_key = read_api_key(args.api_key_file) if getattr(args, "api_key_file", None) else None
     try:
         return ServerSettings(max_batch=args.max_batch, queue_size=args.queue_size,
-                              request_timeout=args.request_timeout, api_key=api_key)
+                              request_timeout=args.request_timeout, api_key=api_key,
+                              max_steps=getattr(args, "max_steps", 150), max_images=getattr(args, "max_images", 8))
     except ValueError as err:
         message = str(err)
         for field, flag in FLAG_NAMES.items():

@@ -44,6 +44,7 @@ from sdxl_workloads.server.schemas import (
     OpenAIImageRequest,
     OpenAIImageResponse,
     Timings,
+    request_models,
 )
 from sdxl_workloads.server.settings import ServerSettings
 
@@ -217,14 +218,9 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
 
-    @app.post(
-        "/v1/generate",
-        summary="generate images (JSON with base64 PNGs, or one PNG with Accept: image/png)",
-        response_model=GenerateResponse,
-        responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}},
-                                            "description": "JSON, or the PNG itself with Accept: image/png"}},
-        dependencies=[Depends(require_key)],
-    )
+    # The bodies carry this server's caps (settings.max_steps / max_images) in their schema.
+    generate_body, openai_body = request_models(settings.max_steps, settings.max_images)
+
     async def generate(body: GenerateRequest, request: Request) -> Any:
         began = time.perf_counter()
         png_only = wants_png(request.headers.get("accept"))
@@ -258,13 +254,6 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
                             encode_seconds=encode_seconds, total_seconds=total))
         return JSONResponse(response.model_dump(), headers={"Server-Timing": server_timing(outcome, encode_seconds)})
 
-    @app.post(
-        "/v1/images/generations",
-        summary="OpenAI images API (subset: prompt, n, size, response_format b64_json)",
-        response_model=OpenAIImageResponse,
-        responses=ERROR_RESPONSES,
-        dependencies=[Depends(require_key)],
-    )
     async def openai_generations(body: OpenAIImageRequest) -> Any:
         began = time.perf_counter()
         dimensions = body.dimensions()
@@ -279,4 +268,23 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         response = OpenAIImageResponse(created=int(time.time()), data=[OpenAIImage(b64_json=i) for i in images])
         return JSONResponse(response.model_dump())
 
+    # Annotations are strings under `from __future__ import annotations`; FastAPI must see the
+    # classes built above, which no module global names.
+    generate.__annotations__["body"] = generate_body
+    openai_generations.__annotations__["body"] = openai_body
+    app.post(
+        "/v1/generate",
+        summary="generate images (JSON with base64 PNGs, or one PNG with Accept: image/png)",
+        response_model=GenerateResponse,
+        responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}},
+                                            "description": "JSON, or the PNG itself with Accept: image/png"}},
+        dependencies=[Depends(require_key)],
+    )(generate)
+    app.post(
+        "/v1/images/generations",
+        summary="OpenAI images API (subset: prompt, n, size, response_format b64_json)",
+        response_model=OpenAIImageResponse,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(require_key)],
+    )(openai_generations)
     return app

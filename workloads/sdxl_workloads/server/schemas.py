@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens; this bounds tokenizer work, not meaning
 MAX_IMAGES = 8
@@ -139,3 +139,22 @@ class ErrorBody(BaseModel):
 
     detail: object
     error: dict[str, str]
+
+
+def request_models(max_steps: int, max_images: int) -> tuple[type[GenerateRequest], type[OpenAIImageRequest]]:
+    """The request bodies with this server's own caps on steps and images per request, so the
+    OpenAPI schema states the limits the server enforces (an operator lowers them to bound
+    the cost of one request)."""
+    generate = create_model(
+        "GenerateRequest", __base__=GenerateRequest,
+        num_inference_steps=(int | None, Field(
+            default=None, ge=1, le=max_steps,
+            description=f"denoising steps, at most {max_steps} (default: the server's --default-steps)")),
+        num_images=(int, Field(default=1, ge=1, le=max_images,
+                               description=f"images to generate for this prompt, at most {max_images}")),
+    )
+    openai = create_model(
+        "OpenAIImageRequest", __base__=OpenAIImageRequest,
+        n=(int, Field(default=1, ge=1, le=max_images, description=f"number of images, at most {max_images}")),
+    )
+    return generate, openai

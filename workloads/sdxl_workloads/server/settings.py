@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sdxl_workloads.server.schemas import MAX_IMAGES, MAX_STEPS
+
 # Request bodies are small JSON objects (a prompt of at most a few thousand characters);
 # anything much larger is a mistake or abuse and is refused before it is read into memory.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
@@ -17,6 +19,8 @@ class ServerSettings:
     api_key: str | None = None  # when set, /v1/* needs it as a Bearer token or X-API-Key
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger request bodies get 413
     default_steps: int = 25  # num_inference_steps when a request gives none (SDXL's usual 25-30)
+    max_steps: int = 150  # most num_inference_steps one request may ask for
+    max_images: int = 8  # most images one request may ask for
     default_guidance: float = 5.0  # guidance_scale when a request gives none
     drain_timeout: float | None = None  # seconds shutdown waits for accepted work; None = request_timeout
 
@@ -30,8 +34,12 @@ class ServerSettings:
             problems.append(f"request_timeout must be > 0 seconds, got {self.request_timeout}")
         if self.max_body_bytes < 1024:
             problems.append(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
-        if not 1 <= self.default_steps <= 150:
-            problems.append(f"default_steps must be within 1..150, got {self.default_steps}")
+        if not 1 <= self.max_steps <= MAX_STEPS:
+            problems.append(f"max_steps must be within 1..{MAX_STEPS}, got {self.max_steps}")
+        if not 1 <= self.default_steps <= self.max_steps:
+            problems.append(f"default_steps must be within 1..max_steps ({self.max_steps}), got {self.default_steps}")
+        if not 1 <= self.max_images <= MAX_IMAGES:
+            problems.append(f"max_images must be within 1..{MAX_IMAGES}, got {self.max_images}")
         if self.api_key is not None and not self.api_key:
             problems.append("api_key must not be empty (leave it unset to serve without a key)")
         if problems:
