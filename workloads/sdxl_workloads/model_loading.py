@@ -81,10 +81,11 @@ def load_base_model(
     for module in (text_encoder_one, text_encoder_two, vae, unet):
         module.requires_grad_(False)
         module.eval()
-    unet.to(device, dtype=weight_dtype)
-    text_encoder_one.to(device, dtype=weight_dtype)
-    text_encoder_two.to(device, dtype=weight_dtype)
-    vae.to(device, dtype=weight_dtype if vae_path else torch.float32)
+    for module in (unet, text_encoder_one, text_encoder_two, vae):
+        module.to(device)
+    if weight_dtype != torch.float32:
+        for module in (unet, text_encoder_one, text_encoder_two, *([vae] if vae_path else [])):
+            module.to(dtype=weight_dtype)
     return BaseModel(
         tokenizer_one=tokenizer_one, tokenizer_two=tokenizer_two,
         text_encoder_one=text_encoder_one, text_encoder_two=text_encoder_two,

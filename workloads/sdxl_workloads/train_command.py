@@ -1,0 +1,434 @@
+"""`sdxl-workload train`: fine-tune SDXL with DreamBooth + LoRA, the recipe of diffusers'
+`train_dreambooth_lora_sdxl.py` as a sequence of stages:
+
+  load spec -> check everything that can be wrong -> load base model -> class images ->
+  LoRA -> cache latents/embeddings -> optimizer -> (resume) -> loop -> export -> publish -> report
+
+Everything a user can get wrong (spec values, images, model, output, optimizer on this device)
+fails before the first step, with a message that names the field or file. Artifacts are staged
+locally and published only when the run is complete; checkpoints are published as they are made
+so a restarted pod (`--resume latest`) loses at most `checkpointEvery` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdxl_workloads import (
+    checkpoints,
+    embedding_cache,
+    lora_export,
+    lora_setup,
+    model_loading,
+    optimizers,
+    prior_preservation,
+    protocol,
+    storage,
+    training_data,
+    training_loop,
+    validation_images,
+)
+from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.spec_loading import read_manifest
+
+LORA_DIR = "lora"
+VALIDATION_DIR = "validation"
+TRAINING_ARGS_FILE = "training_args.json"
+
+
+@dataclass
+class RunPlan:
+    """What the checks found: everything needed to train, resolved to local paths."""
+
+    spec: FineTuneSpec
+    spec_dict: dict[str, Any]  # the resolved spec, recorded in checkpoints and training_args.json
+    run_name: str
+    output: storage.Output
+    model_path: str
+    vae_path: str | None
+    instance_images: list[Any]  # instance_data.InstanceImage
+    class_image_dir: Path | None
+    resume_from: Path | None  # a local checkpoint folder
+    accelerator: Any
+    validation_prompts: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: spec and up-front checks
+
+
+def load_spec(spec_file: str, output_override: str | None) -> tuple[FineTuneSpec, dict[str, Any], str | None]:
+    """The checked spec, its resolved dict (all defaults filled in) and the object's name, if any."""
+    manifest = read_manifest(spec_file, expected_kind="SDXLFineTune")
+    raw = dict(manifest.spec)
+    if output_override:
+        raw["output"] = output_override
+    spec = FineTuneSpec.from_dict(raw)
+    if not spec.output:
+        raise protocol.WorkloadError(
+            "InvalidInput", "spec.output: no output given; set spec.output or pass --output URI")
+    name = manifest.metadata.get("name")
+    return spec, spec.to_dict(), str(name) if name else None
+
+
+def make_accelerator(spec: FineTuneSpec) -> Any:
+    """One Accelerator per run (multi-GPU via `accelerate launch`); its process-wide state is reset
+    first so that runs in one process (tests, the demo) may use different precisions."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    accelerator = Accelerator(mixed_precision=spec.training.mixed_precision,
+                              gradient_accumulation_steps=spec.training.gradient_accumulation)
+    if spec.training.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise protocol.WorkloadError(
+            "InvalidInput",
+            "spec.training.mixedPrecision: fp16 needs a GPU and this run is on CPU; use bf16 or no",
+        )
+    return accelerator
+
+
+def limit_cpu_threads(spec: FineTuneSpec, device: torch.device) -> None:
+    """On CPU, use no more threads than the pod's CPU request: torch sizes its pool from the
+    host's cores, not the container's limit, and oversubscribed threads spin against each other."""
+    if device.type != "cpu":
+        return
+    try:
+        cores = spec.resources.cpu
+        limit = float(cores[:-1]) / 1000 if cores.endswith("m") else float(cores)
+    except ValueError:
+        return
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), int(limit))))
+
+
+def run_name_of(name: str | None, output_uri: str) -> str:
+    return name or output_uri.rstrip("/").rsplit("/", 1)[-1] or "lora"
+
+
+def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | None,
+                     resume: str | None) -> RunPlan:
+    """Every check that needs no training, in the order a user would fix them."""
+    from sdxl_workloads.instance_data import load_instance_images
+
+    training = spec.training
+    storage.check_writable(spec.output)
+    accelerator = make_accelerator(spec)
+    limit_cpu_threads(spec, accelerator.device)
+    optimizers.check_optimizer_available(training.optimizer, accelerator.device)
+    instance_dir = storage.local_input(spec.instance_images)
+    instance_images = load_instance_images(
+        instance_dir, resolution=training.resolution, crop=training.crop, instance_prompt=spec.instance_prompt)
+    class_image_dir = None
+    prior = spec.prior_preservation
+    if prior.enabled:
+        if not spec.class_prompt:
+            raise protocol.WorkloadError(
+                "InvalidInput", "spec.classPrompt: prior preservation needs a class prompt, e.g. 'a photo of a person'")
+        if prior.class_images:
+            class_image_dir = storage.local_input(prior.class_images)
+            prior_preservation.existing_class_images(class_image_dir)
+    model_path = storage.resolve_model(spec.base_model)
+    vae_path = storage.resolve_model(spec.vae) if spec.vae else None
+    output = storage.Output(spec.output)
+    try:
+        resume_from = find_resume_checkpoint(resume, output, spec_dict)
+    except BaseException:
+        output.close()
+        raise
+    return RunPlan(
+        spec=spec, spec_dict=spec_dict, run_name=run_name_of(name, spec.output), output=output,
+        model_path=model_path, vae_path=vae_path, instance_images=instance_images,
+        class_image_dir=class_image_dir, resume_from=resume_from, accelerator=accelerator,
+        validation_prompts=spec.validation_prompts,
+    )
+
+
+def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict: dict[str, Any]) -> Path | None:
+    if not resume:
+        return None
+    if resume == "latest":
+        folder = checkpoints.fetch_latest_checkpoint(output)
+        if folder is None:
+            protocol.emit_event("log", message=f"no checkpoint under {output.uri_of('checkpoints')}; starting at step 0")
+            return None
+    else:
+        folder = checkpoints.check_checkpoint_folder(storage.local_input(resume), resume)
+    changed = checkpoints.spec_differences(checkpoints.checkpoint_spec(folder), spec_dict)
+    if changed:
+        raise protocol.WorkloadError(
+            "InvalidInput",
+            f"--resume: the checkpoint was made with a different spec ({', '.join(changed[:8])} changed); "
+            "resume with the same spec, or start a new run with a new output",
+        )
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: model, class images, LoRA, caches, optimizer
+
+
+def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> list[Any]:
+    """Class images (existing + generated with the base model, before any LoRA is attached)."""
+    from sdxl_workloads.instance_data import load_class_images
+
+    spec = plan.spec
+    prior = spec.prior_preservation
+    out_dir = plan.output.local_dir / prior_preservation.CLASS_IMAGE_DIR
+    if plan.output.exists(prior_preservation.CLASS_IMAGE_DIR):  # a resumed run reuses its class images
+        plan.output.download(prior_preservation.CLASS_IMAGE_DIR)
+    existing = prior_preservation.existing_class_images(plan.class_image_dir)
+    paths = prior_preservation.ensure_class_images(
+        model_loading.build_pipeline(model), spec.class_prompt, prior.num_class_images, out_dir,
+        existing=existing, resolution=spec.training.resolution, seed=spec.training.seed,
+    )
+    if out_dir.is_dir() and plan.accelerator.is_main_process:
+        plan.output.publish(prior_preservation.CLASS_IMAGE_DIR)
+    return list(load_class_images(paths, resolution=spec.training.resolution, crop="center",
+                                  class_prompt=spec.class_prompt))
+
+
+def latent_examples(images: list[Any], vae: Any, device: torch.device, random_flip: bool,
+                    ) -> list[training_data.TrainingExample]:
+    resolution = images[0].image.size[0]
+    pixels = training_data.pixels_from_images([item.image for item in images])
+    latents = embedding_cache.cache_latents(vae, pixels, device)
+    flipped = embedding_cache.cache_latents(vae, pixels.flip(-1), device) if random_flip else [None] * len(latents)
+    return [
+        training_data.TrainingExample(
+            latents=lat, flipped_latents=flip, caption=item.caption,
+            time_ids=training_data.time_ids(item.original_size, item.crop_top_left, (resolution, resolution)),
+        )
+        for item, lat, flip in zip(images, latents, flipped, strict=True)
+    ]
+
+
+def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
+    from accelerate.utils import set_seed
+
+    spec, accelerator = plan.spec, plan.accelerator
+    training = spec.training
+    set_seed(training.seed)  # LoRA init and everything else drawn from the global RNG
+    weight_dtype = model_loading.torch_dtype(training.mixed_precision)
+    model = model_loading.load_base_model(
+        plan.model_path, revision=spec.base_model_revision, vae_path=plan.vae_path,
+        weight_dtype=weight_dtype, device=accelerator.device,
+    )
+    class_images = class_examples_for(plan, model) if spec.prior_preservation.enabled else []
+
+    set_seed(training.seed)
+    lora_setup.add_unet_lora(model.unet, training.rank, training.alpha, training.target_modules)
+    text_encoders = [model.text_encoder_one, model.text_encoder_two]
+    if training.train_text_encoder:
+        for text_encoder in text_encoders:
+            lora_setup.add_text_encoder_lora(text_encoder, training.rank, training.alpha)
+    trained = [model.unet, *(text_encoders if training.train_text_encoder else [])]
+    lora_setup.upcast_lora_to_fp32(trained)
+    if training.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+        if training.train_text_encoder:
+            for text_encoder in text_encoders:
+                text_encoder.gradient_checkpointing_enable()
+
+    instance_examples = latent_examples(plan.instance_images, model.vae, accelerator.device, training.random_flip)
+    class_examples = (latent_examples(class_images, model.vae, accelerator.device, training.random_flip)
+                      if class_images else [])
+    prompt_cache = None
+    if not training.train_text_encoder:
+        captions = [e.caption for e in instance_examples + class_examples]
+        prompt_cache = embedding_cache.cache_prompt_embeddings(
+            text_encoders, [model.tokenizer_one, model.tokenizer_two], captions)
+
+    unet_params = lora_setup.trainable_parameters(model.unet)
+    param_groups = [{"params": unet_params, "lr": training.learning_rate,
+                     "weight_decay": optimizers.UNET_WEIGHT_DECAY}]
+    trainable = list(unet_params)
+    if training.train_text_encoder:
+        te_params = [p for te in text_encoders for p in lora_setup.trainable_parameters(te)]
+        param_groups.append({"params": te_params, "lr": training.text_encoder_learning_rate,
+                             "weight_decay": optimizers.TEXT_ENCODER_WEIGHT_DECAY})
+        trainable += te_params
+    optimizer = optimizers.build_optimizer(training.optimizer, param_groups)
+    # The schedule is stepped once per optimizer step by the loop itself, not through accelerate
+    # (which would step it once per process).
+    lr_scheduler = optimizers.build_lr_scheduler(training.lr_scheduler, optimizer, training.lr_warmup_steps,
+                                                 training.max_steps)
+    if training.train_text_encoder:
+        unet, te_one, te_two, optimizer = accelerator.prepare(model.unet, *text_encoders, optimizer)
+        text_encoders = [te_one, te_two]
+    else:
+        unet, optimizer = accelerator.prepare(model.unet, optimizer)
+
+    settings = training_loop.LoopSettings(
+        max_steps=training.max_steps, batch_size=training.batch_size,
+        gradient_accumulation=training.gradient_accumulation, snr_gamma=training.snr_gamma,
+        noise_offset=training.noise_offset, max_grad_norm=training.max_grad_norm, seed=training.seed,
+        random_flip=training.random_flip, train_text_encoder=training.train_text_encoder,
+        prior_loss_weight=spec.prior_preservation.loss_weight,
+    )
+    return training_loop.TrainingRun(
+        accelerator=accelerator, model=model, unet=unet, text_encoders=text_encoders, optimizer=optimizer,
+        lr_scheduler=lr_scheduler, trainable_params=trainable, settings=settings,
+        instance_examples=instance_examples, class_examples=class_examples, prompt_cache=prompt_cache,
+        weight_dtype=weight_dtype,
+        generator=torch.Generator().manual_seed(training.seed * 1009 + accelerator.process_index),
+    )
+
+
+def unwrapped_models(run: training_loop.TrainingRun) -> dict[str, Any]:
+    """The trained models by name, outside any DDP wrapper (what checkpoints and exports read)."""
+    unwrap = run.accelerator.unwrap_model
+    models = {"unet": unwrap(run.unet)}
+    if run.settings.train_text_encoder:
+        models["text_encoder_one"] = unwrap(run.text_encoders[0])
+        models["text_encoder_two"] = unwrap(run.text_encoders[1])
+    return models
+
+
+def restore(run: training_loop.TrainingRun, folder: Path) -> None:
+    state = checkpoints.read_training_state(folder)
+    checkpoints.load_trainable_state(unwrapped_models(run), state["lora"], str(folder))
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    run.generator.set_state(state["generator"])
+    checkpoints.set_rng_state(state["rng"])
+    scaler = getattr(run.accelerator, "scaler", None)
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    run.step = int(state["step"])
+    run.losses = list(state["losses"])
+    protocol.emit_event("log", message=f"resumed from {folder.name} at step {run.step}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: hooks run after optimizer steps
+
+
+def checkpoint_hook(plan: RunPlan) -> training_loop.StepHook:
+    every = plan.spec.training.checkpoint_every
+
+    def save(run: training_loop.TrainingRun) -> None:
+        if every <= 0 or run.step % every or run.step >= run.settings.max_steps:
+            return  # the final state is exported as the LoRA itself
+        if run.accelerator.is_main_process:
+            uri = checkpoints.save_checkpoint(
+                plan.output, run.step, models=unwrapped_models(run), optimizer=run.optimizer,
+                lr_scheduler=run.lr_scheduler, generator=run.generator, losses=run.losses,
+                spec=plan.spec_dict, scaler=getattr(run.accelerator, "scaler", None),
+            )
+            protocol.emit_event("checkpoint", step=run.step, uri=uri)
+        run.accelerator.wait_for_everyone()
+
+    return save
+
+
+def save_validation(plan: RunPlan, run: training_loop.TrainingRun) -> str:
+    """Sample the validation prompts with the current LoRA into validation/step-N.png."""
+    validation = plan.spec.validation
+    models = unwrapped_models(run)
+    pipe = model_loading.build_pipeline(
+        run.model, unet=models["unet"], text_encoder_one=models.get("text_encoder_one"),
+        text_encoder_two=models.get("text_encoder_two"),
+    )
+    relpath = f"{VALIDATION_DIR}/step-{run.step:06d}.png"
+    for model in models.values():
+        model.eval()
+    try:
+        with run.accelerator.autocast():
+            validation_images.save_validation_grid(
+                pipe, plan.validation_prompts, plan.output.local_dir / relpath,
+                resolution=plan.spec.training.resolution, num_inference_steps=validation.num_inference_steps,
+                guidance_scale=validation.guidance_scale, seed=validation.seed,
+            )
+    finally:
+        for model in models.values():
+            model.train()
+    protocol.emit_event("validation", step=run.step, images=[relpath])
+    return relpath
+
+
+def validation_hook(plan: RunPlan) -> training_loop.StepHook:
+    every = plan.spec.validation.every
+
+    def validate(run: training_loop.TrainingRun) -> None:
+        if every > 0 and run.step % every == 0 and run.step < run.settings.max_steps \
+                and run.accelerator.is_main_process:
+            save_validation(plan, run)
+
+    return validate
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4: export, publish, report
+
+
+def export(plan: RunPlan, run: training_loop.TrainingRun, metrics: dict[str, Any]) -> dict[str, str]:
+    """Write the LoRA files and training_args.json into staging; returns their relative paths and
+    adds the LoRA's digest to `metrics`."""
+    models = unwrapped_models(run)
+    lora_dir = plan.output.local_dir / LORA_DIR
+    lora_file = lora_export.save_diffusers_lora(
+        lora_dir, models["unet"], models.get("text_encoder_one"), models.get("text_encoder_two"))
+    kohya_file = lora_export.save_kohya_lora(
+        lora_file, lora_dir / lora_export.kohya_file_name(plan.run_name), plan.spec.training.alpha)
+    metrics["loraSha256"] = lora_export.sha256_of(lora_file)
+    files = {"lora": f"{LORA_DIR}/{lora_file.name}", "kohyaLora": f"{LORA_DIR}/{kohya_file.name}"}
+    lora_export.write_training_args(
+        plan.output.local_dir / TRAINING_ARGS_FILE, plan.spec_dict,
+        {"name": plan.run_name, "metrics": metrics, "files": files},
+    )
+    return files
+
+
+def train(plan: RunPlan, started: float) -> dict[str, Any]:
+    """Stages 2-4 for a checked plan; returns the result's artifacts and metrics."""
+    run = build_training_run(plan)
+    if plan.resume_from is not None:
+        restore(run, plan.resume_from)
+    first_step = run.step
+    protocol.emit_event("log", message=f"training {plan.run_name}: step {run.step} of {run.settings.max_steps}, "
+                                       f"{len(run.instance_examples)} instance images, "
+                                       f"{len(run.class_examples)} class images, device {run.accelerator.device}")
+    loop_started = time.monotonic()
+    training_loop.train(run, after_step=[checkpoint_hook(plan), validation_hook(plan)])
+    loop_seconds = time.monotonic() - loop_started
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:
+        return {}
+    save_validation(plan, run)
+    metrics: dict[str, Any] = {"finalLoss": round(training_loop.recent_loss(run), 6), "steps": run.step}
+    if run.step > first_step:
+        metrics["stepsPerSecond"] = round((run.step - first_step) / loop_seconds, 3)
+    files = export(plan, run, metrics)
+    plan.output.publish()
+    metrics["seconds"] = round(time.monotonic() - started, 1)
+    return {
+        "artifacts": {
+            "lora": plan.output.uri_of(files["lora"]),
+            "kohyaLora": plan.output.uri_of(files["kohyaLora"]),
+            "validationImages": plan.output.uri_of(VALIDATION_DIR),
+        },
+        "metrics": metrics,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """`sdxl-workload train --spec FILE [--output URI] [--resume latest|PATH]`."""
+    started = time.monotonic()
+    spec, spec_dict, name = load_spec(args.spec, getattr(args, "output", None))
+    plan = check_everything(spec, spec_dict, name, getattr(args, "resume", None))
+    try:
+        result = train(plan, started)
+    finally:
+        plan.output.close()
+        shutil.rmtree(plan.output.local_dir, ignore_errors=True)
+    if result:
+        protocol.report_success(result["artifacts"], result["metrics"], getattr(args, "termination_log", None))
+    return 0
