@@ -1,0 +1,188 @@
+"""The offline apiserver stand-in (crd_validation.py) behaves like the apiserver on a small CRD.
+
+Other tests trust its verdicts on our CRDs, so its defaulting, OpenAPI conversion, CEL evaluation and
+error wording are checked here against a CRD written for the purpose.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.io"},
+    "spec": {
+        "group": "example.io",
+        "scope": "Namespaced",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {
+                    "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": {
+                        "type": "object",
+                        "x-kubernetes-validations": [
+                            {"rule": "self.size == oldSelf.size", "message": "size is immutable"},
+                            {"rule": "!has(self.color) || self.color != 'red' || self.size > 1",
+                             "message": "red widgets are bigger", "fieldPath": ".color",
+                             "reason": "FieldValueForbidden"},
+                        ],
+                        "properties": {
+                            "size": {"type": "integer", "default": 2, "minimum": 0, "exclusiveMinimum": True},
+                            "ratio": {"type": "number", "maximum": 1, "exclusiveMaximum": True},
+                            "color": {"type": "string", "nullable": True},
+                            "port": {"x-kubernetes-int-or-string": True},
+                            "inner": {
+                                "type": "object", "default": {},
+                                "properties": {"depth": {"type": "integer", "default": 3},
+                                               "tags": {"type": "array", "items": {"type": "string"}}},
+                            },
+                            "labels": {"type": "object", "additionalProperties": {
+                                "type": "object", "properties": {"weight": {"type": "integer", "default": 1}}}},
+                            "parts": {"type": "array", "items": {
+                                "type": "object", "required": ["name"],
+                                "x-kubernetes-validations": [{"rule": "self.name != 'bad'", "message": "no bad parts"}],
+                                "properties": {"name": {"type": "string"}, "count": {"type": "integer", "default": 1}},
+                            }},
+                            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                     "properties": {"known": {"type": "string"}}},
+                        },
+                    },
+                },
+            }},
+        }],
+    },
+}
+
+
+@pytest.fixture
+def widget_crd(tmp_path: Path) -> Path:
+    path = tmp_path / "widgets.example.io.yaml"
+    path.write_text(yaml.safe_dump(WIDGET_CRD), encoding="utf-8")
+    return path
+
+
+def _widget(**spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec}
+
+
+def test_defaults_fill_missing_fields_and_recurse_into_defaulted_objects(
+    crd_validation: ModuleType, widget_crd: Path
+) -> None:
+    defaulted = crd_validation.apply_crd_defaults(
+        _widget(labels={"a": {}}, parts=[{"name": "x"}, {"name": "y", "count": 5}]), widget_crd)
+    assert defaulted["spec"]["size"] == 2
+    assert defaulted["spec"]["inner"] == {"depth": 3}, "a defaulted object gets its own nested defaults"
+    assert defaulted["spec"]["labels"] == {"a": {"weight": 1}}, "map values are defaulted"
+    assert [p["count"] for p in defaulted["spec"]["parts"]] == [1, 5], "list items are defaulted, not overwritten"
+    assert "ratio" not in defaulted["spec"] and "color" not in defaulted["spec"]
+
+
+def test_defaults_replace_null_only_where_the_field_is_not_nullable(
+    crd_validation: ModuleType, widget_crd: Path
+) -> None:
+    defaulted = crd_validation.apply_crd_defaults(_widget(size=None, color=None), widget_crd)
+    assert defaulted["spec"]["size"] == 2
+    assert defaulted["spec"]["color"] is None
+
+
+def test_defaults_do_not_touch_the_callers_object(crd_validation: ModuleType, widget_crd: Path) -> None:
+    obj = _widget()
+    crd_validation.apply_crd_defaults(obj, widget_crd)
+    assert obj == _widget()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"size": 0}, ["spec.size: Invalid value: 0: spec.size in body should be greater than 0"]),
+        ({"ratio": 1}, ["spec.ratio: Invalid value: 1: spec.ratio in body should be less than 1"]),
+        ({"ratio": 0.5, "color": None, "port": "http"}, []),
+        ({"port": 8080}, []),
+        ({"port": 1.5}, ['spec.port: Invalid value: 1.5: 1.5 is not valid under any of the given schemas']),
+        ({"inner": {"depht": 1}}, ['unknown field "spec.inner.depht"']),
+        ({"free": {"known": "k", "anything": {"goes": 1}}}, []),
+        ({"parts": [{"count": 2}]}, ["spec.parts[0].name: Required value"]),
+        ({"inner": {"tags": ["a", 1]}},
+         ['spec.inner.tags[1]: Invalid value: "integer": spec.inner.tags[1] in body must be of type string: "integer"']),
+        ({"size": "big", "ratio": 2}, [
+            "spec.ratio: Invalid value: 2: spec.ratio in body should be less than 1",
+            'spec.size: Invalid value: "string": spec.size in body must be of type integer: "string"',
+        ]),
+    ],
+)
+def test_schema_errors_in_apiserver_wording(
+    crd_validation: ModuleType, widget_crd: Path, spec: dict[str, Any], expected: list[str]
+) -> None:
+    assert crd_validation.validate_against_crd(_widget(**spec), widget_crd) == expected
+
+
+def test_cel_rules_run_on_nested_list_items_with_field_path_and_reason(
+    crd_validation: ModuleType, widget_crd: Path
+) -> None:
+    errors = crd_validation.validate_against_crd(
+        _widget(size=1, color="red", parts=[{"name": "ok"}, {"name": "bad"}]), widget_crd)
+    assert errors == [
+        "spec.color: Forbidden: red widgets are bigger",
+        'spec.parts[1]: Invalid value: "object": no bad parts',
+    ]
+
+
+def test_cel_rules_are_skipped_while_the_schema_fails(crd_validation: ModuleType, widget_crd: Path) -> None:
+    errors = crd_validation.validate_against_crd(_widget(size=1, color="red", ratio=5), widget_crd)
+    # The CEL rule on color would fail too, but the apiserver does not run rules on an invalid object.
+    assert errors == ["spec.ratio: Invalid value: 5: spec.ratio in body should be less than 1"]
+
+
+def test_transition_rules_run_only_on_update(crd_validation: ModuleType, widget_crd: Path) -> None:
+    validate = crd_validation.validate_against_crd
+    assert validate(_widget(size=5), widget_crd) == [], "a create has no oldSelf"
+    assert validate(_widget(size=5), widget_crd, old=_widget(size=5)) == []
+    assert validate(_widget(size=5), widget_crd, old=_widget(size=6)) == [
+        'spec: Invalid value: "object": size is immutable']
+    # The old object is defaulted too: size 2 written out equals the stored default.
+    assert validate(_widget(size=2), widget_crd, old=_widget()) == []
+
+
+def test_identity_of_the_object_is_checked(crd_validation: ModuleType, widget_crd: Path) -> None:
+    obj = _widget()
+    obj.update(apiVersion="example.io/v2", kind="Gadget", metadata={"name": "Bad_Name"})
+    errors = crd_validation.validate_against_crd(obj, widget_crd)
+    assert errors[0] == 'apiVersion: Invalid value: "example.io/v2": must be example.io/v1'
+    assert errors[1] == 'kind: Invalid value: "Gadget": must be Widget'
+    assert errors[2].startswith('metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain')
+    assert crd_validation.validate_against_crd({**_widget(), "metadata": {}}, widget_crd) == [
+        "metadata.name: Required value: name or generateName is required"]
+
+
+def test_conversion_keeps_openapi_meaning(crd_validation: ModuleType) -> None:
+    converted = crd_validation.openapi_to_jsonschema({
+        "type": "object", "x-kubernetes-validations": [{"rule": "true"}],
+        "properties": {"n": {"type": "integer", "minimum": 0, "exclusiveMinimum": True, "nullable": True}},
+    })
+    assert converted == {
+        "type": "object", "additionalProperties": False,
+        "properties": {"n": {"type": ["integer", "null"], "exclusiveMinimum": 0}},
+    }
+
+
+def test_crd_is_reloaded_when_its_file_changes(crd_validation: ModuleType, widget_crd: Path) -> None:
+    assert crd_validation.validate_against_crd(_widget(size=7), widget_crd) == []
+    changed = yaml.safe_load(widget_crd.read_text(encoding="utf-8"))
+    changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["size"][
+        "maximum"] = 5
+    widget_crd.write_text(yaml.safe_dump(changed), encoding="utf-8")
+    stat = widget_crd.stat()
+    os.utime(widget_crd, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert crd_validation.validate_against_crd(_widget(size=7), widget_crd) == [
+        "spec.size: Invalid value: 7: spec.size in body should be less than or equal to 5"]
