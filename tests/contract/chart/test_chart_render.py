@@ -61,7 +61,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "deadlines": {"trainSeconds": 7200, "compileSeconds": 3600, "trainBackoffLimit": 5,
                       "statusIntervalSeconds": 30, "pendingGraceSeconds": 600},
-        "operator": {"logLevel": "debug", "serviceAccount": {"name": "op"}, "priorityClassName": "system-cluster-critical"},
+        "operator": {"logLevel": "debug", "logFormat": "json", "serviceAccount": {"name": "op"}, "priorityClassName": "system-cluster-critical"},
     },
     "service-monitor": {
         "watchNamespaces": ["team-a"],
@@ -364,3 +364,4 @@ def test_values_yaml_documents_every_chart_key() -> None:
         if not lines[index - 1].lstrip().startswith("#"):
             undocumented.append(".".join(k for _, k in path))
     assert undocumented == []
+

@@ -39,6 +39,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"deadlines": {"trainBackoffLimit": -1}}, "/deadlines/trainBackoffLimit", "minimum"),
     ({"deadlines": {"pendingGraceSeconds": 0}}, "/deadlines/pendingGraceSeconds", "minimum"),
     ({"operator": {"logLevel": "trace"}}, "/operator/logLevel", "one of"),
+    ({"operator": {"logFormat": "yaml"}}, "/operator/logFormat", "one of"),
     ({"operator": {"resources": {"limits": {"memory": "lots"}}}}, "/operator/resources/limits/memory", "pattern"),
     ({"operator": {"resources": {"request": {"cpu": "1"}}}}, "/operator/resources", "request"),
     ({"operator": {"replicas": 2}}, "/operator", "replicas"),
