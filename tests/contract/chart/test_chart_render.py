@@ -137,10 +137,14 @@ def _args(deployment: dict[str, Any]) -> list[str]:
     return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
 
 
-def test_chart_lints_strictly(helm: Callable[..., Any]) -> None:
-    result = helm("lint", "--strict", str(CHART_DIR))
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_chart_lints_strictly(helm: Callable[..., Any], value_set: str, tmp_path: Path) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(VALUE_SETS[value_set]))
+    result = helm("lint", "--strict", str(CHART_DIR), "--values", str(values_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -365,3 +369,10 @@ def test_values_yaml_documents_every_chart_key() -> None:
             undocumented.append(".".join(k for _, k in path))
     assert undocumented == []
 
+
+
+def test_refuses_clusters_older_than_the_crds_need(render: Callable[..., Any]) -> None:
+    assert render(None, "--kube-version", "1.29.0").returncode == 0
+    result = render(None, "--kube-version", "1.28.0")
+    assert result.returncode != 0
+    assert "kubeVersion" in result.stderr
