@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+from sdxl_operator import pod_security
 
 try:
     import tomllib
@@ -143,10 +146,17 @@ def test_installs_exactly_its_defined_extras(dockerfile: str) -> None:
 def test_ends_as_a_numeric_non_root_user(dockerfile: str) -> None:
     users = [item["value"] for item in _final_stage(_parse(dockerfile)) if item["instruction"] == "USER"]
     assert users, f"{dockerfile}: the final stage sets no USER, so it runs as root"
-    user = users[-1].split(":")[0]
+    user, _, group = users[-1].partition(":")
     # Numeric, so the kubelet can enforce runAsNonRoot without a runAsUser in the pod spec.
     assert user.isdigit() and int(user) != 0, f"{dockerfile}: final USER {users[-1]!r}"
-    assert int(user) == 10001  # the chart's runAsUser
+    assert group.isdigit() and int(group) != 0, f"{dockerfile}: final USER {users[-1]!r} has no numeric group"
+    # The same ids the pods run with, so files the image prepared stay readable and writable.
+    if dockerfile == "operator/Dockerfile":
+        values = yaml.safe_load((REPO_ROOT / "charts" / "sdxl-operator" / "values.yaml").read_text())
+        context = values["operator"]["podSecurityContext"]
+        assert (int(user), int(group)) == (context["runAsUser"], context["runAsGroup"])
+    else:
+        assert (int(user), int(group)) == (pod_security.RUN_AS_USER, pod_security.RUN_AS_GROUP)
 
 
 @pytest.mark.parametrize("dockerfile", IMAGES)
@@ -243,3 +253,11 @@ def test_package_builds_from_only_what_the_image_copies(dockerfile: str, tmp_pat
     package = {"sdxl-operator": "sdxl_operator", "sdxl-workload": "sdxl_workloads"}[script]
     assert package in top_level
     assert f"{script} = {package}." in scripts
+
+
+@pytest.mark.parametrize("dockerfile", IMAGES)
+def test_run_commands_are_valid_shell(dockerfile: str) -> None:
+    """Each shell-form RUN parses with `sh -n` (Docker runs it with /bin/sh -c)."""
+    for run in _instructions(_parse(dockerfile), "RUN"):
+        checked = subprocess.run(["sh", "-n", "-c", run], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, f"{dockerfile}: RUN {run[:80]}...: {checked.stderr}"
