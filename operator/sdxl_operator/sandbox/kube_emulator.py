@@ -13,6 +13,8 @@ one behaviour the operator (or Kopf) depends on, and nothing more:
 * **422 for a failed JSON-patch ``test``** — Kopf guards its finalizer patches with
   ``test /metadata/resourceVersion`` and treats 422 as "newer changes, retry"; KMock answers 500.
 * **Label selectors on list and watch** — the operator lists a Job's pods by label.
+* **Lossless watches from a resourceVersion** — KMock loses changes made between its snapshot and
+  its subscription, and replays everything; Kopf then waits forever on a stale object.
 * **Garbage collection by ownerReferences** — deleting an owner deletes its dependents (recursively,
   like the background cascade ``kubectl delete`` uses), so deleting a custom resource removes its Job.
 * **Pod logs** — ``GET .../pods/<name>/log`` (with ``tailLines``) serves text set by whoever plays
@@ -31,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import itertools
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -51,7 +52,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     """KMock's emulator with the server behaviours the operator relies on (see the module docstring)."""
 
     _pod_logs: dict[tuple[str | None, str], str] = attrs.field(factory=dict, init=False)
-    _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _last_version: int = attrs.field(default=0, init=False)
 
     # ----- public helpers for whoever plays the kubelet / controllers -----
 
@@ -82,7 +83,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # ----- the extensions -----
 
     def _next_version(self) -> str:
-        return str(next(self._versions))
+        self._last_version += 1
+        return str(self._last_version)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is None:
@@ -186,6 +188,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         requirements = parse_selector(request.params.get("labelSelector", ""))
         if requirements:
             payload["items"] = [item for item in payload["items"] if matches_selector(_labels(item), requirements)]
+        payload["metadata"] = {"resourceVersion": str(self._last_version)}
         if request.resource is not None:
             kind = self._kind_of(request.resource)
             group, version = request.resource.group, request.resource.version
@@ -201,13 +204,46 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return None
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        # KMock snapshots the objects and only then subscribes to its event bus, so a change made in
+        # between is lost and a client (Kopf) may wait forever on a stale object. Subscribe first, then
+        # snapshot: a change in between is sent twice at worst. Like the API server, skip what the
+        # client has already seen (resourceVersion from its list) and honour label selectors.
+        yield b""
+        assert request.resource is not None  # a watch is always on a resource
         requirements = parse_selector(request.params.get("labelSelector", ""))
-        async for event in super()._serve_watch(request):
-            if requirements and isinstance(event, Mapping):
-                obj = event.get("object", {})
-                if not matches_selector(_labels(obj), requirements):
-                    continue
-            yield event
+        seen_version = _version_number(request.params.get("resourceVersion"))
+        bus = self._buses[request.resource]
+        marker = await bus.mark()
+        try:
+            async with self._lock:
+                snapshot = [
+                    obj.raw for (resource, _ns, _name), obj in list(self.objects.items())
+                    if resource == request.resource and not obj.deleted
+                ]
+            for raw in snapshot:
+                event = {"type": "ADDED", "object": raw}
+                if self._wanted(request, event, requirements, seen_version):
+                    yield event
+            async for event in bus.stream(since=marker):
+                if self._wanted(request, event, requirements, seen_version):
+                    yield event
+        finally:
+            await bus.unmark(marker)
+
+    @staticmethod
+    def _wanted(
+        request: rendering.Request, event: Mapping[str, Any], requirements: list[Any], seen_version: int | None
+    ) -> bool:
+        meta = event.get("object", {}).get("metadata", {})
+        if request.namespace is not None and meta.get("namespace") != request.namespace:
+            return False
+        if request.name is not None and meta.get("name") != request.name:
+            return False
+        if requirements and not matches_selector(meta.get("labels") or {}, requirements):
+            return False
+        version = _version_number(meta.get("resourceVersion"))
+        return not (event.get("type") != "DELETED" and seen_version is not None and version is not None
+                    and version <= seen_version)
 
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
         if request.subresource == "log" and request.resource is not None and request.resource.plural == "pods":
@@ -221,6 +257,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
             # The real API server answers text/plain; the kubernetes client refuses other types.
             return rendering.Response(payload=text.encode("utf-8"), headers={"Content-Type": "text/plain"})
         return await super()._serve_fetch(request)
+
+
+def _version_number(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:

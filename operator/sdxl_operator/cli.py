@@ -1,0 +1,94 @@
+"""The ``sdxl-operator`` console script.
+
+``sdxl-operator run`` starts the operator: a thin wrapper over Kopf's ``kopf run`` that takes the
+same options (``--namespace/-n`` repeatable, ``--all-namespaces/-A``, ``--standalone``,
+``--priority``, ``--peering``, ``--liveness``, ``--verbose``, ``--debug``, ``--quiet``,
+``--log-format``) and runs our handlers (:func:`operator_registry.build_registry`). It finds the
+cluster as kubectl does: the in-cluster service account, else the kubeconfig's current context.
+
+``sdxl-operator sandbox ...`` runs the local sandbox (``sdxl_operator.sandbox.command.main``), which
+needs the development dependencies; it is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sdxl_operator.settings import OperatorSettings, SettingsError
+
+SANDBOX_MODULE = "sdxl_operator.sandbox.command"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdxl-operator", description="SDXL fine-tuning and serving operator.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator (Kopf) against the current cluster")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
+                       help="serve this namespace (repeatable; Kopf globs such as 'team-*' work)")
+    scope.add_argument("-A", "--all-namespaces", dest="all_namespaces", action="store_true",
+                       help="serve all namespaces (the default when no --namespace is given)")
+    run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
+    run.add_argument("--priority", type=int, default=None, help="peering priority of this replica")
+    run.add_argument("--peering", dest="peering_name", default=None, help="name of the peering object")
+    run.add_argument("--liveness", dest="liveness_endpoint", default=None, metavar="URL",
+                     help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("-v", "--verbose", action="store_true", help="log more")
+    run.add_argument("-d", "--debug", action="store_true", help="log everything")
+    run.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    run.add_argument("--log-format", choices=("plain", "full", "json"), default="full")
+
+    sandbox = commands.add_parser("sandbox", help="run the whole product locally (development tool)",
+                                  add_help=False)
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from sdxl_operator.operator_registry import build_registry
+
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as exc:
+        print(f"sdxl-operator: bad setting: {exc}", file=sys.stderr)
+        return 2
+    log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
+    kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet, log_format=log_format[args.log_format])
+    kopf.run(
+        registry=build_registry(settings),
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces,
+        standalone=args.standalone or None,
+        priority=args.priority,
+        peering_name=args.peering_name,
+        liveness_endpoint=args.liveness_endpoint,
+    )
+    return 0
+
+
+def run_sandbox(argv: Sequence[str]) -> int:
+    try:
+        module = importlib.import_module(SANDBOX_MODULE)
+    except ImportError as exc:
+        print(f"sdxl-operator sandbox: unavailable ({exc}); install the development extras: pip install "
+              "'sdxl-operator[dev]'", file=sys.stderr)
+        return 2
+    return int(module.main(list(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sandbox"]:
+        return run_sandbox(arguments[1:])
+    args = build_parser().parse_args(arguments)
+    return run_operator(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

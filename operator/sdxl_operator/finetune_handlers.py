@@ -1,0 +1,155 @@
+"""Kopf handlers of SDXLFineTune: thin glue between the API and the pure builders/status function.
+
+* create / resume: validate → an invalid spec ends as Failed/InvalidSpec with no Job (permanent);
+  otherwise create the ``<ft>-spec`` ConfigMap and ``<ft>-train`` Job (409 means they are already
+  there, so a retried or resumed handler creates nothing twice).
+* a timer recomputes the status from the Job, its pods and the last progress line of the pod log.
+  Kopf adds its finalizer while a timer runs so it can stop the timer on deletion; the timer only
+  matches unfinished fine-tunes, so the finalizer goes away when the run ends, and a deleted run is
+  released by the running operator within one cycle. Nothing else holds a finalizer.
+
+Handlers write ``patch.status`` and return None (a return value would be stored in the status,
+which the CRD's strict schema prunes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from sdxl_operator.failure_reasons import FailureReason
+from sdxl_operator.finetune_status import (
+    FAILED,
+    SUCCEEDED,
+    TRAINING,
+    compute_finetune_status,
+    initial_status,
+    invalid_spec_status,
+    is_terminal,
+    status_patch,
+)
+from sdxl_operator.finetune_validation import validate_finetune_spec
+from sdxl_operator.kube_api import KubeApiError
+from sdxl_operator.labels import job_pods_selector
+from sdxl_operator.naming import finetune_job_name
+from sdxl_operator.operator_context import OperatorContext
+from sdxl_operator.pod_problems import newest_pod
+from sdxl_operator.resolved_spec import resolve_finetune_spec
+from sdxl_operator.spec_configmap import build_spec_configmap
+from sdxl_operator.training_job import CONTAINER, build_training_job
+from sdxl_operator.workload_output import last_progress
+
+GROUP = "sdxl.io"
+VERSION = "v1alpha1"
+PLURAL = "sdxlfinetunes"
+LOG_TAIL_LINES = 20
+RETRY_DELAY_SECONDS = 10.0
+
+
+def _is_unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+    return not is_terminal(status)
+
+
+async def _create_children(body: kopf.Body, context: OperatorContext, logger: kopf.Logger) -> None:
+    meta = body["metadata"]
+    resolved = resolve_finetune_spec(
+        body.get("spec", {}), name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+        artifact_store=context.settings.artifact_store,
+    )
+    for manifest in (build_spec_configmap(body, resolved), build_training_job(body, resolved, context.settings)):
+        try:
+            created = await context.api.create(manifest)
+        except KubeApiError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (403, 429):
+                raise kopf.PermanentError(str(exc)) from exc
+            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+        what = f"{manifest['kind']} {manifest['metadata']['name']}"
+        logger.info(f"{'created' if created else 'found existing'} {what}")
+
+
+def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """Register the SDXLFineTune handlers on ``registry``, using ``context``."""
+
+    async def accept(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, first_time: bool) -> None:
+        status = body.get("status") or {}
+        if is_terminal(status):
+            return
+        generation = int(body["metadata"].get("generation") or 1)
+        errors = validate_finetune_spec(body.get("spec"))
+        if errors:
+            new = invalid_spec_status(errors, now=context.clock(), generation=generation, previous=status)
+            patch["status"] = status_patch(status, new)
+            kopf.warn(body, reason=FailureReason.INVALID_SPEC.value, message=new["failure"]["message"])
+            raise kopf.PermanentError(f"invalid spec: {new['failure']['message']}")
+        await _create_children(body, context, logger)
+        if first_time or not status.get("trainingJob"):
+            job_name = finetune_job_name(body["metadata"]["name"])
+            patch["status"] = initial_status(job_name=job_name, now=context.clock(), generation=generation)
+            kopf.info(body, reason="JobCreated", message=f"created training Job {job_name}")
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    async def finetune_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await accept(body, patch, logger, first_time=True)
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    async def finetune_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await accept(body, patch, logger, first_time=False)
+
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, registry=registry, when=_is_unfinished,
+        interval=context.settings.status_interval_seconds,
+    )
+    async def finetune_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await refresh_status(body, patch, logger, context)
+
+
+async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, context: OperatorContext) -> None:
+    """Recompute the status of one fine-tune and patch what changed; post Events on transitions."""
+    previous: Mapping[str, Any] = body.get("status") or {}
+    job_name = previous.get("trainingJob")
+    if not job_name or is_terminal(previous):
+        return  # the create/resume handler has not finished (or the run is over)
+    namespace = body["metadata"]["namespace"]
+    api = context.api
+    try:
+        job = await api.read_job(namespace, job_name)
+        if job is None:
+            logger.warning(f"training Job {job_name} is missing; creating it again")
+            await _create_children(body, context, logger)
+            return
+        pods = await api.list_pods(namespace, job_pods_selector(job_name))
+        pod = newest_pod(pods)
+        log_tail = None
+        if pod is not None and (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"):
+            log_tail = await api.read_pod_log_tail(namespace, pod["metadata"]["name"], CONTAINER, LOG_TAIL_LINES)
+    except KubeApiError as exc:
+        logger.warning(f"cannot read the training Job's state yet: {exc}")
+        return
+    new = compute_finetune_status(
+        job_name=job_name, job=job, pods=pods, progress=last_progress(log_tail), now=context.clock(),
+        previous=previous, generation=int(body["metadata"].get("generation") or 1),
+        pending_grace_seconds=context.settings.pending_grace_seconds,
+    )
+    if new == dict(previous):
+        return
+    patch["status"] = status_patch(previous, new)
+    _post_transition_events(body, previous, new)
+
+
+def _post_transition_events(body: kopf.Body, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    old_phase, phase = previous.get("phase"), new.get("phase")
+    old_reason = (previous.get("failure") or {}).get("reason")
+    failure = new.get("failure") or {}
+    if phase != old_phase:
+        if phase == TRAINING:
+            kopf.info(body, reason="Training", message="the trainer is running")
+        elif phase == SUCCEEDED:
+            lora = (new.get("artifacts") or {}).get("lora", "the output location")
+            kopf.info(body, reason="Succeeded", message=f"training finished; LoRA at {lora}")
+        elif phase == FAILED:
+            kopf.warn(body, reason=str(failure.get("reason")), message=str(failure.get("message")))
+            return
+    if failure and failure.get("reason") != old_reason and phase != FAILED:
+        kopf.warn(body, reason=str(failure.get("reason")), message=str(failure.get("message")))

@@ -1,0 +1,142 @@
+"""The few Kubernetes API calls the handlers make, as coroutines.
+
+Built on the official ``kubernetes`` client (the same one Kopf's login uses, so the operator finds
+the cluster the way kubectl does: in-cluster service account, else kubeconfig). The client is
+blocking, so each call runs in a thread pool of its own, sized with the client's connection pool;
+responses are read as plain JSON dicts (``_preload_content=False``) because the handlers and the
+pure status functions work on dicts.
+
+Request bodies are plain manifest dicts; the client validates them against its models (client v37
+uses pydantic: unknown fields are refused and quantities must be strings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import kubernetes
+
+T = TypeVar("T")
+
+# kind -> (API class, create method): the child kinds the controllers create.
+_CREATORS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("CoreV1Api", "create_namespaced_config_map"),
+    "Service": ("CoreV1Api", "create_namespaced_service"),
+    "Job": ("BatchV1Api", "create_namespaced_job"),
+    "Deployment": ("AppsV1Api", "create_namespaced_deployment"),
+}
+
+
+class KubeApiError(RuntimeError):
+    """An API call failed with something other than the answers the caller handles."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster configuration when running in a pod, else the current kubeconfig context.
+
+    ``$KUBECONFIG`` is read now, not when the client library was imported.
+    """
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
+    return configuration
+
+
+class KubeApi:
+    """Async access to ConfigMaps, Jobs, Pods and pod logs."""
+
+    def __init__(self, configuration: kubernetes.client.Configuration, max_workers: int = 16) -> None:
+        configuration.connection_pool_maxsize = max_workers
+        self._client = kubernetes.client.ApiClient(configuration)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="kube-api")
+        self._core = kubernetes.client.CoreV1Api(self._client)
+        self._batch = kubernetes.client.BatchV1Api(self._client)
+
+    @classmethod
+    def from_environment(cls, max_workers: int = 16) -> KubeApi:
+        return cls(load_configuration(), max_workers=max_workers)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, call)
+
+    async def _json(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        response = await self._run(functools.partial(method, *args, _preload_content=False, **kwargs))
+        return json.loads(response.data or b"null")
+
+    async def create(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a namespaced object; True if created, False if it already existed (HTTP 409)."""
+        kind = str(manifest.get("kind"))
+        if kind not in _CREATORS:
+            raise ValueError(f"no create call for kind {kind!r}; add it to kube_api._CREATORS")
+        api_class, method_name = _CREATORS[kind]
+        api = getattr(kubernetes.client, api_class)(self._client)
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            await self._run(functools.partial(getattr(api, method_name), namespace, dict(manifest)))
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise KubeApiError(f"creating {kind} {namespace}/{manifest['metadata']['name']}: {exc.reason}: "
+                               f"{_message(exc)}", exc.status) from exc
+        return True
+
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Job, or None when it does not exist."""
+        try:
+            job: dict[str, Any] = await self._json(self._batch.read_namespaced_job, name, namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeApiError(f"reading Job {namespace}/{name}: {exc.reason}", exc.status) from exc
+        return job
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Pods matching ``label_selector``."""
+        try:
+            listed = await self._json(self._core.list_namespaced_pod, namespace, label_selector=label_selector)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"listing pods in {namespace} ({label_selector}): {exc.reason}", exc.status) from exc
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
+
+    async def read_pod_log_tail(self, namespace: str, name: str, container: str, lines: int) -> str | None:
+        """The last ``lines`` lines of a container's log; None when there is none (yet, or any more)."""
+        call = functools.partial(
+            self._core.read_namespaced_pod_log, name, namespace, container=container, tail_lines=lines,
+            _preload_content=False,
+        )
+        try:
+            response: Any = await self._run(call)
+        except kubernetes.client.ApiException as exc:
+            if exc.status in (400, 404):  # container not started yet, or the pod is gone
+                return None
+            raise KubeApiError(f"reading the log of pod {namespace}/{name}: {exc.reason}", exc.status) from exc
+        data = response.data
+        return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data)
+
+
+def _message(exc: kubernetes.client.ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return str(exc.body or "")
+    return str(body.get("message") or exc.body or "") if isinstance(body, dict) else str(body)

@@ -1,0 +1,61 @@
+"""Assembles the operator: Kopf settings, login, the API client and every controller's handlers.
+
+``build_registry(settings)`` returns a Kopf registry that ``kopf.run``/``kopf.operator`` can run; the
+CLI, the sandbox and the tests all start the operator through it, so they run the same handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from sdxl_operator.finetune_handlers import register_finetune_handlers
+from sdxl_operator.kube_api import KubeApi
+from sdxl_operator.operator_context import OperatorContext
+from sdxl_operator.settings import OperatorSettings
+
+ANNOTATION_PREFIX = "sdxl.io"
+FINALIZER = "sdxl.io/kopf-finalizer"
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Kopf settings every deployment of the operator uses.
+
+    Handler progress and the diff-base go to annotations: the CRDs' status schemas are strict and
+    would prune Kopf's own status fields. Only warnings and errors become Events automatically; the
+    handlers post their own Events for the transitions people care about.
+    """
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING
+
+
+def build_registry(settings: OperatorSettings, context: OperatorContext | None = None) -> kopf.OperatorRegistry:
+    """A registry with the start-up, login and clean-up handlers and all controllers."""
+    registry = kopf.OperatorRegistry()
+    context = context or OperatorContext(settings=settings)
+
+    @kopf.on.startup(registry=registry)
+    async def start_up(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+        if context.kube is None:
+            context.kube = KubeApi.from_environment()
+
+    @kopf.on.login(registry=registry)
+    def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster service account, else the kubeconfig's current context: as kubectl does.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def clean_up(**_: Any) -> None:
+        if context.kube is not None:
+            context.kube.close()
+            context.kube = None
+
+    register_finetune_handlers(registry, context)
+    return registry

@@ -1,0 +1,91 @@
+"""Why a workload pod is not running, in the closed list of failure reasons.
+
+Shared by every controller that waits on pods (training and compile Jobs, inference Deployments),
+so "no GPU node" and "cannot pull the image" read the same everywhere. Image pull errors count at
+once (Kubernetes keeps retrying, but a wrong image name or missing pull secret rarely fixes itself);
+an unschedulable pod counts only after a grace period, because a cluster autoscaler may be adding a
+GPU node right now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sdxl_operator.conditions import find_condition, parse_time
+from sdxl_operator.failure_reasons import FailureReason
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+
+
+@dataclasses.dataclass(frozen=True)
+class PodProblem:
+    """A reason from the closed list and a message for people."""
+
+    reason: FailureReason
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PodWaiting:
+    """The pod is not running yet for an ordinary reason (still within the grace, creating, ...)."""
+
+    reason: str
+    message: str
+
+
+def container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
+def newest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most recently created pod (ties broken by name), or None."""
+    ordered = sorted(
+        pods,
+        key=lambda pod: (str(pod.get("metadata", {}).get("creationTimestamp") or ""),
+                         str(pod.get("metadata", {}).get("name") or "")),
+    )
+    return ordered[-1] if ordered else None
+
+
+def diagnose_pod(
+    pod: Mapping[str, Any], *, now: datetime.datetime, pending_grace_seconds: float
+) -> PodProblem | PodWaiting | None:
+    """A problem, an ordinary wait, or None when the pod is past scheduling and image pulling."""
+    for container in container_statuses(pod):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_PULL_REASONS:
+            image = container.get("image") or "the image"
+            detail = waiting.get("message") or waiting["reason"]
+            return PodProblem(
+                FailureReason.IMAGE_PULL_FAILED,
+                f"cannot pull {image} for container {container.get('name')}: {detail}. "
+                "Check the image name and tag in the operator's settings and the registry credentials.",
+            )
+    status = pod.get("status") or {}
+    scheduled = find_condition(status.get("conditions"), "PodScheduled")
+    if scheduled is not None and scheduled.get("status") == "False":
+        message = scheduled.get("message") or "no node fits the pod"
+        since = parse_time(scheduled.get("lastTransitionTime")) or parse_time(
+            pod.get("metadata", {}).get("creationTimestamp")
+        )
+        waited = (now - since).total_seconds() if since is not None else 0.0
+        if scheduled.get("reason") == "Unschedulable" and waited >= pending_grace_seconds:
+            return PodProblem(
+                FailureReason.UNSCHEDULABLE,
+                f"no node can run the pod after {int(waited)}s: {message}. Check that a node offers the "
+                "requested GPUs, CPU and memory and matches the node selector and tolerations.",
+            )
+        return PodWaiting("WaitingForNode", f"waiting for a node: {message}")
+    if status.get("phase", "Pending") == "Pending":
+        for container in container_statuses(pod):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason"):
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                return PodWaiting(str(waiting["reason"]), f"container {container.get('name')} is waiting "
+                                  f"({waiting['reason']}{detail})")
+        return PodWaiting("Starting", "the pod is starting")
+    return None

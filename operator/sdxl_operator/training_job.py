@@ -1,0 +1,138 @@
+"""The ``<ft>-train`` Job that runs ``sdxl-workload train --spec /etc/sdxl/spec.json``.
+
+Choices worth knowing:
+
+* GPUs are an extended resource: ``nvidia.com/gpu`` goes into limits and requests alike, and is
+  left out when the spec asks for 0 (CPU training, e.g. the embedded tiny model).
+* Memory request = limit (an OOM kill then says "OutOfMemory", not a noisy-neighbour eviction);
+  CPU has a request only, so training is not throttled.
+* Node selector: the operator's defaults, overridden key by key by the spec's. Tolerations: the
+  operator's, then the spec's (duplicates dropped).
+* ``podFailurePolicy``: exit code 2 is the workload's "invalid input / permanent" code
+  (CONTRACT.md), so the Job fails at once instead of retrying; pods killed by a disruption (spot
+  reclaim, node drain) do not count against ``backoffLimit``.
+* The result goes to ``/dev/termination-log`` (also given as ``SDXL_TERMINATION_LOG``);
+  ``FallbackToLogsOnError`` gives a crash that wrote nothing a log tail instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sdxl_operator import pod_security, volumes
+from sdxl_operator.labels import finetune_labels
+from sdxl_operator.naming import finetune_configmap_name, finetune_job_name
+from sdxl_operator.ownership import child_metadata
+from sdxl_operator.settings import OperatorSettings
+
+CONTAINER = "trainer"
+TERMINATION_LOG = "/dev/termination-log"
+GPU_RESOURCE = "nvidia.com/gpu"
+INVALID_INPUT_EXIT_CODE = 2
+
+
+def merged_tolerations(*groups: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The tolerations of all groups in order, without exact duplicates."""
+    result: list[dict[str, Any]] = []
+    for group in groups:
+        for toleration in group:
+            item = dict(toleration)
+            if item not in result:
+                result.append(item)
+    return result
+
+
+def training_command() -> tuple[list[str], list[str]]:
+    """(command, args) of the trainer container."""
+    return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH]
+
+
+def build_training_job(
+    owner: Mapping[str, Any], resolved_spec: Mapping[str, Any], settings: OperatorSettings
+) -> dict[str, Any]:
+    """The Job manifest for the SDXLFineTune ``owner`` with its resolved spec. Pure."""
+    name = owner["metadata"]["name"]
+    labels = finetune_labels(name)
+    resources_spec: Mapping[str, Any] = resolved_spec.get("resources", {})
+    gpus = int(resources_spec.get("gpus", 0))
+    requests: dict[str, str] = {"cpu": str(resources_spec["cpu"]), "memory": str(resources_spec["memory"])}
+    limits: dict[str, str] = {"memory": str(resources_spec["memory"])}
+    if gpus > 0:
+        requests[GPU_RESOURCE] = str(gpus)
+        limits[GPU_RESOURCE] = str(gpus)
+
+    prior = resolved_spec.get("priorPreservation", {})
+    inputs = [resolved_spec.get("baseModel"), resolved_spec.get("vae"), resolved_spec.get("instanceImages"),
+              prior.get("classImages")]
+    pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [resolved_spec.get("output")])
+
+    command, args = training_command()
+    env: list[dict[str, Any]] = [
+        {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
+        {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *pod_security.scratch_env(),
+        *volumes.hf_token_env(settings.hf_token_secret),
+    ]
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": settings.image_train,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "args": args,
+        "env": env,
+        "resources": {"requests": requests, "limits": limits},
+        "volumeMounts": [
+            volumes.spec_mount(),
+            volumes.shm_mount(),
+            *pod_security.scratch_mounts(),
+            *pvc_mounts,
+        ],
+        "securityContext": pod_security.container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        **pod_security.secure_pod_fields(),
+        "containers": [container],
+        "volumes": [
+            volumes.spec_volume(finetune_configmap_name(name)),
+            volumes.shm_volume(),
+            *pod_security.scratch_volumes(),
+            *pvc_volumes,
+        ],
+    }
+    if settings.workload_service_account:
+        pod_spec["serviceAccountName"] = settings.workload_service_account
+    node_selector = {**settings.train_node_selector, **resources_spec.get("nodeSelector", {})}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = merged_tolerations(settings.train_tolerations, resources_spec.get("tolerations", []))
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": child_metadata(owner, finetune_job_name(name), labels),
+        "spec": {
+            "backoffLimit": settings.train_backoff_limit,
+            "activeDeadlineSeconds": settings.train_deadline_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [INVALID_INPUT_EXIT_CODE],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,212 @@
+"""A fake cluster for the operator's integration tests.
+
+The API server is the emulator (KMock, extended in ``sdxl_operator.sandbox.kube_emulator``) over real
+HTTP on 127.0.0.1; the real operator (Kopf with our registry) runs in the test's event loop and
+reaches it through a kubeconfig, as it would reach a cluster. Nothing runs Jobs here, so the tests
+play the Job controller and the kubelet themselves (:class:`FakeCluster`): they create the Job's
+pods, set pod and Job status, termination messages and pod logs through the same HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import kopf
+import kubernetes
+import pytest
+import pytest_asyncio
+
+from sdxl_operator.operator_registry import build_registry
+from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
+from sdxl_operator.settings import OperatorSettings
+
+FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
+NAMESPACE = "team-a"
+TINY_SPEC: dict[str, Any] = {
+    "baseModel": "builtin:tiny",
+    "instanceImages": "builtin:sample-subject",
+    "instancePrompt": "a photo of sks person",
+    "training": {"maxSteps": 10, "resolution": 64},
+    "resources": {"gpus": 0, "cpu": "1", "memory": "1Gi"},
+}
+
+
+def rfc3339(moment: datetime.datetime | None = None) -> str:
+    moment = moment or datetime.datetime.now(tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeCluster:
+    """The emulator plus the parts of Kubernetes the tests play: Job controller and kubelet."""
+
+    def __init__(self, emulator: KubeEmulator, url: str) -> None:
+        self.emulator = emulator
+        self.url = url
+
+    async def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Content-Type": content_type} if content_type else None
+        response = await getattr(self.emulator, method)(path, json=body, headers=headers)
+        async with response:
+            payload = await response.json(content_type=None)
+            assert response.status < 300, f"{method} {path}: {response.status} {payload}"
+            return payload
+
+    # ----- the user -----
+
+    async def create_finetune(self, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune",
+                "metadata": {"name": name, "namespace": NAMESPACE}, "spec": copy.deepcopy(spec or TINY_SPEC)}
+        return await self._call("post", f"/apis/sdxl.io/v1alpha1/namespaces/{NAMESPACE}/sdxlfinetunes", body)  # type: ignore[no-any-return]
+
+    async def delete_finetune(self, name: str) -> None:
+        await self._call("delete", f"/apis/sdxl.io/v1alpha1/namespaces/{NAMESPACE}/sdxlfinetunes/{name}")
+
+    # ----- reading -----
+
+    def finetune(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object(FINETUNES, NAMESPACE, name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.finetune(name) or {}).get("status") or {})
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object("batch/v1/jobs", NAMESPACE, name)
+
+    def configmap(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object("v1/configmaps", NAMESPACE, name)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.emulator.live_objects("batch/v1/jobs", NAMESPACE)
+
+    async def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    async def wait_for_status(self, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+                              ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if status and check(status) else None
+
+        try:
+            return await self.wait_for(f"status of {name}", probe, timeout)  # type: ignore[no-any-return]
+        except AssertionError:
+            raise AssertionError(f"status of {name} never matched; last: {json.dumps(self.status(name))}") from None
+
+    # ----- playing the Job controller and the kubelet -----
+
+    async def start_pod(self, job_name: str, suffix: str = "a", status: dict[str, Any] | None = None) -> str:
+        """Create the Job's pod as the Job controller would; returns its name."""
+        job = self.job(job_name)
+        assert job is not None, f"Job {job_name} does not exist"
+        template = job["spec"]["template"]
+        labels = dict(template["metadata"]["labels"])
+        labels.update({"batch.kubernetes.io/job-name": job_name, "job-name": job_name})
+        name = f"{job_name}-{suffix}"
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels,
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+                                              "uid": job["metadata"]["uid"], "controller": True}]},
+            "spec": copy.deepcopy(template["spec"]),
+            "status": status or {"phase": "Pending"},
+        }
+        await self._call("post", f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+        return name
+
+    async def set_pod_status(self, pod: str, status: dict[str, Any]) -> None:
+        await self._call("patch", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/status", {"status": status})
+
+    async def set_job_status(self, job_name: str, status: dict[str, Any]) -> None:
+        await self._call("patch", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job_name}/status", {"status": status})
+
+    def log(self, pod: str, text: str) -> None:
+        self.emulator.append_pod_log(NAMESPACE, pod, text)
+
+    async def run_pod(self, pod: str) -> None:
+        await self.set_pod_status(pod, running_pod_status())
+
+    async def finish_pod(self, pod: str, *, exit_code: int, message: str, reason: str | None = None) -> None:
+        terminated: dict[str, Any] = {"exitCode": exit_code, "message": message,
+                                      "reason": reason or ("Completed" if exit_code == 0 else "Error")}
+        await self.set_pod_status(pod, {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [{"name": "trainer", "ready": False, "state": {"terminated": terminated}}],
+        })
+
+    async def finish_job(self, job_name: str, condition: str, reason: str = "", message: str = "") -> None:
+        await self.set_job_status(job_name, {
+            "startTime": rfc3339(),
+            **({"completionTime": rfc3339()} if condition == "Complete" else {}),
+            "conditions": [{"type": condition, "status": "True", "reason": reason, "message": message,
+                            "lastTransitionTime": rfc3339()}],
+        })
+
+
+def running_pod_status() -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [{"name": "trainer", "ready": True, "state": {"running": {"startedAt": rfc3339()}}}],
+    }
+
+
+def fast_settings(**overrides: Any) -> OperatorSettings:
+    values: dict[str, Any] = {"status_interval_seconds": 0.2, "pending_grace_seconds": 1.0,
+                              "artifact_store": "s3://sdxl-artifacts/store"}
+    values.update(overrides)
+    return OperatorSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(settings: OperatorSettings | None = None) -> AsyncIterator[None]:
+    """The real operator (Kopf + our registry) in this event loop, cluster-wide and standalone."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(kopf.operator(
+        registry=build_registry(settings or fast_settings()), settings=kopf.OperatorSettings(),
+        clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
+    ))
+    await asyncio.wait_for(ready.wait(), 20)
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+@pytest_asyncio.fixture
+async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeCluster]:
+    async with serve_emulator() as (emulator, url):
+        kubeconfig = tmp_path / "kubeconfig"
+        write_kubeconfig(str(kubeconfig), url)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        # The client library reads $KUBECONFIG once, at import; Kopf's login uses that default.
+        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        yield FakeCluster(emulator, url)
+
+
+@pytest.fixture
+def operator_runner() -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
+    """``async with operator_runner(settings=None): ...`` runs the operator for the block."""
+    return running_operator
+
+
+@pytest.fixture
+def tiny_spec() -> dict[str, Any]:
+    return copy.deepcopy(TINY_SPEC)
