@@ -130,6 +130,8 @@ def test_schema_is_structural_and_documented_everywhere(crd_validation: ModuleTy
     for node, path in crd_validation.iter_schema_nodes(schema):
         if "type" not in node:
             problems.append(f"{path}: no type (structural schemas need one on every node)")
+        if path == ".metadata":
+            continue  # see test_crd_passes_the_apiservers_own_checks: nothing but its type is allowed
         if not str(node.get("description", "")).strip():
             problems.append(f"{path}: no description (kubectl explain shows nothing)")
         if "x-kubernetes-preserve-unknown-fields" in node:
@@ -164,6 +166,44 @@ def test_every_string_list_and_map_is_bounded(crd_validation: ModuleType, file_n
         if kind == "object" and isinstance(node.get("additionalProperties"), dict) and "maxProperties" not in node:
             unbounded.append(f"{path}: map without maxProperties")
     assert unbounded == []
+
+
+@pytest.mark.parametrize("file_name", sorted(CRDS))
+def test_crd_passes_the_apiservers_own_checks(crd_validation: ModuleType, file_name: str) -> None:
+    """Checks the apiserver makes when the CRD is created (apiextensions validation), which a
+    jsonschema run would not notice."""
+    schema = _schema(crd_validation, file_name)
+    # validateStructuralMetadataInvariants: metadata may say nothing but its type (not even a description).
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    assert schema["properties"]["apiVersion"]["type"] == "string"
+    assert schema["properties"]["kind"]["type"] == "string"
+    assert schema["properties"]["status"]["type"] == "object"
+    problems = []
+    for node, path in crd_validation.iter_schema_nodes(schema):
+        if "exclusiveMinimum" in node and "minimum" not in node:
+            problems.append(f"{path}: exclusiveMinimum without minimum")
+        if "exclusiveMaximum" in node and "maximum" not in node:
+            problems.append(f"{path}: exclusiveMaximum without maximum")
+        if node.get("x-kubernetes-list-type") == "map":
+            keys = node.get("x-kubernetes-list-map-keys", [])
+            if not keys or not set(keys) <= set(node["items"].get("required", [])):
+                problems.append(f"{path}: list-map keys must be required fields of the items")
+        for value in node.get("enum", []):
+            plain = {k: v for k, v in node.items() if k not in ("enum", "default")}
+            if not _valid(value, plain, crd_validation):
+                problems.append(f"{path}: enum value {value!r} does not match the field's type")
+        if "default" in node and path.startswith(".metadata"):
+            problems.append(f"{path}: defaults are not allowed in metadata")
+    assert problems == []
+    printer = _load(CRD_DIR / file_name)["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert {c["type"] for c in printer} <= {"integer", "number", "string", "boolean", "date"}
+    assert all(c.get("priority", 0) in (0, 1) for c in printer)
+
+
+def _valid(value: Any, node: dict[str, Any], crd_validation: ModuleType) -> bool:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(crd_validation.openapi_to_jsonschema(node)).is_valid(value)
 
 
 @pytest.mark.parametrize("file_name", sorted(CRDS))
