@@ -34,6 +34,7 @@ module name): ``load_module()`` in ``tests/contract/conftest.py`` shows how.
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 import json
 import re
@@ -51,6 +52,7 @@ CRD_DIR = REPO_ROOT / "crds"
 
 # metadata.name of a custom resource: a DNS-1123 subdomain (the apiserver's NameIsDNSSubdomain).
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 DNS1123_SUBDOMAIN_MESSAGE = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
     "and must start and end with an alphanumeric character"
@@ -244,7 +246,7 @@ def validate_against_crd(
     crd = load_crd(crd_path)
     errors = _identity_errors(obj, crd)
     defaulted = apply_defaults(obj, crd.schema)
-    validator = jsonschema.Draft202012Validator(crd.json_schema, format_checker=jsonschema.FormatChecker())
+    validator = jsonschema.Draft202012Validator(crd.json_schema, format_checker=_FORMAT_CHECKER)
     schema_errors = sorted(validator.iter_errors(defaulted), key=lambda e: [str(p) for p in e.absolute_path])
     for error in schema_errors:
         errors.extend(_format_schema_error(error))
@@ -255,6 +257,20 @@ def validate_against_crd(
     old_defaulted = apply_defaults(old, crd.schema) if old is not None else _MISSING
     errors.extend(_cel_errors(defaulted, crd.schema, old_defaulted, "", crd))
     return errors
+
+
+# The formats our CRDs use, checked without jsonschema's optional format dependencies.
+_FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
+
+
+@_FORMAT_CHECKER.checks("date-time", raises=ValueError)
+def _is_rfc3339(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # the type check reports other types
+    if not RFC3339.match(value):
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time")
+    datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    return True
 
 
 def _identity_errors(obj: dict[str, Any], crd: LoadedCrd) -> list[str]:
