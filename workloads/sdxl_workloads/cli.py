@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-file", metavar="PATH", help="require this API key (Bearer or X-API-Key)")
     serve.add_argument("--max-steps", type=int, default=150, help="most denoising steps one request may ask for")
     serve.add_argument("--max-images", type=int, default=8, help="most images one request may ask for")
+    _termination_log(serve)
 
     tiny = sub.add_parser("tiny-model", help="write the embedded SDXL-architecture test model")
     tiny.add_argument("out", metavar="OUT")
