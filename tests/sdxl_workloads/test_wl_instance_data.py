@@ -297,3 +297,30 @@ def test_unknown_crop_is_a_programming_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="center, face"):
         load_instance_data(_folder(tmp_path), PROMPT, 64, crop="smart")
 
+
+
+def test_list_form_for_the_trainer(tmp_path: Path) -> None:
+    from sdxl_workloads.instance_data import load_instance_images
+
+    examples = load_instance_images(_folder(tmp_path, 3, (96, 80)), resolution=64, instance_prompt=PROMPT)
+    assert [e.path.name for e in examples] == ["img0.png", "img1.png", "img2.png"]
+    assert examples[0].crop_top_left == examples[0].crops_coords_top_left == (0, 6)
+
+
+def test_class_images_are_captioned_with_the_class_prompt_and_checked(tmp_path: Path) -> None:
+    from sdxl_workloads.instance_data import load_class_images
+
+    folder = tmp_path / "class"
+    folder.mkdir()
+    paths = [_photo(folder / f"c{i}.png", (64, 64)) for i in range(2)]
+    (folder / "c0.txt").write_text("ignored: class images use the class prompt")
+    examples = load_class_images(paths, resolution=64, class_prompt="a photo of a person")
+    assert [(e.path.name, e.caption, e.caption_from_file) for e in examples] == [
+        ("c0.png", "a photo of a person", False), ("c1.png", "a photo of a person", False)]
+    _corrupt(folder)
+    _photo(folder / "small.png", (16, 16))
+    with pytest.raises(WorkloadError) as err:
+        load_class_images([*paths, folder / "bad.png", folder / "small.png"], resolution=64, class_prompt="x")
+    assert err.value.reason == "InvalidInput"
+    assert f"class images in {folder}" in err.value.message
+    assert "bad.png cannot be read" in err.value.message and "small.png is 16x16 px" in err.value.message
