@@ -37,7 +37,12 @@ def save_diffusers_lora(directory: Path, unet: Any, text_encoder_one: Any | None
         return convert_state_dict_to_diffusers(peft_lora_state(model)) if model is not None else None
 
     def metadata(model: Any | None) -> dict[str, Any] | None:
-        return model.peft_config["default"].to_dict() if model is not None else None
+        if model is None:
+            return None
+        # peft keeps target_modules as a set, whose order changes from process to process; sorted,
+        # the same weights always give the same file (its sha256 keys the compile cache).
+        config = model.peft_config["default"].to_dict()
+        return {k: sorted(v) if isinstance(v, set | frozenset) else v for k, v in config.items()}
 
     directory.mkdir(parents=True, exist_ok=True)
     StableDiffusionXLPipeline.save_lora_weights(

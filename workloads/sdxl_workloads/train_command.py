@@ -53,7 +53,7 @@ class RunPlan:
     output: storage.Output
     model_path: str
     vae_path: str | None
-    instance_images: list[Any]  # instance_data.InstanceImage
+    instance_images: list[Any]  # instance_data.InstanceExample
     class_image_dir: Path | None
     resume_from: Path | None  # a local checkpoint folder
     accelerator: Any
@@ -116,16 +116,15 @@ def run_name_of(name: str | None, output_uri: str) -> str:
 def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | None,
                      resume: str | None) -> RunPlan:
     """Every check that needs no training, in the order a user would fix them."""
-    from sdxl_workloads.instance_data import load_instance_images
+    from sdxl_workloads.instance_data import load_instance_data
 
     training = spec.training
     storage.check_writable(spec.output)
     accelerator = make_accelerator(spec)
     limit_cpu_threads(spec, accelerator.device)
     optimizers.check_optimizer_available(training.optimizer, accelerator.device)
-    instance_dir = storage.local_input(spec.instance_images)
-    instance_images = load_instance_images(
-        instance_dir, resolution=training.resolution, crop=training.crop, instance_prompt=spec.instance_prompt)
+    instance_images = load_instance_data(
+        spec.instance_images, spec.instance_prompt, training.resolution, crop=training.crop).examples
     class_image_dir = None
     prior = spec.prior_preservation
     if prior.enabled:
@@ -177,7 +176,7 @@ def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict
 
 def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> list[Any]:
     """Class images (existing + generated with the base model, before any LoRA is attached)."""
-    from sdxl_workloads.instance_data import load_class_images
+    from sdxl_workloads.instance_data import open_rgb, prepare_example
 
     spec = plan.spec
     prior = spec.prior_preservation
@@ -191,23 +190,29 @@ def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> list[An
     )
     if out_dir.is_dir() and plan.accelerator.is_main_process:
         plan.output.publish(prior_preservation.CLASS_IMAGE_DIR)
-    return list(load_class_images(paths, resolution=spec.training.resolution, crop="center",
-                                  class_prompt=spec.class_prompt))
+    assert spec.class_prompt is not None  # FineTuneSpec.from_dict requires it with prior preservation
+    return [prepare_example(path, open_rgb(path), spec.class_prompt, False, spec.training.resolution)
+            for path in paths]
 
 
-def latent_examples(images: list[Any], vae: Any, device: torch.device, random_flip: bool,
+def latent_examples(examples: list[Any], vae: Any, device: torch.device, random_flip: bool,
                     ) -> list[training_data.TrainingExample]:
-    resolution = images[0].image.size[0]
-    pixels = training_data.pixels_from_images([item.image for item in images])
-    latents = embedding_cache.cache_latents(vae, pixels, device)
-    flipped = embedding_cache.cache_latents(vae, pixels.flip(-1), device) if random_flip else [None] * len(latents)
-    return [
-        training_data.TrainingExample(
-            latents=lat, flipped_latents=flip, caption=item.caption,
-            time_ids=training_data.time_ids(item.original_size, item.crop_top_left, (resolution, resolution)),
-        )
-        for item, lat, flip in zip(images, latents, flipped, strict=True)
+    """instance_data examples -> cached latents (and those of the mirror image for randomFlip)."""
+    latents = embedding_cache.cache_latents(
+        vae, training_data.pixels_from_images([e.image for e in examples]), device)
+    result = [
+        training_data.TrainingExample(latents=lat, caption=e.caption,
+                                      time_ids=training_data.time_ids_tensor(e.time_ids()))
+        for e, lat in zip(examples, latents, strict=True)
     ]
+    if random_flip:
+        mirrored = [e.flipped() for e in examples]
+        flipped = embedding_cache.cache_latents(
+            vae, training_data.pixels_from_images([e.image for e in mirrored]), device)
+        for item, e, lat in zip(result, mirrored, flipped, strict=True):
+            item.flipped_latents = lat
+            item.flipped_time_ids = training_data.time_ids_tensor(e.time_ids())
+    return result
 
 
 def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:

@@ -23,11 +23,18 @@ from sdxl_workloads.embedding_cache import LatentDistribution
 @dataclass
 class TrainingExample:
     latents: LatentDistribution
-    flipped_latents: LatentDistribution | None  # the mirror image's latents (randomFlip), else None
     caption: str
     # SDXL micro-conditioning: (original height, original width, crop top, crop left, target
     # height, target width), as in the SDXL paper and diffusers' `add_time_ids`.
     time_ids: torch.Tensor
+    # The mirror image (randomFlip), whose crop's left edge is mirrored too; None without flips.
+    flipped_latents: LatentDistribution | None = None
+    flipped_time_ids: torch.Tensor | None = None
+
+    def view(self, flip: bool) -> tuple[LatentDistribution, torch.Tensor]:
+        if flip and self.flipped_latents is not None and self.flipped_time_ids is not None:
+            return self.flipped_latents, self.flipped_time_ids
+        return self.latents, self.time_ids
 
 
 def pixels_from_images(images: Sequence[Image.Image]) -> torch.Tensor:
@@ -37,9 +44,8 @@ def pixels_from_images(images: Sequence[Image.Image]) -> torch.Tensor:
     return batch / 127.5 - 1.0
 
 
-def time_ids(original_size: tuple[int, int], crop_top_left: tuple[int, int],
-             target_size: tuple[int, int]) -> torch.Tensor:
-    return torch.tensor([*original_size, *crop_top_left, *target_size], dtype=torch.float32)
+def time_ids_tensor(time_ids: Sequence[int]) -> torch.Tensor:
+    return torch.tensor(list(time_ids), dtype=torch.float32)
 
 
 @dataclass(frozen=True)

@@ -135,9 +135,9 @@ def _micro_batch(run: TrainingRun, examples: Sequence[TrainingExample], micro_in
     latents, ids, captions = [], [], []
     for pick in picks:
         example = examples[pick.index]
-        dist = example.flipped_latents if pick.flip and example.flipped_latents is not None else example.latents
+        dist, example_time_ids = example.view(pick.flip)
         latents.append(dist.sample(run.generator))
-        ids.append(example.time_ids)
+        ids.append(example_time_ids)
         captions.append(example.caption)
     return torch.stack(latents), torch.stack(ids), captions
 
