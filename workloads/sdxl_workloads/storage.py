@@ -194,7 +194,11 @@ def _download_s3(uri: str) -> Path:
     name = Path(key).name or bucket
     target = cache_root() / "s3" / f"{name}-{digest}"
     manifest_file = target.parent / f"{target.name}.manifest.json"
-    if target.exists() and manifest_file.is_file() and json.loads(manifest_file.read_text()) == manifest:
+
+    def cached() -> bool:
+        return target.exists() and manifest_file.is_file() and json.loads(manifest_file.read_text()) == manifest
+
+    if cached():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -204,12 +208,15 @@ def _download_s3(uri: str) -> Path:
             dest = staging / "object" / rel if rel else staging / "object"
             dest.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(source, str(dest))
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        if cached():
+            # Another process (e.g. another GPU's rank) finished the same download first.
+            return target
+        if target.exists():
+            # A stale copy: move it aside (one rename) rather than delete it in place.
+            os.rename(target, staging / "stale")
         os.rename(staging / "object", target)
-        manifest_file.write_text(json.dumps(manifest))
+        (staging / "manifest.json").write_text(json.dumps(manifest))
+        os.replace(staging / "manifest.json", manifest_file)  # readers never see half a manifest
     except WorkloadError:
         raise
     except Exception as err:
