@@ -1,8 +1,7 @@
 """Write the trained LoRA in the formats people load.
 
-- `lora/pytorch_lora_weights.safetensors`: diffusers format, `pipe.load_lora_weights(dir)`; the
-  adapter config (rank, alpha, target modules) goes into the file's metadata so alpha != rank
-  reloads with the right scale.
+- `lora/pytorch_lora_weights.safetensors`: diffusers' LoRA file, `pipe.load_lora_weights(dir)`,
+  with the adapter config (rank, target modules) in its metadata.
 - `lora/<name>_kohya.safetensors`: kohya/A1111/ComfyUI keys (`lora_unet_*`, `lora_te1_*`,
   `lora_te2_*`, `.lora_down/.lora_up` plus an `.alpha` tensor per module).
 - `training_args.json`: the resolved spec and library versions, so a LoRA can be traced back.
@@ -27,58 +26,65 @@ def peft_lora_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in get_peft_model_state_dict(model).items()}
 
 
+def exported_lora_state(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A model's LoRA weights in PEFT key format with alpha / rank folded into lora_B, and the
+    adapter config to record with them (lora_alpha = r, so the scale is 1).
+
+    Folding the scale makes the file mean the same in every loader: older diffusers and other UIs
+    ignore adapter metadata and assume alpha = rank. PEFT keys (what diffusers' newer training
+    scripts write) are kept because `convert_state_dict_to_diffusers` leaves conv layers in PEFT
+    format next to converted attention layers, a mix `load_lora_weights` then half ignores.
+    """
+    config = model.peft_config["default"]
+    scale = float(config.lora_alpha) / float(config.r)
+    state = {
+        key: value * scale if ".lora_B." in key and scale != 1.0 else value
+        for key, value in peft_lora_state(model).items()
+    }
+    metadata = config.to_dict()
+    metadata["lora_alpha"] = config.r
+    # peft keeps target_modules as a set, whose order changes from process to process; sorted,
+    # the same weights always give the same file (its sha256 keys the compile cache).
+    return state, {k: sorted(v) if isinstance(v, set | frozenset) else v for k, v in metadata.items()}
+
+
 def save_diffusers_lora(directory: Path, unet: Any, text_encoder_one: Any | None = None,
                         text_encoder_two: Any | None = None) -> Path:
-    """diffusers' `save_lora_weights`, as the DreamBooth SDXL script calls it; returns the file."""
+    """`StableDiffusionXLPipeline.save_lora_weights`, loadable with `pipe.load_lora_weights(directory)`."""
     from diffusers import StableDiffusionXLPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
 
-    def layers(model: Any | None) -> dict[str, torch.Tensor] | None:
-        return convert_state_dict_to_diffusers(peft_lora_state(model)) if model is not None else None
-
-    def metadata(model: Any | None) -> dict[str, Any] | None:
-        if model is None:
-            return None
-        # peft keeps target_modules as a set, whose order changes from process to process; sorted,
-        # the same weights always give the same file (its sha256 keys the compile cache).
-        config = model.peft_config["default"].to_dict()
-        return {k: sorted(v) if isinstance(v, set | frozenset) else v for k, v in config.items()}
-
+    unet_state, unet_meta = exported_lora_state(unet)
+    te_one = exported_lora_state(text_encoder_one) if text_encoder_one is not None else (None, None)
+    te_two = exported_lora_state(text_encoder_two) if text_encoder_two is not None else (None, None)
     directory.mkdir(parents=True, exist_ok=True)
     StableDiffusionXLPipeline.save_lora_weights(
         directory,
-        unet_lora_layers=layers(unet),
-        text_encoder_lora_layers=layers(text_encoder_one),
-        text_encoder_2_lora_layers=layers(text_encoder_two),
-        unet_lora_adapter_metadata=metadata(unet),
-        text_encoder_lora_adapter_metadata=metadata(text_encoder_one),
-        text_encoder_2_lora_adapter_metadata=metadata(text_encoder_two),
+        unet_lora_layers=unet_state,
+        text_encoder_lora_layers=te_one[0],
+        text_encoder_2_lora_layers=te_two[0],
+        unet_lora_adapter_metadata=unet_meta,
+        text_encoder_lora_adapter_metadata=te_one[1],
+        text_encoder_2_lora_adapter_metadata=te_two[1],
         weight_name=DIFFUSERS_WEIGHT_NAME,
         safe_serialization=True,
     )
     return directory / DIFFUSERS_WEIGHT_NAME
 
 
-def kohya_state_dict(diffusers_state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """Convert a diffusers-format SDXL LoRA state dict to kohya keys (diffusers' own converters).
-
-    diffusers writes alpha = rank; the trained alpha is written instead, so the kohya copy applies
-    the same scale (alpha / rank) as the diffusers file.
-    """
+def kohya_state_dict(lora_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The saved LoRA in kohya keys, by diffusers' own converters (`lora_unet_*`, `lora_te1_*`,
+    `lora_te2_*`; alpha tensors = rank, matching the scale already folded into the weights)."""
     from diffusers.utils import convert_all_state_dict_to_peft, convert_state_dict_to_kohya
 
-    kohya = convert_state_dict_to_kohya(convert_all_state_dict_to_peft(diffusers_state))
-    for key in [k for k in kohya if k.endswith(".alpha")]:
-        kohya[key] = torch.tensor(float(alpha))
+    kohya = convert_state_dict_to_kohya(convert_all_state_dict_to_peft(lora_state))
     return {k: v.contiguous() for k, v in kohya.items()}
 
 
-def save_kohya_lora(diffusers_file: Path, out_file: Path, alpha: float) -> Path:
+def save_kohya_lora(diffusers_file: Path, out_file: Path) -> Path:
     from safetensors.torch import load_file, save_file
 
-    save_file(kohya_state_dict(load_file(str(diffusers_file)), alpha), str(out_file),
-              metadata={"ss_network_module": "networks.lora", "ss_network_alpha": str(alpha),
-                        "ss_base_model_version": "sdxl_base_v1-0"})
+    save_file(kohya_state_dict(load_file(str(diffusers_file))), str(out_file),
+              metadata={"ss_network_module": "networks.lora", "ss_base_model_version": "sdxl_base_v1-0"})
     return out_file
 
 

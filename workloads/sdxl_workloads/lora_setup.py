@@ -37,7 +37,12 @@ def add_unet_lora(unet: Any, rank: int, alpha: float, target_modules: Sequence[s
 
 
 def add_text_encoder_lora(text_encoder: Any, rank: int, alpha: float) -> None:
-    text_encoder.add_adapter(lora_config(rank, alpha, TEXT_ENCODER_TARGET_MODULES))
+    """peft's injection directly: transformers' `add_adapter` wrapper refuses peft releases older
+    than its own minimum, which the Neuron image's pinned set does not meet."""
+    from peft import inject_adapter_in_model
+
+    inject_adapter_in_model(lora_config(rank, alpha, TEXT_ENCODER_TARGET_MODULES), text_encoder,
+                            adapter_name="default")
 
 
 def upcast_lora_to_fp32(models: Iterable[Any]) -> None:

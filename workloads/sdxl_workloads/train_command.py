@@ -381,8 +381,7 @@ def export(plan: RunPlan, run: training_loop.TrainingRun, metrics: dict[str, Any
     lora_dir = plan.output.local_dir / LORA_DIR
     lora_file = lora_export.save_diffusers_lora(
         lora_dir, models["unet"], models.get("text_encoder_one"), models.get("text_encoder_two"))
-    kohya_file = lora_export.save_kohya_lora(
-        lora_file, lora_dir / lora_export.kohya_file_name(plan.run_name), plan.spec.training.alpha)
+    kohya_file = lora_export.save_kohya_lora(lora_file, lora_dir / lora_export.kohya_file_name(plan.run_name))
     metrics["loraSha256"] = lora_export.sha256_of(lora_file)
     files = {"lora": f"{LORA_DIR}/{lora_file.name}", "kohyaLora": f"{LORA_DIR}/{kohya_file.name}"}
     lora_export.write_training_args(
