@@ -336,8 +336,8 @@ class _FaceDetector:
             # OpenCV 5 moved the cascades out of the main package (pyproject pins < 5).
             raise RuntimeError("crop: face needs OpenCV's Haar cascades; install opencv-python-headless<5")
         self._cv2: Any = cv2
-        cascade_file = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self._cascade = cv2.CascadeClassifier(str(cascade_file))
+        cascade_file = Path(self._cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self._cascade = self._cv2.CascadeClassifier(str(cascade_file))
         if self._cascade.empty():
             raise RuntimeError(f"cannot load OpenCV's face cascade from {cascade_file}")
 

@@ -106,7 +106,7 @@ def _convert(tp: Any, value: Any, path: str, constraints: Rule) -> Any:
     if _is_union(tp):
         (inner,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
         return _convert(inner, value, path, constraints)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return parse(tp, value, path)
     origin = typing.get_origin(tp)
     if origin is list:
