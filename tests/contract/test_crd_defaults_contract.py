@@ -8,14 +8,13 @@ must not depend on which of the two filled a field, so both are compared here, f
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINETUNE_CRD = REPO_ROOT / "crds" / "sdxlfinetunes.sdxl.io.yaml"
@@ -89,12 +88,6 @@ def _differences(crd_value: Any, loaded: Any, path: str) -> list[str]:
     return [] if same else [f"{path}: CRD default {crd_value!r}, loader default {loaded!r}"]
 
 
-def _load_optional(module_name: str) -> ModuleType | None:
-    if importlib.util.find_spec(module_name) is None:
-        return None
-    return importlib.import_module(module_name)
-
-
 def test_finetune_crd_defaults_are_the_contract_table(crd_validation: ModuleType) -> None:
     spec = _defaulted_spec(crd_validation, FINETUNE_CRD, "SDXLFineTune", dict(FINETUNE_REQUIRED))
     assert spec == {**FINETUNE_REQUIRED, **FINETUNE_CONTRACT_DEFAULTS}
@@ -115,9 +108,8 @@ def test_deployment_optional_objects_get_their_contract_defaults(crd_validation:
 
 def test_crd_defaults_match_the_trainers_spec_loader(crd_validation: ModuleType) -> None:
     """FineTuneSpec.from_dict on a minimal spec must fill exactly what the apiserver fills."""
-    module = _load_optional("sdxl_workloads.finetune_spec")
-    if module is None:
-        pytest.skip("sdxl_workloads.finetune_spec (the trainer's spec loader) is not in this checkout yet")
+    from sdxl_workloads import finetune_spec as module
+
     crd_spec = _defaulted_spec(crd_validation, FINETUNE_CRD, "SDXLFineTune", dict(FINETUNE_REQUIRED))
     loaded_minimal = module.FineTuneSpec.from_dict(dict(FINETUNE_REQUIRED))
     assert _differences(crd_spec, loaded_minimal, "spec") == []
@@ -208,15 +200,28 @@ def _bound_differences(cls: type, node: dict[str, Any], path: str, rule_of: Any,
 
 def test_crd_bounds_match_the_trainers_field_rules(crd_validation: ModuleType) -> None:
     """Same limits on both sides: a spec the apiserver accepts is one the trainer accepts, and back."""
-    module = _load_optional("sdxl_workloads.finetune_spec")
-    if module is None:
-        pytest.skip("sdxl_workloads.finetune_spec (the trainer's spec loader) is not in this checkout yet")
+    from sdxl_workloads import finetune_spec as module
     from sdxl_workloads import typed_spec
 
     spec_schema = crd_validation.load_crd(FINETUNE_CRD).schema["properties"]["spec"]
     problems = _bound_differences(module.FineTuneSpec, spec_schema, "spec",
                                   lambda f: f.metadata.get(typed_spec._RULE, typed_spec.Rule()), typed_spec.camel)
     assert problems == []
+
+
+@pytest.mark.parametrize("example", ["finetune.yaml", "finetune-tiny.yaml", "deployment-neuron.yaml",
+                                     "deployment-nvidia.yaml", "deployment-cpu.yaml"])
+def test_examples_load_with_the_workloads_spec_loaders(crd_validation: ModuleType, example: str) -> None:
+    """As written (`sdxl-workload train --spec example.yaml`) and as the apiserver stores them."""
+    from sdxl_workloads.deployment_spec import DeploymentSpec
+    from sdxl_workloads.finetune_spec import FineTuneSpec
+
+    manifest = yaml.safe_load((REPO_ROOT / "crds" / "examples" / example).read_text(encoding="utf-8"))
+    loader = FineTuneSpec if manifest["kind"] == "SDXLFineTune" else DeploymentSpec
+    crd = FINETUNE_CRD if manifest["kind"] == "SDXLFineTune" else DEPLOYMENT_CRD
+    as_written = loader.from_dict(manifest["spec"])
+    as_stored = loader.from_dict(crd_validation.apply_crd_defaults(manifest, crd)["spec"])
+    assert as_written == as_stored
 
 
 def test_difference_finder_reports_a_disagreeing_default() -> None:
