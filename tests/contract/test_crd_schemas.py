@@ -83,6 +83,16 @@ def test_crd_identity_names_and_subresources(file_name: str) -> None:
     assert version["subresources"]["status"] == {}, "the operator writes status through /status"
 
 
+@pytest.mark.parametrize("kubernetes_version", ["1.29", "1.33"])
+@pytest.mark.parametrize("file_name", sorted(CRDS))
+def test_crd_manifest_matches_the_apiextensions_schema(file_name: str, kubernetes_version: str) -> None:
+    """Every key of the CRD object itself is a real CustomResourceDefinition field (oldest supported and
+    a recent Kubernetes)."""
+    import kubernetes_validate
+
+    kubernetes_validate.validate(_load(CRD_DIR / file_name), kubernetes_version, strict=True)
+
+
 def test_scale_subresource_points_at_declared_integer_fields(crd_validation: ModuleType) -> None:
     crd = _load(CRD_DIR / "sdxldeployments.sdxl.io.yaml")
     scale = crd["spec"]["versions"][0]["subresources"]["scale"]
