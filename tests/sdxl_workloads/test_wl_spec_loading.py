@@ -11,6 +11,10 @@ from sdxl_workloads.finetune_spec import FineTuneSpec
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.spec_loading import load_manifest, read_manifest
 
+# These modules also run in the Neuron image (compile: storage, spec files, builtin:tiny), so
+# `make test-compat` runs these tests against its older library versions too.
+pytestmark = pytest.mark.compat
+
 MANIFEST_YAML = """\
 apiVersion: sdxl.io/v1alpha1
 kind: SDXLFineTune

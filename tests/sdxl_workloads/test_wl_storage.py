@@ -14,6 +14,10 @@ from sdxl_workloads import storage
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.storage import Output, check_writable, local_input, resolve_model
 
+# These modules also run in the Neuron image (compile: storage, spec files, builtin:tiny), so
+# `make test-compat` runs these tests against its older library versions too.
+pytestmark = pytest.mark.compat
+
 
 @pytest.fixture
 def pvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -15,6 +15,10 @@ from sdxl_workloads import cli, tiny_model
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.tiny_model import SDXL_SCHEDULER_CONFIG, ensure_tiny_model
 
+# These modules also run in the Neuron image (compile: storage, spec files, builtin:tiny), so
+# `make test-compat` runs these tests against its older library versions too.
+pytestmark = pytest.mark.compat
+
 
 def _weight_hashes(folder: Path) -> dict[str, str]:
     return {
