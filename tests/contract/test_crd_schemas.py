@@ -406,6 +406,9 @@ def test_deployment_spec_stays_mutable(crd_validator: Validator, deployment_crd_
         ({"fineTune": None, "lora": "pvc://Models/a.safetensors", "baseModel": "builtin:tiny"}, "pvc://claim/path"),
         ({"fineTune": None, "lora": "pvc://models/a", "baseModel": "builtin:tiny",
           "loraSha256": "0123456789abcdef" * 4}, None),
+        ({"fineTune": None, "lora": "s3://my-loras/alice", "baseModel": "stabilityai/stable-diffusion-xl-base-1.0",
+          "baseModelRevision": "462165984030d82259a11f4367a4eed129e94a7b"}, None),
+        ({"baseModelRevision": "refs pr/1"}, "spec.baseModelRevision in body should match"),
     ],
 )
 def test_deployment_cross_field_rules(
