@@ -19,8 +19,9 @@ greater than or equal to 1``, ``Unsupported value``, ``Required value``, ``unkno
 
 Known differences from a real apiserver: CEL rules use only standard CEL here (cel-python has no
 Kubernetes extension libraries; our rules need none), ``type: number`` values written as integers
-stay CEL ints, list correlation for transition rules follows object properties and maps only, and
-rule cost budgets are not estimated.
+stay CEL ints, list correlation for transition rules follows object properties and maps only, rule
+cost budgets are not estimated, and validation ratcheting (Kubernetes 1.30+ lets an update keep an
+unchanged invalid value) is not modelled: an update is checked in full.
 
 Use from other tests through the ``crd_validator`` fixture of ``tests/contract/conftest.py``::
 
