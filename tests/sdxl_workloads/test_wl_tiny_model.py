@@ -179,7 +179,9 @@ def test_mid_size_is_the_same_architecture_but_larger() -> None:
 
 def test_cli_writes_the_model_and_refuses_a_non_empty_folder(tmp_path: Path, tiny_model_path: Path) -> None:
     out = tmp_path / "model"
+    out.mkdir()  # an empty folder is fine
     assert cli.main(["tiny-model", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging left beside it
     assert _weight_hashes(out) == _weight_hashes(tiny_model_path)
     args = cli.parse_args(["tiny-model", str(out)])
     with pytest.raises(WorkloadError, match="not empty") as err:

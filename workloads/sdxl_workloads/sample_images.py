@@ -213,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
         from sdxl_workloads.protocol import WorkloadError
 
         raise WorkloadError("InvalidInput", f"{out} exists and is not empty; choose a new or empty folder")
-    source = ensure_sample_images(seed=args.seed)
-    shutil.copytree(source, out, dirs_exist_ok=True)
+    from sdxl_workloads.tiny_model import _write_then_rename
+
+    _write_then_rename(out, lambda staging: write_sample_images(staging, seed=args.seed))
     print(f"wrote {len(SHOTS)} sample-subject photos (seed {args.seed}) to {out}")
     return 0

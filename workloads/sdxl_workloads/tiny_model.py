@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,19 @@ def build_tokenizer() -> Any:
         return CLIPTokenizer.from_pretrained(tmp, model_max_length=MODEL_MAX_LENGTH)
 
 
+def _write_then_rename(out: Path, write: Callable[[Path], object]) -> None:
+    """Run `write(folder)` on a temp folder beside `out`, then rename it to `out` (empty or absent)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(staging)
+        if out.exists():
+            out.rmdir()  # empty (checked by the caller)
+        os.rename(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """`sdxl-workload tiny-model OUT [--size tiny|mid] [--seed N]`: write the pipeline to OUT."""
     out = Path(args.out)
@@ -315,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
         from sdxl_workloads.protocol import WorkloadError
 
         raise WorkloadError("InvalidInput", f"{out} exists and is not empty; choose a new or empty folder")
-    source = ensure_tiny_model(size=args.size, seed=args.seed)
-    shutil.copytree(source, out, dirs_exist_ok=True)
+    # Written straight to OUT (not via the cache, whose home folder may be read-only in a
+    # container), through a temp folder beside it so OUT never holds half a model.
+    _write_then_rename(out, lambda staging: write_tiny_model(staging, size=args.size, seed=args.seed))
     print(f"wrote the built-in {args.size} SDXL-architecture pipeline (seed {args.seed}) to {out}")
     return 0
