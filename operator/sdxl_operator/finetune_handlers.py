@@ -81,13 +81,13 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
         if errors:
             new = invalid_spec_status(errors, now=context.clock(), generation=generation, previous=status)
             patch["status"] = status_patch(status, new)
-            kopf.warn(body, reason=FailureReason.INVALID_SPEC.value, message=new["failure"]["message"])
+            kopf.event(body, type="Warning", reason=FailureReason.INVALID_SPEC.value, message=new["failure"]["message"])
             raise kopf.PermanentError(f"invalid spec: {new['failure']['message']}")
         await _create_children(body, context, logger)
         if first_time or not status.get("trainingJob"):
             job_name = finetune_job_name(body["metadata"]["name"])
             patch["status"] = initial_status(job_name=job_name, now=context.clock(), generation=generation)
-            kopf.info(body, reason="JobCreated", message=f"created training Job {job_name}")
+            kopf.event(body, type="Normal", reason="JobCreated", message=f"created training Job {job_name}")
 
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     async def finetune_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
@@ -144,12 +144,12 @@ def _post_transition_events(body: kopf.Body, previous: Mapping[str, Any], new: M
     failure = new.get("failure") or {}
     if phase != old_phase:
         if phase == TRAINING:
-            kopf.info(body, reason="Training", message="the trainer is running")
+            kopf.event(body, type="Normal", reason="Training", message="the trainer is running")
         elif phase == SUCCEEDED:
             lora = (new.get("artifacts") or {}).get("lora", "the output location")
-            kopf.info(body, reason="Succeeded", message=f"training finished; LoRA at {lora}")
+            kopf.event(body, type="Normal", reason="Succeeded", message=f"training finished; LoRA at {lora}")
         elif phase == FAILED:
-            kopf.warn(body, reason=str(failure.get("reason")), message=str(failure.get("message")))
+            kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
             return
     if failure and failure.get("reason") != old_reason and phase != FAILED:
-        kopf.warn(body, reason=str(failure.get("reason")), message=str(failure.get("message")))
+        kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))

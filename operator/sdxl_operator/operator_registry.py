@@ -24,8 +24,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """Kopf settings every deployment of the operator uses.
 
     Handler progress and the diff-base go to annotations: the CRDs' status schemas are strict and
-    would prune Kopf's own status fields. Only warnings and errors become Events automatically; the
-    handlers post their own Events for the transitions people care about.
+    would prune Kopf's own status fields. Only warnings and errors of Kopf's own logging become
+    Events; the handlers post Events for the transitions people care about with ``kopf.event``,
+    which this level does not filter.
     """
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

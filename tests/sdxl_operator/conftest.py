@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
 import kubernetes
 import pytest
@@ -53,11 +54,14 @@ class FakeCluster:
 
     async def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
         headers = {"Content-Type": content_type} if content_type else None
-        response = await getattr(self.emulator, method)(path, json=body, headers=headers)
-        async with response:
-            payload = await response.json(content_type=None)
-            assert response.status < 300, f"{method} {path}: {response.status} {payload}"
-            return payload
+        # A fresh connection per call, as kubectl would use: KMock's own client session can get stuck
+        # on a pooled connection after an operator restart.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            request = getattr(session, method)(self.url + path, json=body, headers=headers)
+            async with request as response:
+                payload = await response.json(content_type=None)
+                assert response.status < 300, f"{method} {path}: {response.status} {payload}"
+                return payload
 
     # ----- the user -----
 
@@ -173,12 +177,15 @@ def fast_settings(**overrides: Any) -> OperatorSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(settings: OperatorSettings | None = None) -> AsyncIterator[None]:
-    """The real operator (Kopf + our registry) in this event loop, cluster-wide and standalone."""
+async def running_operator(**overrides: Any) -> AsyncIterator[None]:
+    """The real operator (Kopf + our registry) in this event loop, cluster-wide and standalone.
+
+    ``overrides`` replace fields of :func:`fast_settings`.
+    """
     stop = asyncio.Event()
     ready = asyncio.Event()
     task = asyncio.create_task(kopf.operator(
-        registry=build_registry(settings or fast_settings()), settings=kopf.OperatorSettings(),
+        registry=build_registry(fast_settings(**overrides)), settings=kopf.OperatorSettings(),
         clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
     ))
     await asyncio.wait_for(ready.wait(), 20)
@@ -203,7 +210,7 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 @pytest.fixture
 def operator_runner() -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
-    """``async with operator_runner(settings=None): ...`` runs the operator for the block."""
+    """``async with operator_runner(**settings_overrides): ...`` runs the operator for the block."""
     return running_operator
 
 

@@ -51,3 +51,159 @@ async def test_success_reports_progress_then_artifacts(cluster: Any, operator_ru
         assert ready["status"] == "True" and ready["reason"] == "Succeeded"
         # The run is over: the timer stopped and Kopf's finalizer went with it.
         await cluster.wait_for("the finalizer to go", lambda: not cluster.finetune("ft")["metadata"].get("finalizers"))
+        # Events for the main transitions, on the custom resource.
+        reasons = await cluster.wait_for("events", lambda: {
+            e["reason"] for e in cluster.emulator.live_objects("v1/events", "team-a")
+            if e["involvedObject"]["name"] == "ft"} >= {"JobCreated", "Training", "Succeeded"})
+        assert reasons
+
+
+FAILURES: dict[str, dict[str, Any]] = {
+    # name: how the pod and the Job end, and what the status must say
+    "bad-input": {
+        "pod": {"exit_code": 2, "message": json.dumps({"status": "Failed", "reason": "InvalidInput",
+                                                      "message": "instanceImages: no images found in s3://b/x"})},
+        "job": ("Failed", "PodFailurePolicy", "Container trainer for pod failed with exit code 2"),
+        "reason": "InvalidInput", "message": "no images found", "exit": 2,
+    },
+    "oom": {
+        "pod": {"exit_code": 137, "message": "Killed", "reason": "OOMKilled"},
+        "job": ("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+        "reason": "OutOfMemory", "message": "OOMKilled", "exit": 137,
+    },
+    "slow": {
+        "pod": None,
+        "job": ("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"),
+        "reason": "DeadlineExceeded", "message": "deadline", "exit": None,
+    },
+    "crashy": {
+        "pod": {"exit_code": 1, "message": "Traceback (most recent call last):\nRuntimeError: boom"},
+        "job": ("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+        "reason": "BackoffLimitExceeded", "message": "RuntimeError: boom", "exit": 1,
+    },
+}
+
+
+async def test_each_failure_reason_reaches_the_status(cluster: Any, operator_runner: Any) -> None:
+    async with operator_runner():
+        for name in FAILURES:
+            await cluster.create_finetune(name)
+        for name, case in FAILURES.items():
+            await cluster.wait_for(f"Job of {name}", lambda n=name: cluster.job(f"{n}-train"))
+            pod = await cluster.start_pod(f"{name}-train")
+            await cluster.run_pod(pod)
+            if case["pod"] is not None:
+                await cluster.finish_pod(pod, **case["pod"])
+            await cluster.finish_job(f"{name}-train", *case["job"])
+        for name, case in FAILURES.items():
+            status = await cluster.wait_for_status(name, lambda s: s.get("phase") == "Failed")
+            failure = status["failure"]
+            assert failure["reason"] == case["reason"], (name, failure)
+            assert case["message"] in failure["message"], (name, failure)
+            assert failure.get("exitCode") == case["exit"], (name, failure)
+            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+            assert (ready["status"], ready["reason"]) == ("False", case["reason"])
+        expected = {"InvalidInput", "OutOfMemory", "DeadlineExceeded", "BackoffLimitExceeded"}
+        await cluster.wait_for("Warning events", lambda: expected <= {
+            e["reason"] for e in cluster.emulator.live_objects("v1/events", "team-a") if e["type"] == "Warning"})
+
+
+async def test_image_pull_failure_and_unschedulable_pod_show_on_the_resource(cluster: Any, operator_runner: Any) -> None:
+    async with operator_runner(pending_grace_seconds=3.0):
+        await cluster.create_finetune("pull")
+        await cluster.create_finetune("nogpu")
+        await cluster.wait_for("Jobs", lambda: cluster.job("pull-train") and cluster.job("nogpu-train"))
+
+        pull_pod = await cluster.start_pod("pull-train", status={
+            "phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "trainer", "image": "reg/train:missing", "ready": False, "state": {
+                "waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image reg/train:missing"}}}],
+        })
+        status = await cluster.wait_for_status("pull", lambda s: "failure" in s)
+        assert status["phase"] == "Pending"
+        assert status["failure"]["reason"] == "ImagePullFailed"
+        assert "reg/train:missing" in status["failure"]["message"]
+
+        unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                         "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                         "lastTransitionTime": _now()}
+        await cluster.start_pod("nogpu-train", status={"phase": "Pending", "conditions": [unschedulable]})
+        status = await cluster.wait_for_status("nogpu", lambda s: any(
+            c["type"] == "Scheduled" and c["reason"] == "WaitingForNode" for c in s.get("conditions", [])))
+        assert status["phase"] == "Pending" and "failure" not in status  # still within the grace
+        status = await cluster.wait_for_status("nogpu", lambda s: "failure" in s)  # the grace is 3 s here
+        assert status["phase"] == "Pending"
+        assert status["failure"]["reason"] == "Unschedulable"
+        assert "Insufficient nvidia.com/gpu" in status["failure"]["message"]
+        scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+        assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+
+        # A node shows up / the image is fixed: the run goes on and the failure is cleared.
+        await cluster.run_pod(pull_pod)
+        status = await cluster.wait_for_status("pull", lambda s: s.get("phase") == "Training")
+        assert "failure" not in status
+
+
+async def test_invalid_spec_fails_without_creating_children(cluster: Any, operator_runner: Any, tiny_spec: Any) -> None:
+    tiny_spec["training"]["rank"] = 0
+    tiny_spec["resources"]["cpu"] = 8
+    async with operator_runner():
+        await cluster.create_finetune("bad", tiny_spec)
+        status = await cluster.wait_for_status("bad", lambda s: s.get("phase") == "Failed")
+        assert status["failure"]["reason"] == "InvalidSpec"
+        assert "spec.training.rank: must be at least 1, got 0" in status["failure"]["message"]
+        assert "spec.resources.cpu: must be a string" in status["failure"]["message"]
+        accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+        assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+        await cluster.wait_for("the finalizer to go", lambda: not cluster.finetune("bad")["metadata"].get("finalizers"))
+        assert cluster.jobs() == [] and cluster.configmap("bad-spec") is None
+
+
+async def test_operator_restart_mid_run_creates_nothing_twice_and_status_continues(
+    cluster: Any, operator_runner: Any
+) -> None:
+    async with operator_runner():
+        await cluster.create_finetune("ft")
+        await cluster.wait_for("the Job", lambda: cluster.job("ft-train"))
+        pod = await cluster.start_pod("ft-train")
+        await cluster.run_pod(pod)
+        cluster.log(pod, PROGRESS % (2, "0.9", 80))
+        await cluster.wait_for_status("ft", lambda s: s.get("progress", {}).get("step") == 2)
+        job_uid = cluster.job("ft-train")["metadata"]["uid"]
+
+    cluster.log(pod, PROGRESS % (6, "0.4", 40))  # the trainer went on while the operator was away
+    async with operator_runner():
+        status = await cluster.wait_for_status("ft", lambda s: s.get("progress", {}).get("step") == 6)
+        assert status["phase"] == "Training"
+        assert [j["metadata"]["uid"] for j in cluster.jobs()] == [job_uid]
+        assert len(cluster.emulator.live_objects("v1/configmaps", "team-a")) == 1
+        await cluster.finish_pod(pod, exit_code=0, message=json.dumps(
+            {"status": "Succeeded", "artifacts": {"lora": "s3://b/lora.safetensors"}, "metrics": {"steps": 10}}))
+        await cluster.finish_job("ft-train", "Complete")
+        status = await cluster.wait_for_status("ft", lambda s: s.get("phase") == "Succeeded")
+        assert status["artifacts"] == {"lora": "s3://b/lora.safetensors"}
+
+
+async def test_deletion_collects_children_and_never_hangs(cluster: Any, operator_runner: Any) -> None:
+    async with operator_runner():
+        await cluster.create_finetune("running")
+        await cluster.create_finetune("done")
+        await cluster.wait_for("Jobs", lambda: cluster.job("running-train") and cluster.job("done-train"))
+        await cluster.wait_for("the timer's finalizer",
+                               lambda: cluster.finetune("running")["metadata"].get("finalizers"))
+        await cluster.finish_job("done-train", "Complete")
+        await cluster.wait_for_status("done", lambda s: s.get("phase") == "Succeeded")
+        await cluster.wait_for("the finalizer to go", lambda: not cluster.finetune("done")["metadata"].get("finalizers"))
+
+        await cluster.delete_finetune("done")  # finished: no finalizer, gone at once
+        assert cluster.finetune("done") is None
+        await cluster.delete_finetune("running")  # running: the operator stops its timer and lets go
+        await cluster.wait_for("the running fine-tune to go", lambda: cluster.finetune("running") is None, timeout=10)
+        assert cluster.jobs() == []
+        assert cluster.emulator.live_objects("v1/configmaps", "team-a") == []
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
