@@ -119,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = build_settings(args)
     model = ServedModel(build_backend(args))
+    if args.accelerator == "cpu":
+        from sdxl_workloads.server.cpu_threads import configure_torch_threads
+
+        log.info("torch uses %d CPU thread(s)", configure_torch_threads())
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully, which would
     # turn a clean drain into "killed by SIGTERM" (exit 143). With a Python handler installed
     # before it starts, that re-raise lands here and the process exits 0.
