@@ -130,7 +130,7 @@ def build_training_job(
                             "values": [INVALID_INPUT_EXIT_CODE],
                         },
                     },
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                 ]
             },
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
