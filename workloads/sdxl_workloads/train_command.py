@@ -134,8 +134,8 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
         if prior.class_images:
             class_image_dir = storage.local_input(prior.class_images)
             prior_preservation.existing_class_images(class_image_dir)
-    model_path = storage.resolve_model(spec.base_model)
-    vae_path = storage.resolve_model(spec.vae) if spec.vae else None
+    model_path = resolve_model_field("spec.baseModel", spec.base_model)
+    vae_path = resolve_model_field("spec.vae", spec.vae) if spec.vae else None
     output = storage.Output(spec.output)
     try:
         resume_from = find_resume_checkpoint(resume, output, spec_dict)
@@ -148,6 +148,13 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
         class_image_dir=class_image_dir, resume_from=resume_from, accelerator=accelerator,
         validation_prompts=spec.validation_prompts,
     )
+
+
+def resolve_model_field(field_name: str, ref: str) -> str:
+    try:
+        return storage.resolve_model(ref)
+    except protocol.WorkloadError as err:
+        raise protocol.WorkloadError(err.reason, f"{field_name}: {err.message}") from err
 
 
 def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict: dict[str, Any]) -> Path | None:

@@ -35,7 +35,7 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("target modules that match nothing", {"training": {"targetModules": ["attn_qq"]}},
      ["spec.training.targetModules", "attn_qq"]),
     ("prior preservation without a class prompt", {"priorPreservation": {"enabled": True}}, ["spec.classPrompt"]),
-    ("missing base model folder", lambda tmp: {"baseModel": str(tmp / "no-such-model")}, ["no-such-model"]),
+    ("missing base model folder", lambda tmp: {"baseModel": str(tmp / "no-such-model")}, ["spec.baseModel", "no-such-model"]),
     ("empty image folder", lambda tmp: {"instanceImages": _photos(tmp / "empty", 0)}, ["empty"]),
     ("too few images", lambda tmp: {"instanceImages": _photos(tmp / "two", 2)}, ["two"]),
     ("corrupt image", lambda tmp: {"instanceImages": _corrupt(tmp / "corrupt")}, ["p1.png"]),

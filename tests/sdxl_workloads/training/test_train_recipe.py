@@ -106,3 +106,15 @@ def test_bf16_mixed_precision_and_gradient_checkpointing_train(tmp_path: Path, k
     weights = load_file(str(result.output / "lora" / "pytorch_lora_weights.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.float32}  # LoRA kept in fp32
     assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_a_separate_vae_is_loaded_from_spec_vae(tmp_path: Path, kit: Any, tiny_model_path: Path) -> None:
+    import shutil
+
+    vae_dir = tmp_path / "fp16-safe-vae"
+    shutil.copytree(tiny_model_path / "vae", vae_dir)
+    result = kit.run_train(tmp_path, kit.spec_with({"vae": str(vae_dir), "training": {"maxSteps": 2}}))
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    missing = kit.run_train(tmp_path, kit.spec_with({"vae": str(tmp_path / "no-vae")}), name="missing")
+    assert missing.exit_code == 2 and missing.result is not None
+    assert "spec.vae" in missing.result["message"] and "no-vae" in missing.result["message"]
