@@ -115,6 +115,8 @@ _BUILTIN_HINTS = {
     "vae": "there is no embedded VAE: leave vae unset with builtin models",
     "priorPreservation.classImages": "there is no embedded class image set: leave classImages unset to generate them",
     "output": "output must be writable storage (s3://, pvc:// or a path), not a builtin: name",
+    # SDXLDeployment.spec.lora (deployment_validation reuses these checks)
+    "lora": "there is no embedded LoRA: name a LoRA file, or use spec.fineTune",
 }
 
 
@@ -130,6 +132,11 @@ def validate_finetune_spec(spec: object) -> list[str]:
             'images, for example "a photo of a person"'
         )
     return errors
+
+
+def check_fields(value: Mapping[str, Any], schema: Schema, path: str) -> list[str]:
+    """Problems of ``value`` against a field table like :data:`FIELDS` (shared with other specs)."""
+    return _check_object(value, schema, path)
 
 
 def _check_object(value: Mapping[str, Any], schema: Schema, path: str) -> list[str]:

@@ -15,6 +15,11 @@ INSTANCE_KEY = "app.kubernetes.io/instance"
 COMPONENT_KEY = "app.kubernetes.io/component"
 FINETUNE_KEY = "sdxl.io/finetune"
 DEPLOYMENT_KEY = "sdxl.io/deployment"
+# On compile Jobs (and their ConfigMaps and pods): the compile key, so any SDXLDeployment with the same
+# key finds a compile that is running or done. A label value holds at most 63 characters; the key has
+# 64, so the label carries its first 63 and the full key is in the annotation of the same name.
+COMPILE_KEY = "sdxl.io/compile-key"
+COMPILE_KEY_LABEL_LENGTH = 63
 
 TRAINER = "sdxl-trainer"
 COMPILER = "sdxl-compiler"
@@ -45,6 +50,16 @@ def deployment_labels(deployment: str, app_name: str) -> dict[str, str]:
         INSTANCE_KEY: label_value(deployment),
         DEPLOYMENT_KEY: label_value(deployment),
     }
+
+
+def compile_key_label(key: str) -> str:
+    """The value of the ``sdxl.io/compile-key`` label for ``key``."""
+    return key[:COMPILE_KEY_LABEL_LENGTH]
+
+
+def compile_labels(deployment: str, key: str) -> dict[str, str]:
+    """Labels of a compile Job, its ConfigMap and pods: the deployment's plus the compile key."""
+    return {**deployment_labels(deployment, COMPILER), COMPILE_KEY: compile_key_label(key)}
 
 
 def selector(labels: dict[str, str]) -> str:

@@ -37,6 +37,11 @@ def resolve_finetune_spec(
     return resolved
 
 
+def with_defaults(value: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """A new dict: ``value`` with the defaults of a field table filled in (nested objects created)."""
+    return _with_defaults(value, schema)
+
+
 def _with_defaults(value: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     result: dict[str, Any] = {key: copy.deepcopy(item) for key, item in value.items() if item is not None}
     for key, rule in schema.items():

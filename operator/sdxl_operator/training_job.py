@@ -43,6 +43,22 @@ def merged_tolerations(*groups: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     return result
 
 
+def pod_failure_policy(container: str) -> dict[str, Any]:
+    """Fail the Job at once on the workload's "invalid input" exit code; disruptions do not count.
+
+    Shared by training and compile Jobs.
+    """
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": container, "operator": "In", "values": [INVALID_INPUT_EXIT_CODE]},
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
 def training_command() -> tuple[list[str], list[str]]:
     """(command, args) of the trainer container."""
     return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH]
@@ -120,19 +136,7 @@ def build_training_job(
         "spec": {
             "backoffLimit": settings.train_backoff_limit,
             "activeDeadlineSeconds": settings.train_deadline_seconds,
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": CONTAINER,
-                            "operator": "In",
-                            "values": [INVALID_INPUT_EXIT_CODE],
-                        },
-                    },
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                ]
-            },
+            "podFailurePolicy": pod_failure_policy(CONTAINER),
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
     }
