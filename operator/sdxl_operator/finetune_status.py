@@ -23,12 +23,20 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sdxl_operator.conditions import UNKNOWN, make_condition, merge_conditions, rfc3339
 from sdxl_operator.failure_reasons import FailureReason, parse_reason
-from sdxl_operator.pod_problems import PodProblem, PodWaiting, container_statuses, diagnose_pod, newest_pod
+from sdxl_operator.pod_problems import (
+    PodProblem,
+    PodWaiting,
+    diagnose_pod,
+    job_condition,
+    last_terminated,
+    newest_pod,
+    terminated_state,
+)
 from sdxl_operator.workload_output import parse_result
 
 PENDING = "Pending"
@@ -84,31 +92,6 @@ def invalid_spec_status(
     }
 
 
-def _job_condition(job: Mapping[str, Any], *types: str) -> Mapping[str, Any] | None:
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") in types and condition.get("status") == "True":
-            return condition  # type: ignore[no-any-return]
-    return None
-
-
-def _terminated(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for container in container_statuses(pod):
-        terminated = (container.get("state") or {}).get("terminated")
-        if terminated:
-            return terminated  # type: ignore[no-any-return]
-        last = (container.get("lastState") or {}).get("terminated")
-        if last:
-            return last  # type: ignore[no-any-return]
-    return None
-
-
-def _last_terminated(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The termination state of the newest pod that has one."""
-    candidates = [pod for pod in pods if _terminated(pod) is not None]
-    pod = newest_pod(candidates)
-    return _terminated(pod) if pod is not None else None
-
-
 def _progress(
     latest: Mapping[str, Any] | None, previous: Mapping[str, Any] | None, now: datetime.datetime
 ) -> dict[str, Any] | None:
@@ -123,7 +106,7 @@ def _progress(
 def _failure_of(
     job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
 ) -> tuple[FailureReason, str, int | None]:
-    terminated = _last_terminated(pods)
+    terminated = last_terminated(pods)
     exit_code = terminated.get("exitCode") if terminated else None
     exit_code = exit_code if isinstance(exit_code, int) else None
     raw_message = str((terminated or {}).get("message") or "")
@@ -197,12 +180,12 @@ def compute_finetune_status(
         updates.append(make_condition(type_, value, reason, message, now=now, generation=generation))
 
     new_progress = _progress(progress, previous.get("progress"), now)
-    done = _job_condition(job, "Complete", "SuccessCriteriaMet") if job else None
-    failed = _job_condition(job, "Failed", "FailureTarget") if job else None
+    done = job_condition(job, "Complete", "SuccessCriteriaMet") if job else None
+    failed = job_condition(job, "Failed", "FailureTarget") if job else None
 
     if job is not None and done is not None:
-        terminated = _last_terminated([p for p in pods if (p.get("status") or {}).get("phase") == SUCCEEDED]) or \
-            _last_terminated(pods)
+        terminated = last_terminated([p for p in pods if (p.get("status") or {}).get("phase") == SUCCEEDED]) or \
+            last_terminated(pods)
         result = parse_result(str((terminated or {}).get("message") or ""))
         artifacts = _artifacts(result)
         metrics = (result or {}).get("metrics") or {}
@@ -289,7 +272,7 @@ def _running_or_pending(
     if pod_phase == FAILED:
         # The Job will start another attempt (its own failure would have ended the run above).
         status["phase"] = TRAINING if previous.get("phase") == TRAINING else PENDING
-        terminated = _terminated(pod) or {}
+        terminated = terminated_state(pod) or {}
         message = f"attempt failed (exit code {terminated.get('exitCode', '?')}); the Job retries"
         condition("Training", False, "Retrying", message)
         condition("Ready", False, status["phase"], message)

@@ -30,7 +30,17 @@ _CREATORS: dict[str, tuple[str, str]] = {
     "Service": ("CoreV1Api", "create_namespaced_service"),
     "Job": ("BatchV1Api", "create_namespaced_job"),
     "Deployment": ("AppsV1Api", "create_namespaced_deployment"),
+    "HorizontalPodAutoscaler": ("AutoscalingV2Api", "create_namespaced_horizontal_pod_autoscaler"),
 }
+# kind -> (API class, method suffix): read_namespaced_<suffix>, patch_namespaced_<suffix>, ...
+_KINDS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("CoreV1Api", "config_map"),
+    "Service": ("CoreV1Api", "service"),
+    "Job": ("BatchV1Api", "job"),
+    "Deployment": ("AppsV1Api", "deployment"),
+    "HorizontalPodAutoscaler": ("AutoscalingV2Api", "horizontal_pod_autoscaler"),
+}
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubeApiError(RuntimeError):
@@ -108,6 +118,68 @@ class KubeApi:
                 return None
             raise KubeApiError(f"reading Job {namespace}/{name}: {exc.reason}", exc.status) from exc
         return job
+
+    def _kind_method(self, kind: str, verb: str) -> Callable[..., Any]:
+        if kind not in _KINDS:
+            raise ValueError(f"no API calls for kind {kind!r}; add it to kube_api._KINDS")
+        api_class, suffix = _KINDS[kind]
+        return getattr(getattr(kubernetes.client, api_class)(self._client), f"{verb}_namespaced_{suffix}")  # type: ignore[no-any-return]
+
+    async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A namespaced object of one of the child kinds, or None when it does not exist."""
+        try:
+            found: dict[str, Any] = await self._json(self._kind_method(kind, "read"), name, namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeApiError(f"reading {kind} {namespace}/{name}: {exc.reason}", exc.status) from exc
+        return found
+
+    async def patch(self, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """A JSON merge patch (RFC 7386): lists are replaced whole, None removes a key.
+
+        Not a strategic merge: that merges lists such as volumes and env by name, so an entry the
+        builder dropped (the API key volume when ``spec.auth`` goes away) would stay.
+        """
+        call = functools.partial(self._kind_method(kind, "patch"), name, namespace, dict(body),
+                                 _content_type=MERGE_PATCH)
+        try:
+            await self._run(call)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"patching {kind} {namespace}/{name}: {exc.reason}: {_message(exc)}",
+                               exc.status) from exc
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete an object; False when it was not there."""
+        try:
+            await self._run(functools.partial(self._kind_method(kind, "delete"), name, namespace))
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeApiError(f"deleting {kind} {namespace}/{name}: {exc.reason}", exc.status) from exc
+        return True
+
+    async def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Jobs matching ``label_selector``."""
+        try:
+            listed = await self._json(self._batch.list_namespaced_job, namespace, label_selector=label_selector)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"listing Jobs in {namespace} ({label_selector}): {exc.reason}", exc.status) from exc
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
+
+    async def read_custom(self, group: str, version: str, plural: str, namespace: str, name: str
+                          ) -> dict[str, Any] | None:
+        """A namespaced custom resource, or None when it does not exist."""
+        api = kubernetes.client.CustomObjectsApi(self._client)
+        try:
+            found: dict[str, Any] = await self._json(
+                api.get_namespaced_custom_object, group, version, namespace, plural, name)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeApiError(f"reading {plural}.{group} {namespace}/{name}: {exc.reason}", exc.status) from exc
+        return found
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Pods matching ``label_selector``."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from sdxl_operator.conditions import find_condition, parse_time
 from sdxl_operator.failure_reasons import FailureReason
+from sdxl_operator.workload_output import parse_result
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 
@@ -51,6 +52,53 @@ def newest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return ordered[-1] if ordered else None
 
 
+def terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``terminated`` state of the pod's first container that has one (current, else last)."""
+    for container in container_statuses(pod):
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated  # type: ignore[no-any-return]
+        last = (container.get("lastState") or {}).get("terminated")
+        if last:
+            return last  # type: ignore[no-any-return]
+    return None
+
+
+def last_terminated(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The termination state of the newest pod that has one."""
+    pod = newest_pod(pod for pod in pods if terminated_state(pod) is not None)
+    return terminated_state(pod) if pod is not None else None
+
+
+def job_condition(job: Mapping[str, Any], *types: str) -> Mapping[str, Any] | None:
+    """The first of the Job's conditions of one of ``types`` whose status is "True", or None."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in types and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def _crash_loop(container: Mapping[str, Any]) -> PodProblem:
+    """A container the kubelet keeps restarting: out of memory, or why it last exited."""
+    name = container.get("name")
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    restarts = container.get("restartCount")
+    restarted = f"restarted {restarts} times, " if isinstance(restarts, int) else ""
+    if last.get("reason") == "OOMKilled":
+        return PodProblem(
+            FailureReason.OUT_OF_MEMORY,
+            f"container {name} is killed for exceeding its memory limit (OOMKilled) and restarts in a loop "
+            f"({restarted.rstrip(', ')}). Raise spec.resources.memory.",
+        )
+    result = parse_result(str(last.get("message") or ""))
+    detail = str((result or {}).get("message") or last.get("message") or "").strip()
+    detail_text = f": {detail[-1000:]}" if detail else ""
+    return PodProblem(
+        FailureReason.CRASH_LOOP_BACK_OFF,
+        f"container {name} keeps crashing ({restarted}last exit code {last.get('exitCode', '?')}){detail_text}",
+    )
+
+
 def diagnose_pod(
     pod: Mapping[str, Any], *, now: datetime.datetime, pending_grace_seconds: float
 ) -> PodProblem | PodWaiting | None:
@@ -65,6 +113,8 @@ def diagnose_pod(
                 f"cannot pull {image} for container {container.get('name')}: {detail}. "
                 "Check the image name and tag in the operator's settings and the registry credentials.",
             )
+        if waiting.get("reason") == "CrashLoopBackOff":
+            return _crash_loop(container)
     status = pod.get("status") or {}
     scheduled = find_condition(status.get("conditions"), "PodScheduled")
     if scheduled is not None and scheduled.get("status") == "False":
