@@ -68,7 +68,25 @@ def save_diffusers_lora(directory: Path, unet: Any, text_encoder_one: Any | None
         weight_name=DIFFUSERS_WEIGHT_NAME,
         safe_serialization=True,
     )
-    return directory / DIFFUSERS_WEIGHT_NAME
+    return canonicalize_safetensors(directory / DIFFUSERS_WEIGHT_NAME)
+
+
+def canonicalize_safetensors(path: Path) -> Path:
+    """Rewrite a safetensors header with sorted keys, so equal weights give equal bytes.
+
+    safetensors writes its metadata map in hash order, which varies from call to call; the file's
+    sha256 is the LoRA's identity (it keys compiled models), so the header must not. The tensor
+    data and its offsets are unchanged; the header stays padded to 8 bytes as the format requires.
+    """
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length:])
+    tmp.replace(path)
+    return path
 
 
 def kohya_state_dict(lora_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,7 +103,7 @@ def save_kohya_lora(diffusers_file: Path, out_file: Path) -> Path:
 
     save_file(kohya_state_dict(load_file(str(diffusers_file))), str(out_file),
               metadata={"ss_network_module": "networks.lora", "ss_base_model_version": "sdxl_base_v1-0"})
-    return out_file
+    return canonicalize_safetensors(out_file)
 
 
 def kohya_file_name(run_name: str) -> str:
