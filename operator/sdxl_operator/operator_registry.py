@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from sdxl_operator.deployment_handlers import register_deployment_handlers
 from sdxl_operator.finetune_handlers import register_finetune_handlers
 from sdxl_operator.kube_api import KubeApi
 from sdxl_operator.operator_context import OperatorContext
@@ -59,4 +60,5 @@ def build_registry(settings: OperatorSettings, context: OperatorContext | None =
             context.kube = None
 
     register_finetune_handlers(registry, context)
+    register_deployment_handlers(registry, context)
     return registry

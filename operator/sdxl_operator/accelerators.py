@@ -1,0 +1,74 @@
+"""What each accelerator means for a pod: its image, its device resource, taints and node selection.
+
+* neuron — AWS Inferentia2: ``aws.amazon.com/neuron: 1`` (one device = both NeuronCores of a chip,
+  which the server uses data-parallel), the ``aws.amazon.com/neuron:NoSchedule`` taint tolerated (the
+  EKS Neuron node groups carry it), the well-known ``node.kubernetes.io/instance-type`` label set to
+  ``spec.neuron.instanceType``; image ``SDXL_IMAGE_NEURON``.
+* nvidia — ``nvidia.com/gpu: 1`` and the ``nvidia.com/gpu:NoSchedule`` taint tolerated; image
+  ``SDXL_IMAGE_NVIDIA``.
+* cpu — nothing special; image ``SDXL_IMAGE_CPU``.
+
+The image reference is also the compile key's runtime id: a compiled model belongs to the image that
+compiled it and serves it (pin digests in production, so a moved tag cannot reuse an old compile).
+Node selectors are merged operator settings first, then the spec's (the spec wins per key);
+tolerations are concatenated without exact duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.training_job import merged_tolerations
+
+NEURON = "neuron"
+NVIDIA = "nvidia"
+CPU = "cpu"
+NEURON_RESOURCE = "aws.amazon.com/neuron"
+GPU_RESOURCE = "nvidia.com/gpu"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+NEURON_TOLERATION: dict[str, Any] = {"key": NEURON_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+GPU_TOLERATION: dict[str, Any] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def image_for(accelerator: str, settings: OperatorSettings) -> str:
+    """The workload image that compiles (or prepares) and serves for ``accelerator``."""
+    images = {NEURON: settings.image_neuron, NVIDIA: settings.image_nvidia, CPU: settings.image_cpu}
+    if accelerator not in images:
+        raise ValueError(f"unknown accelerator {accelerator!r}")
+    return images[accelerator]
+
+
+def device_resources(accelerator: str) -> dict[str, str]:
+    """The extended resource one server pod asks for (requests and limits alike)."""
+    return {NEURON: {NEURON_RESOURCE: "1"}, NVIDIA: {GPU_RESOURCE: "1"}}.get(accelerator, {})
+
+
+def merged_selector(*groups: Mapping[str, str]) -> dict[str, str]:
+    """Node selectors merged left to right (later groups win per key)."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        merged.update(group)
+    return merged
+
+
+def server_placement(
+    accelerator: str, neuron: Mapping[str, Any] | None, resources: Mapping[str, Any], settings: OperatorSettings
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """(nodeSelector, tolerations) of a server pod."""
+    spec_selector: Mapping[str, str] = resources.get("nodeSelector") or {}
+    spec_tolerations: Iterable[Mapping[str, Any]] = resources.get("tolerations") or []
+    if accelerator == NEURON:
+        instance = {INSTANCE_TYPE_LABEL: str((neuron or {}).get("instanceType", "inf2.8xlarge"))}
+        return (merged_selector(instance, settings.neuron_node_selector, spec_selector),
+                merged_tolerations([NEURON_TOLERATION], settings.neuron_tolerations, spec_tolerations))
+    if accelerator == NVIDIA:
+        return (merged_selector(settings.nvidia_node_selector, spec_selector),
+                merged_tolerations([GPU_TOLERATION], settings.nvidia_tolerations, spec_tolerations))
+    return merged_selector(spec_selector), merged_tolerations(spec_tolerations)
+
+
+def is_builtin(model: str) -> bool:
+    """The embedded test models (``builtin:tiny``...) need a fraction of SDXL's memory and CPU."""
+    return model.startswith("builtin:")

@@ -1,0 +1,150 @@
+"""The compile Job ``<dep>-compile-<key8>`` and its spec ConfigMap (same name), for one compile key.
+
+``sdxl-workload compile --spec /etc/sdxl/spec.json --store <store> --key <key> --runtime-id <image>
+--lora <uri> [--lora-sha256 <hex>]`` compiles for Inferentia2 (accelerator neuron) or prepares a fused
+pipeline (nvidia, cpu) into ``<store>/compiled/<key>/``; an artifact already COMPLETE there is a cache
+hit that ends in seconds. Choices worth knowing:
+
+* **One ConfigMap per compile key**, named like the Job and ``immutable``: a Job's input must not
+  change under it (a retried pod would otherwise compile a newer spec into the older key's folder), and
+  an SDXLDeployment whose spec changes gets a new key, hence a new Job and ConfigMap.
+* **Labels** carry the compile key (``sdxl.io/compile-key``, first 63 characters; the full key is in
+  the annotation of the same name), so another SDXLDeployment with the same key finds this Job and
+  waits on it instead of compiling again (see ``deployment_handlers``).
+* **Placement.** A Neuron compile needs no Neuron device, only ~64-128 GiB of host memory for about
+  40 minutes. With ``SDXL_COMPILE_ON_NEURON=true`` it asks for one ``aws.amazon.com/neuron`` device
+  (so it has an inf2 node's memory to itself and lands on a Neuron node) and tolerates the Neuron
+  taint; otherwise it runs on the compile pool as is (a large CPU node group). The compile pool's
+  selector and tolerations (``SDXL_COMPILE_NODE_SELECTOR/_TOLERATIONS``) apply to Neuron compiles,
+  and to GPU/CPU prepares only when the pool is a CPU pool: a prepare must not take an inf2 node.
+  GPU prepares run on CPU: fusing a LoRA needs no GPU.
+* **Memory**, request = limit: 96Gi for a Neuron compile of SDXL, 32Gi for a GPU/CPU prepare of SDXL,
+  2Gi for the embedded ``builtin:`` models (whatever the accelerator).
+* ``backoffLimit`` 1 (one retry, e.g. a lost spot node); exit code 2 (invalid input) fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sdxl_operator import pod_security, volumes
+from sdxl_operator.accelerators import NEURON, NEURON_RESOURCE, NEURON_TOLERATION, image_for, is_builtin
+from sdxl_operator.compile_key import compiled_uri
+from sdxl_operator.labels import COMPILE_KEY, compile_labels
+from sdxl_operator.naming import compile_job_name
+from sdxl_operator.ownership import child_metadata
+from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.training_job import TERMINATION_LOG, merged_tolerations, pod_failure_policy
+
+CONTAINER = "compiler"
+COMPILE_BACKOFF_LIMIT = 1
+ARTIFACT_ANNOTATION = "sdxl.io/compiled-artifact"
+NEURON_COMPILE = {"cpu": "8", "memory": "96Gi"}
+PREPARE = {"cpu": "4", "memory": "32Gi"}
+BUILTIN = {"cpu": "1", "memory": "2Gi"}
+
+
+def compile_annotations(key: str, artifact: str) -> dict[str, str]:
+    return {COMPILE_KEY: key, ARTIFACT_ANNOTATION: artifact}
+
+
+def compile_command(resolved_spec: Mapping[str, Any], key: str, settings: OperatorSettings
+                    ) -> tuple[list[str], list[str]]:
+    """(command, args) of the compile container."""
+    args = ["compile", "--spec", volumes.SPEC_PATH, "--store", settings.artifact_store, "--key", key,
+            "--runtime-id", image_for(str(resolved_spec["accelerator"]), settings),
+            "--lora", str(resolved_spec["lora"])]
+    if resolved_spec.get("loraSha256"):
+        args += ["--lora-sha256", str(resolved_spec["loraSha256"])]
+    return ["sdxl-workload"], args
+
+
+def build_compile_configmap(owner: Mapping[str, Any], resolved_spec: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The immutable ConfigMap holding the resolved spec for the compile of ``key``. Pure."""
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_metadata(owner, compile_job_name(name, key), compile_labels(name, key),
+                                   {COMPILE_KEY: key}),
+        "immutable": True,
+        "data": {volumes.SPEC_FILE: json.dumps(resolved_spec, indent=2, sort_keys=True) + "\n"},
+    }
+
+
+def compile_resources(resolved_spec: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """requests/limits of the compile container (see the module docstring)."""
+    neuron = resolved_spec["accelerator"] == NEURON
+    sizes = BUILTIN if is_builtin(str(resolved_spec["baseModel"])) else NEURON_COMPILE if neuron else PREPARE
+    requests = {"cpu": sizes["cpu"], "memory": sizes["memory"]}
+    limits = {"memory": sizes["memory"]}
+    if neuron and settings.compile_on_neuron:
+        requests[NEURON_RESOURCE] = "1"
+        limits[NEURON_RESOURCE] = "1"
+    return {"requests": requests, "limits": limits}
+
+
+def build_compile_job(
+    owner: Mapping[str, Any], resolved_spec: Mapping[str, Any], key: str, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The compile Job manifest for the SDXLDeployment ``owner`` and compile ``key``. Pure."""
+    name = owner["metadata"]["name"]
+    job_name = compile_job_name(name, key)
+    labels = compile_labels(name, key)
+    accelerator = str(resolved_spec["accelerator"])
+    neuron = accelerator == NEURON
+    pvc_volumes, pvc_mounts = volumes.pvc_volumes(
+        [resolved_spec.get("baseModel"), resolved_spec.get("lora")], [settings.artifact_store]
+    )
+    command, args = compile_command(resolved_spec, key, settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image_for(accelerator, settings),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "args": args,
+        "env": [
+            {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
+            {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *pod_security.scratch_env(),
+            *volumes.hf_token_env(settings.hf_token_secret),
+        ],
+        "resources": compile_resources(resolved_spec, settings),
+        "volumeMounts": [volumes.spec_mount(), volumes.shm_mount(), *pod_security.scratch_mounts(), *pvc_mounts],
+        "securityContext": pod_security.container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        **pod_security.secure_pod_fields(),
+        "containers": [container],
+        "volumes": [volumes.spec_volume(job_name), volumes.shm_volume(), *pod_security.scratch_volumes(),
+                    *pvc_volumes],
+    }
+    if settings.workload_service_account:
+        pod_spec["serviceAccountName"] = settings.workload_service_account
+    use_pool = neuron or not settings.compile_on_neuron
+    if use_pool and settings.compile_node_selector:
+        pod_spec["nodeSelector"] = dict(settings.compile_node_selector)
+    tolerations = merged_tolerations(
+        [NEURON_TOLERATION] if neuron and settings.compile_on_neuron else [],
+        settings.compile_tolerations if use_pool else [],
+    )
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    annotations = compile_annotations(key, compiled_uri(settings.artifact_store, key))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": child_metadata(owner, job_name, labels, annotations),
+        "spec": {
+            "backoffLimit": COMPILE_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": settings.compile_deadline_seconds,
+            "podFailurePolicy": pod_failure_policy(CONTAINER),
+            "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,118 @@
+"""What a compile Job says about its compile key: done (with the artifact), failed (with why), or not yet.
+
+Pure, from the Job and its pods. The artifact URI comes from the compile's result in the termination
+message (``artifacts.compiled``), else from the Job's ``sdxl.io/compiled-artifact`` annotation (the
+URI the operator computed when it built the Job). Failure reasons: ``DeadlineExceeded`` (the Job's
+deadline), else what the compile reported (``InvalidInput``, ``OutOfMemory``, ``CompileFailed``,
+``StorageError``...), else ``OutOfMemory`` for an ``OOMKilled`` container, else ``CompileFailed`` with the
+last error. A pod that cannot be scheduled or pulled is a :class:`PodProblem` while the Job goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sdxl_operator.compile_job import ARTIFACT_ANNOTATION
+from sdxl_operator.failure_reasons import FailureReason, parse_reason
+from sdxl_operator.pod_problems import (
+    PodProblem,
+    PodWaiting,
+    diagnose_pod,
+    job_condition,
+    last_terminated,
+    newest_pod,
+)
+from sdxl_operator.workload_output import parse_result
+
+MAX_MESSAGE = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileDone:
+    artifact: str
+    cache_hit: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileFailed:
+    reason: FailureReason
+    message: str
+    exit_code: int | None
+    time: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileRunning:
+    """Not finished: ``problem`` when its pod is stuck (unschedulable, image pull), ``detail`` otherwise."""
+
+    reason: str
+    detail: str
+    problem: PodProblem | None = None
+
+
+CompileOutcome = CompileDone | CompileFailed | CompileRunning
+
+
+def _short(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_MESSAGE else "..." + text[-(MAX_MESSAGE - 3):]
+
+
+def compile_outcome(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], *, now: datetime.datetime,
+    pending_grace_seconds: float,
+) -> CompileOutcome:
+    """The state of the compile Job ``job`` (see the module docstring)."""
+    if job_condition(job, "Complete", "SuccessCriteriaMet") is not None:
+        succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+        result = parse_result(str((last_terminated(succeeded) or {}).get("message") or "")) or {}
+        reported = (result.get("artifacts") or {}).get("compiled")
+        annotated = ((job.get("metadata") or {}).get("annotations") or {}).get(ARTIFACT_ANNOTATION)
+        artifact = reported if isinstance(reported, str) and reported else annotated
+        return CompileDone(str(artifact or ""), bool((result.get("metrics") or {}).get("cacheHit")))
+    failed = job_condition(job, "Failed", "FailureTarget")
+    if failed is not None:
+        return _failure(job, failed, pods)
+    pod = newest_pod(pods)
+    if pod is None:
+        return CompileRunning("CompileJobPending", "the compile Job has not started a pod yet")
+    diagnosis = diagnose_pod(pod, now=now, pending_grace_seconds=pending_grace_seconds)
+    if isinstance(diagnosis, PodProblem):
+        return CompileRunning(diagnosis.reason.value, diagnosis.message, diagnosis)
+    if isinstance(diagnosis, PodWaiting):
+        return CompileRunning(diagnosis.reason, diagnosis.message)
+    if (pod.get("status") or {}).get("phase") == "Failed":
+        return CompileRunning("Retrying", "a compile attempt failed; the Job retries")
+    return CompileRunning("CompileJobRunning", "the compile is running")
+
+
+def _failure(job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+             ) -> CompileFailed:
+    terminated = last_terminated(pods) or {}
+    exit_code = terminated.get("exitCode")
+    exit_code = exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None
+    raw = str(terminated.get("message") or "")
+    result = parse_result(raw)
+    when = condition.get("lastTransitionTime")
+    if condition.get("reason") == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        limit = f" of {deadline}s" if deadline else ""
+        return CompileFailed(FailureReason.DEADLINE_EXCEEDED,
+                             f"the compile did not finish within its deadline{limit} and was stopped; ask the "
+                             "operator's administrator for a longer SDXL_COMPILE_DEADLINE_SECONDS", exit_code, when)
+    reported = parse_reason(result.get("reason")) if result and result.get("status") == "Failed" else None
+    message = str((result or {}).get("message") or "")
+    if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
+        return CompileFailed(reported, _short(message or f"the compile failed with {reported.value}"), exit_code, when)
+    if terminated.get("reason") == "OOMKilled":
+        return CompileFailed(FailureReason.OUT_OF_MEMORY,
+                             "the compile was killed for exceeding its memory limit (OOMKilled); compiling SDXL "
+                             "needs a node with about 128 GiB of memory in the compile pool", exit_code, when)
+    detail = message or raw or str(condition.get("message") or "")
+    exit_text = f" (exit code {exit_code})" if exit_code is not None else ""
+    return CompileFailed(FailureReason.COMPILE_FAILED,
+                         _short(f"the compile Job failed{exit_text}: {detail or condition.get('reason') or 'no reason given'}"),
+                         exit_code, when)

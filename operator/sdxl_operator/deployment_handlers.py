@@ -1,0 +1,279 @@
+"""Kopf handlers of SDXLDeployment: thin glue between the API and the pure builders/status function.
+
+create / resume / update and a timer all run one idempotent :func:`reconcile`:
+
+1. validate (invalid: phase Failed / InvalidSpec, nothing created);
+2. find the model source: ``spec.lora``, or the SDXLFineTune's LoRA once it has succeeded (read each
+   time; a failed fine-tune fails the deployment, a missing or running one makes it wait);
+3. compute the compile key and make sure its artifact exists. The operator cannot read the artifact
+   store, so "exists" means: this deployment's status already recorded it, or a compile Job with that
+   key (any deployment's: found by the ``sdxl.io/compile-key`` label) succeeded. A Job with the key
+   that is still running is followed instead of starting another, so identical deployments share one
+   compile. Otherwise this deployment creates its own ``<dep>-compile-<key8>`` Job (and ConfigMap);
+   if that one failed, the deployment is Failed with the compile's reason until the spec changes. A
+   shared Job's owner may be deleted mid-compile (the Job goes with it); the next cycle then finds
+   no Job and starts its own, which the workload answers from the store at once when the artifact is
+   complete;
+4. once compiled: create or patch the Deployment (rolling update onto the new artifact), the Service
+   and the HorizontalPodAutoscaler. While a new key compiles, the Deployment keeps its template (the
+   old artifact serves); only ``replicas`` follows the spec at once;
+5. write the status computed by :func:`deployment_status.compute_deployment_status`.
+
+Nothing here deletes children except a HorizontalPodAutoscaler whose ``spec.autoscaling`` was removed;
+ownerReferences let the garbage collector remove the rest with the SDXLDeployment. Handlers write
+``patch.status`` and return None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from sdxl_operator.accelerators import NEURON, image_for
+from sdxl_operator.autoscaler import build_autoscaler
+from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
+from sdxl_operator.compile_key import compile_key, lora_digest
+from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileRunning, compile_outcome
+from sdxl_operator.conditions import find_condition
+from sdxl_operator.deployment_status import (
+    CompileView,
+    DeploymentObservation,
+    compute_deployment_status,
+    invalid_spec_status,
+)
+from sdxl_operator.deployment_validation import validate_deployment_spec
+from sdxl_operator.finetune_status import status_patch
+from sdxl_operator.inference_deployment import TEMPLATE_HASH, build_inference_deployment
+from sdxl_operator.inference_service import build_inference_service, service_url
+from sdxl_operator.kube_api import KubeApiError
+from sdxl_operator.labels import (
+    COMPILE_KEY,
+    SERVER,
+    compile_key_label,
+    deployment_labels,
+    job_pods_selector,
+    selector,
+)
+from sdxl_operator.model_source import FineTuneWait, ModelSource, model_source
+from sdxl_operator.naming import compile_job_name, deployment_name
+from sdxl_operator.operator_context import OperatorContext
+from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
+from sdxl_operator.settings import OperatorSettings
+
+GROUP = "sdxl.io"
+VERSION = "v1alpha1"
+PLURAL = "sdxldeployments"
+FINETUNES = "sdxlfinetunes"
+RETRY_DELAY_SECONDS = 10.0
+
+
+def key_of(resolved: Mapping[str, Any], settings: OperatorSettings) -> str:
+    """The compile key of a resolved deployment spec (the image is the runtime id)."""
+    accelerator = str(resolved["accelerator"])
+    neuron: Mapping[str, Any] = resolved.get("neuron") or {}
+    return compile_key(
+        base_model=str(resolved["baseModel"]), base_revision=resolved.get("baseModelRevision"),
+        lora=lora_digest(resolved.get("loraSha256"), str(resolved["lora"])),
+        lora_scale=float(resolved["loraScale"]), accelerator=accelerator,
+        shapes=neuron if accelerator == NEURON else None,
+        auto_cast_type=neuron.get("autoCastType") if accelerator == NEURON else None,
+        runtime_id=image_for(accelerator, settings),
+    )
+
+
+async def _create(context: OperatorContext, manifest: Mapping[str, Any], logger: kopf.Logger) -> None:
+    try:
+        created = await context.api.create(manifest)
+    except KubeApiError as exc:
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (403, 429):
+            raise kopf.PermanentError(str(exc)) from exc
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+    if created:
+        logger.info(f"created {manifest['kind']} {manifest['metadata']['name']}")
+
+
+def _recorded_compile(previous: Mapping[str, Any], key: str) -> CompileDone | None:
+    compiled = find_condition(previous.get("conditions"), "Compiled") or {}
+    if previous.get("compileKey") == key and previous.get("compiledArtifact") and compiled.get("status") == "True":
+        return CompileDone(str(previous["compiledArtifact"]), compiled.get("reason") == "CacheHit")
+    return None
+
+
+async def ensure_compile(
+    body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger
+) -> tuple[str | None, CompileDone | CompileFailed | CompileRunning]:
+    """(compile Job followed, outcome) for ``key``, creating this deployment's Job when none will do."""
+    recorded = _recorded_compile(body.get("status") or {}, key)
+    if recorded is not None:
+        return (body.get("status") or {}).get("compileJob"), recorded
+    api, settings, now = context.api, context.settings, context.clock()
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    own = compile_job_name(name, key)
+    jobs = [job for job in await api.list_jobs(namespace, f"{COMPILE_KEY}={compile_key_label(key)}")
+            if ((job.get("metadata") or {}).get("annotations") or {}).get(COMPILE_KEY) == key]
+    jobs.sort(key=lambda job: job["metadata"]["name"] != own)  # this deployment's own Job first
+    own_failure: CompileFailed | None = None
+    running: tuple[str, CompileRunning] | None = None
+    for job in jobs:
+        job_name = job["metadata"]["name"]
+        outcome = compile_outcome(job, [], now=now, pending_grace_seconds=settings.pending_grace_seconds)
+        if isinstance(outcome, CompileDone):
+            return job_name, outcome
+        if isinstance(outcome, CompileFailed):
+            if job_name == own:  # read its pods for the reason the compile reported
+                pods = await api.list_pods(namespace, job_pods_selector(job_name))
+                detailed = compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds)
+                own_failure = detailed if isinstance(detailed, CompileFailed) else outcome
+            continue
+        if running is None:
+            pods = await api.list_pods(namespace, job_pods_selector(job_name))
+            still = compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds)
+            if isinstance(still, CompileRunning):
+                running = (job_name, still)
+    if running is not None:
+        return running
+    if own_failure is not None:
+        return own, own_failure
+    for manifest in (build_compile_configmap(body, resolved, key), build_compile_job(body, resolved, key, settings)):
+        await _create(context, manifest, logger)
+    kopf.event(body, type="Normal", reason="CompileJobCreated", message=f"created compile Job {own} for key {key[:8]}")
+    return own, CompileRunning("CompileJobCreated", f"created compile Job {own}")
+
+
+async def ensure_serving(
+    body: kopf.Body, resolved: Mapping[str, Any], current: Mapping[str, Any] | None, *, key: str, artifact: str,
+    context: OperatorContext, logger: kopf.Logger, full: bool,
+) -> bool:
+    """Create or patch the Deployment for ``artifact``; the Service and HPA too when it changed or ``full``.
+
+    Returns whether the Deployment was created or patched.
+    """
+    api, namespace = context.api, body["metadata"]["namespace"]
+    desired = build_inference_deployment(body, resolved, key=key, artifact=artifact, settings=context.settings)
+    changed = False
+    if current is None:
+        await _create(context, desired, logger)
+        changed = True
+    elif ((current.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH) != \
+            desired["metadata"]["annotations"][TEMPLATE_HASH]:
+        meta = desired["metadata"]
+        await api.patch("Deployment", namespace, meta["name"], {
+            "metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": desired["spec"]})
+        logger.info(f"patched Deployment {meta['name']} (model {key[:8]})")
+        changed = True
+    if changed or full:
+        await _create(context, build_inference_service(body), logger)
+        hpa = build_autoscaler(body, resolved)
+        hpa_name = deployment_name(body["metadata"]["name"])
+        if hpa is None:
+            if await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
+                logger.info(f"deleted HorizontalPodAutoscaler {hpa_name}: spec.autoscaling was removed")
+        elif await api.read("HorizontalPodAutoscaler", namespace, hpa_name) is None:
+            await _create(context, hpa, logger)
+        else:
+            await api.patch("HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
+    return changed
+
+
+async def _scale_only(
+    body: kopf.Body, resolved: Mapping[str, Any], current: Mapping[str, Any], context: OperatorContext
+) -> None:
+    """While a new model compiles, follow spec.replicas without touching the pod template."""
+    if resolved.get("autoscaling"):
+        return
+    wanted = int(resolved["replicas"])
+    if (current.get("spec") or {}).get("replicas") != wanted:
+        await context.api.patch("Deployment", body["metadata"]["namespace"], current["metadata"]["name"],
+                                {"spec": {"replicas": wanted}})
+
+
+async def reconcile(
+    body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, context: OperatorContext, *, full: bool
+) -> None:
+    """One pass of the controller over one SDXLDeployment (see the module docstring)."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    generation = int(meta.get("generation") or 1)
+    previous: Mapping[str, Any] = body.get("status") or {}
+    spec: Mapping[str, Any] = body.get("spec") or {}
+    now = context.clock()
+    errors = validate_deployment_spec(spec)
+    if errors:
+        new = invalid_spec_status(errors, now=now, generation=generation, previous=previous)
+        _write_status(body, patch, previous, new)
+        return
+    api = context.api
+    try:
+        finetune = None
+        if spec.get("fineTune"):
+            finetune = await api.read_custom(GROUP, VERSION, FINETUNES, namespace, str(spec["fineTune"]))
+        source: ModelSource | FineTuneWait = model_source(spec, finetune)
+        deployment = await api.read("Deployment", namespace, deployment_name(name))
+        view: CompileView | None = None
+        if isinstance(source, ModelSource):
+            resolved = resolve_deployment_spec(spec, source, name=name, namespace=namespace, uid=meta["uid"])
+            key = key_of(resolved, context.settings)
+            job_name, outcome = await ensure_compile(body, resolved, key, context, logger)
+            view = CompileView(key, job_name, outcome)
+            if isinstance(outcome, CompileDone) and outcome.artifact:
+                if await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
+                                        context=context, logger=logger, full=full):
+                    deployment = await api.read("Deployment", namespace, deployment_name(name))
+            elif deployment is not None:
+                await _scale_only(body, resolved, deployment, context)
+        server_pods = await api.list_pods(namespace, selector(deployment_labels(name, SERVER))) if deployment else []
+    except KubeApiError as exc:
+        logger.warning(f"cannot reconcile yet: {exc}")
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+    new = compute_deployment_status(DeploymentObservation(
+        generation=generation, now=now, previous=previous, source=source, compile=view, deployment=deployment,
+        server_pods=server_pods, url=service_url(name, namespace),
+        pending_grace_seconds=context.settings.pending_grace_seconds,
+    ))
+    _write_status(body, patch, previous, new)
+
+
+def _write_status(body: kopf.Body, patch: kopf.Patch, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    if dict(new) == dict(previous):
+        return
+    patch["status"] = status_patch(previous, new)
+    phase, old_phase = new.get("phase"), previous.get("phase")
+    failure = new.get("failure") or {}
+    if phase != old_phase:
+        if failure:
+            kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
+        else:
+            kopf.event(body, type="Normal", reason=str(phase), message=_phase_message(new))
+    elif failure and failure.get("reason") != (previous.get("failure") or {}).get("reason"):
+        kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
+
+
+def _phase_message(status: Mapping[str, Any]) -> str:
+    ready = find_condition(status.get("conditions"), "Ready") or {}
+    return str(ready.get("message") or status.get("phase"))
+
+
+def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """Register the SDXLDeployment handlers on ``registry``, using ``context``."""
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    async def deployment_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await reconcile(body, patch, logger, context, full=True)
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    async def deployment_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await reconcile(body, patch, logger, context, full=True)
+
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await reconcile(body, patch, logger, context, full=True)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, interval=context.settings.status_interval_seconds)
+    async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        try:
+            await reconcile(body, patch, logger, context, full=False)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            logger.warning(f"status refresh skipped: {exc}")
+

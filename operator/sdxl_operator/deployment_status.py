@@ -1,0 +1,238 @@
+"""The status of an SDXLDeployment, computed from what the controller read. Pure (``now`` passed in).
+
+Phases:
+
+* ``Pending`` — waiting for the fine-tune (condition FineTuneReady=False: FineTuneNotFound,
+  FineTunePending, FineTuneTraining).
+* ``Compiling`` — the compile (Neuron) or prepare (GPU/CPU) Job for the current compile key runs.
+  A stuck compile pod (Unschedulable, ImagePullFailed) shows in ``failure`` meanwhile.
+* ``Deploying`` — the model is compiled; the Deployment is not yet rolled out to it and available.
+  Crash-looping, unschedulable or unpullable server pods show in ``failure`` meanwhile.
+* ``Ready`` — the Deployment runs the current artifact on every pod and serves (or is scaled to 0).
+* ``Failed`` — invalid spec, failed fine-tune, or failed compile. An older artifact may still be
+  served (``liveArtifact``, condition Available) while a new key's compile failed.
+
+``compileKey``/``compiledArtifact``/``compileJob`` describe the newest model the spec asks for;
+``liveArtifact`` is the model every server pod runs (it changes when a rollout completes). When the
+fine-tune disappears after its model was compiled, the deployment keeps its compile fields and goes
+on serving: condition FineTuneReady says so, the phase does not fall back to Pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileOutcome, CompileRunning
+from sdxl_operator.conditions import TRUE, find_condition, make_condition, merge_conditions, rfc3339
+from sdxl_operator.failure_reasons import FailureReason
+from sdxl_operator.inference_deployment import served_artifact
+from sdxl_operator.labels import COMPILE_KEY
+from sdxl_operator.model_source import FineTuneWait, ModelSource
+from sdxl_operator.pod_problems import PodProblem, diagnose_pod
+
+PENDING = "Pending"
+COMPILING = "Compiling"
+DEPLOYING = "Deploying"
+READY = "Ready"
+FAILED = "Failed"
+MAX_MESSAGE = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileView:
+    """The compile the spec asks for: its key, the Job followed (own or shared) and its outcome."""
+
+    key: str
+    job_name: str | None
+    outcome: CompileOutcome
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploymentObservation:
+    """Everything the status is computed from."""
+
+    generation: int
+    now: datetime.datetime
+    previous: Mapping[str, Any]
+    source: ModelSource | FineTuneWait
+    compile: CompileView | None  # None while waiting for the fine-tune
+    deployment: Mapping[str, Any] | None  # the inference Deployment as read
+    server_pods: Sequence[Mapping[str, Any]]
+    url: str
+    pending_grace_seconds: float
+
+
+def invalid_spec_status(errors: Sequence[str], *, now: datetime.datetime, generation: int,
+                        previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Failed / InvalidSpec; anything already served keeps being described."""
+    message = _short("; ".join(errors))
+    previous = previous or {}
+    status = {key: previous[key] for key in ("compileKey", "compiledArtifact", "compileJob", "liveArtifact",
+                                              "replicas", "readyReplicas", "url") if key in previous}
+    reason = FailureReason.INVALID_SPEC.value
+    status.update({
+        "phase": FAILED,
+        "observedGeneration": generation,
+        "conditions": merge_conditions(previous.get("conditions"), [
+            make_condition(READY, False, reason, message, now=now, generation=generation)]),
+        "failure": _failure(reason, message, now, previous),
+    })
+    return status
+
+
+def _short(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+def _failure(reason: str, message: str, now: datetime.datetime, previous: Mapping[str, Any],
+             exit_code: int | None = None, time: str | None = None) -> dict[str, Any]:
+    old = previous.get("failure") or {}
+    failure: dict[str, Any] = {"reason": reason, "message": _short(message),
+                               "time": old["time"] if old.get("reason") == reason and old.get("time")
+                               else time or rfc3339(now)}
+    if exit_code is not None:
+        failure["exitCode"] = exit_code
+    return failure
+
+
+def _rollout(deployment: Mapping[str, Any]) -> tuple[bool, int, int, int, int]:
+    """(rolled out, wanted, replicas, ready, available) as ``kubectl rollout status`` judges it."""
+    meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
+    replicas = int(status.get("replicas") or 0)
+    wanted = int(spec["replicas"]) if isinstance(spec.get("replicas"), int) else replicas
+    updated, ready = int(status.get("updatedReplicas") or 0), int(status.get("readyReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 1)
+    done = observed and updated >= wanted and replicas <= updated and available >= updated
+    return done, wanted, replicas, ready, available
+
+
+def compute_deployment_status(obs: DeploymentObservation) -> dict[str, Any]:
+    """The new ``status`` (see the module docstring)."""
+    previous, now, generation = obs.previous, obs.now, obs.generation
+    status: dict[str, Any] = {"observedGeneration": generation}
+    updates: list[dict[str, Any]] = []
+
+    def condition(type_: str, value: bool, reason: str, message: str) -> None:
+        updates.append(make_condition(type_, value, reason, message, now=now, generation=generation))
+
+    # --- the fine-tune
+    source = obs.source
+    if isinstance(source, ModelSource):
+        if source.finetune:
+            condition("FineTuneReady", True, "FineTuneSucceeded", f"LoRA of SDXLFineTune {source.finetune}: "
+                      f"{source.lora}")
+        else:
+            condition("FineTuneReady", True, "LoRAGiven", f"LoRA from spec.lora: {source.lora}")
+    else:
+        condition("FineTuneReady", False, source.reason, source.message)
+
+    # --- the compile: the spec's key, or (fine-tune gone after compiling) the one recorded before
+    failure: dict[str, Any] | None = None
+    compiled = False
+    compile_running: CompileRunning | None = None
+    compile_failed: CompileFailed | None = None
+    if obs.compile is not None:
+        view = obs.compile
+        status["compileKey"] = view.key
+        if view.job_name:
+            status["compileJob"] = view.job_name
+        outcome = view.outcome
+        if isinstance(outcome, CompileDone):
+            compiled = True
+            status["compiledArtifact"] = outcome.artifact
+            condition("Compiled", True, "CacheHit" if outcome.cache_hit else "Compiled",
+                      f"compiled model at {outcome.artifact}")
+        elif isinstance(outcome, CompileFailed):
+            compile_failed = outcome
+            condition("Compiled", False, outcome.reason.value, outcome.message)
+            failure = _failure(outcome.reason.value, outcome.message, now, previous, outcome.exit_code, outcome.time)
+        else:
+            compile_running = outcome
+            condition("Compiled", False, outcome.reason, outcome.detail)
+            if outcome.problem is not None:
+                failure = _failure(outcome.problem.reason.value, outcome.problem.message, now, previous)
+    elif previous.get("compileKey") and previous.get("compiledArtifact") and \
+            (find_condition(previous.get("conditions"), "Compiled") or {}).get("status") == TRUE:
+        compiled = True
+        for key in ("compileKey", "compiledArtifact", "compileJob"):
+            if key in previous:
+                status[key] = previous[key]
+    else:
+        condition("Compiled", False, "WaitingForFineTune", "nothing to compile until the fine-tune has succeeded")
+
+    # --- serving
+    live_key, live_artifact = served_artifact(obs.deployment)
+    rolled_out = ready_to_serve = False
+    available = 0
+    if obs.deployment is not None:
+        rolled_out, wanted, replicas, ready, available = _rollout(obs.deployment)
+        status.update({"replicas": replicas, "readyReplicas": ready, "url": obs.url})
+        if rolled_out and live_artifact:
+            status["liveArtifact"] = live_artifact
+        elif previous.get("liveArtifact"):
+            status["liveArtifact"] = previous["liveArtifact"]
+        ready_to_serve = rolled_out and (wanted == 0 or available > 0)
+        if available > 0:
+            condition("Available", True, "MinimumReplicasAvailable", f"{available} server pod(s) available")
+        elif wanted == 0:
+            condition("Available", False, "ScaledToZero", "spec.replicas is 0: no server pods")
+        else:
+            condition("Available", False, "NoServerReady", "no server pod is ready yet")
+    else:
+        condition("Available", False, "NoDeployment", "the inference Deployment does not exist yet")
+    at_current = compiled and live_key is not None and live_key == status.get("compileKey")
+
+    # --- phase
+    if isinstance(source, FineTuneWait) and source.failed:
+        phase = FAILED
+        failure = _failure(source.reason, source.message, now, previous)
+    elif compile_failed is not None:
+        phase = FAILED
+    elif compile_running is not None:
+        phase = COMPILING
+    elif not compiled:
+        phase = PENDING
+    elif at_current and ready_to_serve:
+        phase = READY
+    else:
+        phase = DEPLOYING
+        problem = _server_problem(obs, status.get("compileKey"))
+        if problem is not None:
+            failure = _failure(problem.reason.value, problem.message, now, previous)
+    status["phase"] = phase
+
+    if phase == READY:
+        message = ("scaled to zero; the compiled model is kept" if available == 0
+                   else f"serving {status.get('liveArtifact')} at {obs.url}")
+        condition(READY, True, READY, message)
+    elif failure is not None:
+        condition(READY, False, failure["reason"], failure["message"])
+    else:
+        reason, message = {
+            PENDING: ("WaitingForFineTune", "waiting for the fine-tune"),
+            COMPILING: ("Compiling", "compiling the model" + (
+                f"; {status['liveArtifact']} serves meanwhile" if status.get("liveArtifact") else "")),
+            DEPLOYING: ("RollingOut", "starting server pods on the compiled model"),
+        }[phase]
+        condition(READY, False, reason, message)
+    if failure is not None:
+        status["failure"] = failure
+    status["conditions"] = merge_conditions(previous.get("conditions"), updates)
+    return status
+
+
+def _server_problem(obs: DeploymentObservation, key: object) -> PodProblem | None:
+    """The first stuck server pod running (or meant to run) the current key."""
+    for pod in obs.server_pods:
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        if key and annotations.get(COMPILE_KEY) not in (None, key):
+            continue
+        diagnosis = diagnose_pod(pod, now=obs.now, pending_grace_seconds=obs.pending_grace_seconds)
+        if isinstance(diagnosis, PodProblem):
+            return diagnosis
+    return None

@@ -1,0 +1,170 @@
+"""The inference Deployment ``<dep>`` running ``sdxl-workload serve`` on a compiled (or prepared) model.
+
+* **Zero-downtime changes**: RollingUpdate with ``maxUnavailable: 0, maxSurge: 1``, so old pods serve
+  until a new one is ready. The pod template carries the compile key and artifact as annotations: a new
+  artifact changes the template, which is what makes the Deployment roll (and tells which model a pod
+  runs). The controller builds this Deployment for the artifact that is *live* until a new compile
+  succeeds, so a recompile never touches serving pods early.
+* **Probes**: the server answers ``/healthz`` at once and ``/readyz`` only once the weights are loaded.
+  A startup probe on ``/readyz`` gives the load its time (a Neuron model is several GB: 30 minutes;
+  GPU/CPU: 15), liveness (``/healthz``) starts after it; readiness (``/readyz``) gates traffic.
+* **Resources**: the accelerator's device (``aws.amazon.com/neuron: 1`` / ``nvidia.com/gpu: 1``),
+  CPU and memory from ``spec.resources`` or per-accelerator defaults (small for ``builtin:`` models);
+  memory request = limit. ``/dev/shm`` is a memory emptyDir.
+* ``spec.replicas`` is left out when ``spec.autoscaling`` is set: the HorizontalPodAutoscaler owns it.
+* ``metadata.annotations[sdxl.io/template-hash]`` hashes the built spec, so the controller patches only
+  when what it wants changed, never fighting the API server's defaulting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sdxl_operator import pod_security, volumes
+from sdxl_operator.accelerators import NEURON, device_resources, image_for, is_builtin, server_placement
+from sdxl_operator.compile_job import ARTIFACT_ANNOTATION, compile_annotations
+from sdxl_operator.labels import COMPILE_KEY, SERVER, deployment_labels
+from sdxl_operator.naming import deployment_name
+from sdxl_operator.ownership import child_metadata
+from sdxl_operator.settings import OperatorSettings
+
+CONTAINER = "server"
+PORT = 8080
+PORT_NAME = "http"
+TERMINATION_LOG = "/dev/termination-log"
+AUTH_DIR = "/etc/sdxl/auth"
+AUTH_VOLUME = "api-key"
+TEMPLATE_HASH = "sdxl.io/template-hash"
+PROBE_PERIOD_SECONDS = 10
+# Startup budget = failureThreshold x period: long enough to fetch and load a multi-GB model.
+STARTUP_FAILURES = {NEURON: 180, "nvidia": 90, "cpu": 90}
+DEFAULT_RESOURCES = {
+    NEURON: {"cpu": "4", "memory": "24Gi"},
+    "nvidia": {"cpu": "4", "memory": "32Gi"},
+    "cpu": {"cpu": "4", "memory": "16Gi"},
+}
+BUILTIN_RESOURCES = {"cpu": "1", "memory": "2Gi"}
+# Kubernetes waits this long past the startup budget before reporting a stuck rollout.
+PROGRESS_MARGIN_SECONDS = 600
+REVISION_HISTORY = 3
+
+
+def serve_command(resolved_spec: Mapping[str, Any], artifact: str) -> tuple[list[str], list[str]]:
+    """(command, args) of the server container for the compiled/prepared model at ``artifact``."""
+    server = resolved_spec["server"]
+    args = ["serve", "--model", artifact, "--accelerator", str(resolved_spec["accelerator"]),
+            "--port", str(PORT), "--max-batch", str(server["maxBatch"]), "--queue-size", str(server["queueSize"]),
+            "--request-timeout", str(server["requestTimeoutSeconds"])]
+    auth = resolved_spec.get("auth")
+    if auth:
+        args += ["--api-key-file", f"{AUTH_DIR}/{auth['apiKeySecretKey']}"]
+    return ["sdxl-workload"], args
+
+
+def server_resources(resolved_spec: Mapping[str, Any]) -> dict[str, Any]:
+    accelerator = str(resolved_spec["accelerator"])
+    defaults = BUILTIN_RESOURCES if is_builtin(str(resolved_spec["baseModel"])) else DEFAULT_RESOURCES[accelerator]
+    wanted: Mapping[str, Any] = resolved_spec.get("resources") or {}
+    cpu, memory = str(wanted.get("cpu") or defaults["cpu"]), str(wanted.get("memory") or defaults["memory"])
+    device = device_resources(accelerator)
+    return {"requests": {"cpu": cpu, "memory": memory, **device}, "limits": {"memory": memory, **device}}
+
+
+def _probe(path: str, *, failures: int, period: int = PROBE_PERIOD_SECONDS) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": PORT_NAME}, "periodSeconds": period, "timeoutSeconds": 5,
+            "failureThreshold": failures}
+
+
+def template_hash(spec: Mapping[str, Any]) -> str:
+    """A short digest of a Deployment spec as built (sorted-key JSON)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def build_inference_deployment(
+    owner: Mapping[str, Any], resolved_spec: Mapping[str, Any], *, key: str, artifact: str,
+    settings: OperatorSettings,
+) -> dict[str, Any]:
+    """The Deployment serving ``artifact`` (compile ``key``) for the SDXLDeployment ``owner``. Pure."""
+    name = owner["metadata"]["name"]
+    labels = deployment_labels(name, SERVER)
+    accelerator = str(resolved_spec["accelerator"])
+    pvc_volumes, pvc_mounts = volumes.pvc_volumes([artifact], [])
+    command, args = serve_command(resolved_spec, artifact)
+    mounts = [volumes.shm_mount(), *pod_security.scratch_mounts(), *pvc_mounts]
+    pod_volumes = [volumes.shm_volume(), *pod_security.scratch_volumes(), *pvc_volumes]
+    auth = resolved_spec.get("auth")
+    if auth:
+        mounts.append({"name": AUTH_VOLUME, "mountPath": AUTH_DIR, "readOnly": True})
+        pod_volumes.append({"name": AUTH_VOLUME, "secret": {
+            "secretName": auth["apiKeySecret"], "defaultMode": 0o440,
+            "items": [{"key": auth["apiKeySecretKey"], "path": auth["apiKeySecretKey"]}],
+        }})
+    startup_failures = STARTUP_FAILURES[accelerator]
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image_for(accelerator, settings),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "args": args,
+        "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
+            {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *pod_security.scratch_env(),
+        ],
+        "resources": server_resources(resolved_spec),
+        "startupProbe": _probe("/readyz", failures=startup_failures),
+        "readinessProbe": _probe("/readyz", failures=3, period=5),
+        "livenessProbe": _probe("/healthz", failures=6),
+        "volumeMounts": mounts,
+        "securityContext": pod_security.container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        **pod_security.secure_pod_fields(),
+        "containers": [container],
+        "volumes": pod_volumes,
+    }
+    if settings.workload_service_account:
+        pod_spec["serviceAccountName"] = settings.workload_service_account
+    node_selector, tolerations = server_placement(
+        accelerator, resolved_spec.get("neuron"), resolved_spec.get("resources") or {}, settings
+    )
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+
+    spec: dict[str, Any] = {}
+    if not resolved_spec.get("autoscaling"):
+        spec["replicas"] = int(resolved_spec["replicas"])
+    spec.update({
+        "selector": {"matchLabels": dict(labels)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "revisionHistoryLimit": REVISION_HISTORY,
+        "progressDeadlineSeconds": startup_failures * PROBE_PERIOD_SECONDS + PROGRESS_MARGIN_SECONDS,
+        "template": {
+            "metadata": {"labels": dict(labels), "annotations": compile_annotations(key, artifact)},
+            "spec": pod_spec,
+        },
+    })
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": child_metadata(owner, deployment_name(name), labels, {TEMPLATE_HASH: template_hash(spec)}),
+        "spec": spec,
+    }
+
+
+def served_artifact(deployment: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(compile key, artifact) in a Deployment's pod template, or (None, None)."""
+    if not deployment:
+        return None, None
+    annotations = (((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "annotations") or {}
+    return annotations.get(COMPILE_KEY), annotations.get(ARTIFACT_ANNOTATION)

@@ -1,0 +1,164 @@
+"""The SDXLDeployment controller, run for real against the API emulator over HTTP.
+
+The tests play the controllers Kubernetes would run: the Job controller and kubelet for training and
+compile Jobs (pods, termination messages, Job conditions) and the Deployment controller (its status:
+replicas, ready and available pods). Fixtures (``cluster``, ``operator_runner``) are in this folder's
+conftest.py; :class:`Serving` adds the SDXLDeployment side.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+NS = "team-a"
+DEPLOYMENTS = "sdxl.io/v1alpha1/sdxldeployments"
+SHA = "ab" * 32
+LORA = "s3://loras/alice/pytorch_lora_weights.safetensors"
+DIRECT: dict[str, Any] = {"lora": LORA, "baseModel": "builtin:tiny", "accelerator": "cpu", "replicas": 1}
+
+
+class Serving:
+    """The SDXLDeployment side of the fake cluster: the user and the Deployment controller."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.emulator = cluster.emulator
+
+    async def create(self, name: str, spec: dict[str, Any]) -> None:
+        body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLDeployment",
+                "metadata": {"name": name, "namespace": NS}, "spec": copy.deepcopy(spec)}
+        await self.cluster._call("post", f"/apis/sdxl.io/v1alpha1/namespaces/{NS}/sdxldeployments", body)
+
+    async def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        await self.cluster._call("patch", f"/apis/sdxl.io/v1alpha1/namespaces/{NS}/sdxldeployments/{name}",
+                                 {"spec": spec}, "application/merge-patch+json")
+
+    async def delete(self, name: str) -> None:
+        await self.cluster._call("delete", f"/apis/sdxl.io/v1alpha1/namespaces/{NS}/sdxldeployments/{name}")
+
+    def obj(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object(DEPLOYMENTS, NS, name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.obj(name) or {}).get("status") or {})
+
+    async def wait_status(self, name: str, check: Any, timeout: float = 15.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if status and check(status) else None
+
+        try:
+            return await self.cluster.wait_for(f"status of {name}", probe, timeout)  # type: ignore[no-any-return]
+        except AssertionError:
+            raise AssertionError(f"status of {name} never matched; last: {json.dumps(self.status(name))}") from None
+
+    def jobs(self, prefix: str = "") -> list[dict[str, Any]]:
+        return [j for j in self.cluster.jobs() if j["metadata"]["name"].startswith(prefix)]
+
+    def compile_jobs(self) -> list[dict[str, Any]]:
+        return [j for j in self.cluster.jobs() if "sdxl.io/compile-key" in j["metadata"]["labels"]]
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object("apps/v1/deployments", NS, name)
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object("v1/services", NS, name)
+
+    def hpa(self, name: str) -> dict[str, Any] | None:
+        return self.emulator.live_object("autoscaling/v2/horizontalpodautoscalers", NS, name)
+
+    async def compile_succeeds(self, job_name: str, *, cache_hit: bool = False) -> str:
+        job = self.cluster.job(job_name)
+        artifact = job["metadata"]["annotations"]["sdxl.io/compiled-artifact"]
+        pod = await self.cluster.start_pod(job_name)
+        result = {"status": "Succeeded", "artifacts": {"compiled": artifact},
+                  "metrics": {"key": job["metadata"]["annotations"]["sdxl.io/compile-key"], "cacheHit": cache_hit}}
+        await self.cluster.finish_pod(pod, exit_code=0, message=json.dumps(result))
+        await self.cluster.finish_job(job_name, "Complete")
+        return str(artifact)
+
+    async def roll_out(self, name: str, ready: int | None = None) -> None:
+        """Play the Deployment controller: every pod runs the current template and is ready."""
+        deployment = self.deployment(name)
+        assert deployment is not None, f"Deployment {name} does not exist"
+        replicas = deployment["spec"].get("replicas", 1)
+        ready = replicas if ready is None else ready
+        await self.cluster._call("patch", f"/apis/apps/v1/namespaces/{NS}/deployments/{name}/status", {"status": {
+            "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+        }})
+
+
+async def succeed_finetune(cluster: Any, name: str) -> None:
+    await cluster.wait_for(f"Job of {name}", lambda: cluster.job(f"{name}-train"))
+    pod = await cluster.start_pod(f"{name}-train")
+    result = {"status": "Succeeded", "artifacts": {"lora": f"s3://b/{name}/lora.safetensors"},
+              "metrics": {"loraSha256": SHA, "steps": 10}}
+    await cluster.finish_pod(pod, exit_code=0, message=json.dumps(result))
+    await cluster.finish_job(f"{name}-train", "Complete")
+
+
+def phase(expected: str) -> Any:
+    return lambda status: status.get("phase") == expected
+
+
+def condition(status: dict[str, Any], type_: str) -> tuple[str, str]:
+    found = next(c for c in status["conditions"] if c["type"] == type_)
+    return found["status"], found["reason"]
+
+
+async def test_waits_for_the_finetune_then_compiles_deploys_and_scales(cluster: Any, operator_runner: Any,
+                                                                     tiny_spec: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("alice", {"fineTune": "ft", "accelerator": "cpu", "replicas": 1})
+        status = await serving.wait_status("alice", phase("Pending"))
+        assert condition(status, "FineTuneReady") == ("False", "FineTuneNotFound")
+        assert serving.compile_jobs() == []
+
+        await cluster.create_finetune("ft", tiny_spec)
+        await serving.wait_status("alice", lambda s: condition(s, "FineTuneReady")[1] == "FineTunePending")
+        await succeed_finetune(cluster, "ft")
+        status = await serving.wait_status("alice", phase("Compiling"))
+        assert condition(status, "FineTuneReady") == ("True", "FineTuneSucceeded")
+        key = status["compileKey"]
+        job_name = f"alice-compile-{key[:8]}"
+        assert status["compileJob"] == job_name
+        job = cluster.job(job_name)
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--lora") + 1] == "s3://b/ft/lora.safetensors"
+        assert args[args.index("--lora-sha256") + 1] == SHA and args[args.index("--key") + 1] == key
+        spec_json = json.loads(cluster.configmap(job_name)["data"]["spec.json"])
+        assert spec_json["baseModel"] == "builtin:tiny" and "fineTune" not in spec_json
+        assert serving.deployment("alice") is None  # nothing serves before the compile is done
+
+        artifact = await serving.compile_succeeds(job_name)
+        status = await serving.wait_status("alice", phase("Deploying"))
+        assert status["compiledArtifact"] == artifact == f"s3://sdxl-artifacts/store/compiled/{key}"
+        deployment = await cluster.wait_for("the Deployment", lambda: serving.deployment("alice"))
+        assert deployment["metadata"]["ownerReferences"][0]["kind"] == "SDXLDeployment"
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--model") + 1] == artifact
+        assert serving.service("alice")["spec"]["ports"][0]["port"] == 8080
+        assert serving.hpa("alice") is None
+
+        await serving.roll_out("alice")
+        status = await serving.wait_status("alice", phase("Ready"))
+        assert status["url"] == "http://alice.team-a.svc:8080"
+        assert status["liveArtifact"] == artifact and status["readyReplicas"] == 1
+        assert condition(status, "Available") == ("True", "MinimumReplicasAvailable")
+        assert condition(status, "Ready")[0] == "True" and "failure" not in status
+
+        template_before = deployment["spec"]["template"]
+        await serving.patch_spec("alice", {"replicas": 3})
+        await cluster.wait_for("3 replicas", lambda: serving.deployment("alice")["spec"]["replicas"] == 3)
+        assert serving.deployment("alice")["spec"]["template"] == template_before  # no rollout for a scale
+        assert len(serving.compile_jobs()) == 1
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", lambda s: s.get("readyReplicas") == 3 and s["phase"] == "Ready")
