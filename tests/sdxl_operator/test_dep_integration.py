@@ -162,3 +162,150 @@ async def test_waits_for_the_finetune_then_compiles_deploys_and_scales(cluster: 
         assert len(serving.compile_jobs()) == 1
         await serving.roll_out("alice")
         await serving.wait_status("alice", lambda s: s.get("readyReplicas") == 3 and s["phase"] == "Ready")
+
+
+async def test_a_failed_finetune_fails_the_deployment_with_its_message(cluster: Any, operator_runner: Any,
+                                                                      tiny_spec: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await cluster.create_finetune("ft", tiny_spec)
+        await serving.create("alice", {"fineTune": "ft", "accelerator": "cpu"})
+        await cluster.wait_for("the training Job", lambda: cluster.job("ft-train"))
+        pod = await cluster.start_pod("ft-train")
+        await cluster.run_pod(pod)
+        await serving.wait_status("alice", lambda s: condition(s, "FineTuneReady")[1] == "FineTuneTraining")
+        assert serving.status("alice")["phase"] == "Pending"
+        await cluster.finish_pod(pod, exit_code=2, message=json.dumps(
+            {"status": "Failed", "reason": "InvalidInput", "message": "instanceImages: no images found"}))
+        await cluster.finish_job("ft-train", "Failed", "PodFailurePolicy", "exit code 2")
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "FineTuneFailed"
+        assert "InvalidInput" in status["failure"]["message"] and "no images found" in status["failure"]["message"]
+        assert condition(status, "FineTuneReady") == ("False", "FineTuneFailed")
+        assert serving.compile_jobs() == [] and serving.deployment("alice") is None
+
+
+async def test_compile_failure_reason_reaches_the_status(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("oom", {**DIRECT, "loraScale": 0.5})
+        await serving.create("bad", DIRECT)
+        for name, pod_end, reason, text in [
+            ("bad", {"exit_code": 2, "message": json.dumps({"status": "Failed", "reason": "InvalidInput",
+                                                             "message": "lora: s3://loras/alice/x does not exist"})},
+             "InvalidInput", "does not exist"),
+            ("oom", {"exit_code": 137, "message": "Killed", "reason": "OOMKilled"}, "OutOfMemory", "OOMKilled"),
+        ]:
+            status = await serving.wait_status(name, phase("Compiling"))
+            pod = await cluster.start_pod(status["compileJob"])
+            await cluster.finish_pod(pod, **pod_end)
+            await cluster.finish_job(status["compileJob"], "Failed", "BackoffLimitExceeded", "backoff")
+            status = await serving.wait_status(name, phase("Failed"))
+            assert status["failure"]["reason"] == reason and text in status["failure"]["message"]
+            assert condition(status, "Compiled") == ("False", reason)
+            assert serving.deployment(name) is None
+        assert len(serving.compile_jobs()) == 2  # a failed compile is not retried in a loop
+
+
+async def test_a_lora_change_recompiles_while_the_old_model_serves_then_rolls(cluster: Any,
+                                                                              operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("alice", DIRECT)
+        status = await serving.wait_status("alice", phase("Compiling"))
+        old_artifact = await serving.compile_succeeds(status["compileJob"])
+        await cluster.wait_for("the Deployment", lambda: serving.deployment("alice"))
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", phase("Ready"))
+        old_template = serving.deployment("alice")["spec"]["template"]
+
+        await serving.patch_spec("alice", {"lora": "s3://loras/alice-v2/pytorch_lora_weights.safetensors",
+                                           "replicas": 2})
+        status = await serving.wait_status("alice", phase("Compiling"))
+        new_job = status["compileJob"]
+        assert status["liveArtifact"] == old_artifact and "compiledArtifact" not in status  # not for the new key yet
+        # The old model keeps serving: replicas follow the spec, the pod template does not change yet.
+        await cluster.wait_for("2 replicas", lambda: serving.deployment("alice")["spec"]["replicas"] == 2)
+        assert serving.deployment("alice")["spec"]["template"] == old_template
+        assert condition(status, "Available")[0] == "True"
+
+        new_artifact = await serving.compile_succeeds(new_job)
+        await cluster.wait_for("the rolling update", lambda: serving.deployment("alice")["spec"]["template"][
+            "metadata"]["annotations"]["sdxl.io/compiled-artifact"] == new_artifact)
+        deployment = serving.deployment("alice")
+        assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+        status = await serving.wait_status("alice", phase("Deploying"))
+        assert status["liveArtifact"] == old_artifact  # until the rollout completes
+        await serving.roll_out("alice")
+        status = await serving.wait_status("alice", phase("Ready"))
+        assert status["liveArtifact"] == new_artifact == status["compiledArtifact"]
+
+
+async def test_two_deployments_with_the_same_model_share_one_compile(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("one", DIRECT)
+        first = await serving.wait_status("one", phase("Compiling"))
+        await serving.create("two", {**DIRECT, "replicas": 2, "server": {"maxBatch": 2}})  # serving-only changes
+        second = await serving.wait_status("two", phase("Compiling"))
+        assert second["compileKey"] == first["compileKey"] and second["compileJob"] == first["compileJob"]
+        assert len(serving.compile_jobs()) == 1
+        artifact = await serving.compile_succeeds(first["compileJob"])
+        for name in ("one", "two"):
+            await cluster.wait_for(f"Deployment {name}", lambda n=name: serving.deployment(n))
+            await serving.roll_out(name)
+            status = await serving.wait_status(name, phase("Ready"))
+            assert status["liveArtifact"] == artifact
+        # A third one created after the compile finished finds it done: no Job of its own.
+        await serving.create("three", DIRECT)
+        await cluster.wait_for("Deployment three", lambda: serving.deployment("three"))
+        assert len(serving.compile_jobs()) == 1
+
+
+async def test_operator_restart_creates_nothing_twice(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("alice", {**DIRECT, "autoscaling": {"maxReplicas": 3}})
+        status = await serving.wait_status("alice", phase("Compiling"))
+    job_uid = cluster.job(status["compileJob"])["metadata"]["uid"]
+    await serving.compile_succeeds(status["compileJob"])  # finished while the operator was away
+    async with operator_runner():
+        await cluster.wait_for("the Deployment", lambda: serving.deployment("alice"))
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", phase("Ready"))
+        deployment_uid = serving.deployment("alice")["metadata"]["uid"]
+    async with operator_runner():
+        await serving.wait_status("alice", phase("Ready"))
+        await serving.roll_out("alice")
+        assert [j["metadata"]["uid"] for j in serving.compile_jobs()] == [job_uid]
+        assert [d["metadata"]["uid"] for d in cluster.emulator.live_objects("apps/v1/deployments", NS)] == [
+            deployment_uid]
+        assert len(cluster.emulator.live_objects("v1/services", NS)) == 1
+        hpa = serving.hpa("alice")
+        assert hpa["spec"]["maxReplicas"] == 3 and "replicas" not in serving.deployment("alice")["spec"]
+
+
+async def test_deleting_the_finetune_keeps_serving_and_deleting_the_deployment_collects_children(
+    cluster: Any, operator_runner: Any, tiny_spec: Any
+) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await cluster.create_finetune("ft", tiny_spec)
+        await serving.create("alice", {"fineTune": "ft", "accelerator": "cpu"})
+        await succeed_finetune(cluster, "ft")
+        status = await serving.wait_status("alice", phase("Compiling"))
+        artifact = await serving.compile_succeeds(status["compileJob"])
+        await cluster.wait_for("the Deployment", lambda: serving.deployment("alice"))
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", phase("Ready"))
+
+        await cluster.delete_finetune("ft")
+        status = await serving.wait_status("alice", lambda s: condition(s, "FineTuneReady")[1] == "FineTuneNotFound")
+        assert status["phase"] == "Ready" and status["compiledArtifact"] == artifact
+        assert serving.deployment("alice") is not None
+
+        await serving.delete("alice")
+        await cluster.wait_for("the SDXLDeployment to go", lambda: serving.obj("alice") is None, timeout=10)
+        assert serving.deployment("alice") is None and serving.service("alice") is None
+        assert serving.compile_jobs() == []
+        assert cluster.emulator.live_objects("v1/configmaps", NS) == []
