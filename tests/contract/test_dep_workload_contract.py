@@ -1,0 +1,113 @@
+"""The operator's compile Job, its spec ConfigMap and the inference Deployment speak the workloads' language.
+
+For every SDXLDeployment example (as a fine-tune deployment and as a direct-LoRA one): the compile
+Job's and the Deployment's command lines parse with ``sdxl_workloads.cli.parse_args``; the ConfigMap's
+spec.json loads with the workloads' spec loader and deployment spec and means the same model; the key
+the operator passes is the key the compile command would compute from the same file and flags; the
+artifact the Deployment serves is where the compile publishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
+from sdxl_operator.compile_key import compiled_uri
+from sdxl_operator.deployment_handlers import key_of
+from sdxl_operator.deployment_validation import validate_deployment_spec
+from sdxl_operator.inference_deployment import build_inference_deployment
+from sdxl_operator.model_source import ModelSource, model_source
+from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
+from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.volumes import SPEC_PATH
+from sdxl_workloads import cli, compile_command, spec_loading
+from sdxl_workloads.deployment_spec import DeploymentSpec
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "crds" / "examples").glob("deployment*.yaml"))
+SHA = "d97320424be7ffac2de421d8eaea6957627f1aa571e1d9bc1cb687c4a21ba1b4"
+SETTINGS = OperatorSettings(artifact_store="s3://sdxl-artifacts/store", image_neuron="reg/neuron@sha256:" + "a" * 64)
+FINETUNE = {"spec": {"baseModel": "builtin:tiny", "baseModelRevision": "main"},
+            "status": {"phase": "Succeeded", "artifacts": {"lora": "s3://b/ft/lora/pytorch_lora_weights.safetensors",
+                                                           "loraSha256": SHA}}}
+
+
+def _variants() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for example in EXAMPLES:
+        owner = yaml.safe_load(example.read_text())
+        owner["metadata"]["uid"] = "6c1f0a52-9b7e-4d1c-8f1e-2a3b4c5d6e7f"
+        found.append((example.stem, owner))
+        direct = yaml.safe_load(example.read_text())
+        direct["metadata"]["uid"] = owner["metadata"]["uid"]
+        direct["spec"].pop("fineTune")
+        direct["spec"].update({"lora": "pvc://loras/alice.safetensors", "baseModel": "stabilityai/sdxl-custom"})
+        found.append((f"{example.stem}-direct", direct))
+    return found
+
+
+VARIANTS = _variants()
+
+
+def _children(owner: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    assert validate_deployment_spec(owner["spec"]) == []
+    source = model_source(owner["spec"], FINETUNE)
+    assert isinstance(source, ModelSource)
+    meta = owner["metadata"]
+    resolved = resolve_deployment_spec(owner["spec"], source, name=meta["name"], namespace=meta["namespace"],
+                                       uid=meta["uid"])
+    key = key_of(resolved, SETTINGS)
+    artifact = compiled_uri(SETTINGS.artifact_store, key)
+    return (resolved, key, build_compile_configmap(owner, resolved, key),
+            build_compile_job(owner, resolved, key, SETTINGS),
+            build_inference_deployment(owner, resolved, key=key, artifact=artifact, settings=SETTINGS))
+
+
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    assert containers[0]["command"] == ["sdxl-workload"]
+    return containers[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name, owner", VARIANTS, ids=[name for name, _ in VARIANTS])
+def test_compile_job_and_configmap_load_with_the_compile_workload(name: str, owner: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    resolved, key, configmap, job, _ = _children(owner)
+    args = cli.parse_args(_container(job)["args"])
+    assert args.command == "compile" and args.spec == SPEC_PATH
+    assert args.key == key and args.store == SETTINGS.artifact_store
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(configmap["data"]["spec.json"])
+    loaded = DeploymentSpec.from_dict(spec_loading.load_manifest(spec_file))
+    request = compile_command.resolve_request(loaded, argparse.Namespace(**{**vars(args), "spec": str(spec_file)}))
+    assert request.lora_uri == resolved["lora"] and request.base_model == resolved["baseModel"]
+    assert request.accelerator == resolved["accelerator"] and request.lora_scale == resolved["loraScale"]
+    # The key the operator passes is the one the workload computes from the same inputs.
+    assert compile_command.key_for(request, request.lora_sha256) == key
+    if loaded.accelerator == "neuron":
+        assert loaded.neuron.shapes() == {k: resolved["neuron"][k] for k in loaded.neuron.shapes()}
+
+
+@pytest.mark.parametrize("name, owner", VARIANTS, ids=[name for name, _ in VARIANTS])
+def test_deployment_command_parses_with_the_serve_workload(name: str, owner: dict[str, Any]) -> None:
+    resolved, key, _, _, deployment = _children(owner)
+    container = _container(deployment)
+    args = cli.parse_args(container["args"])
+    assert args.command == "serve"
+    assert args.model == compiled_uri(SETTINGS.artifact_store, key)
+    assert args.accelerator == resolved["accelerator"] and args.port == container["ports"][0]["containerPort"]
+    assert args.max_batch == resolved["server"]["maxBatch"] and args.queue_size == resolved["server"]["queueSize"]
+    assert args.request_timeout == resolved["server"]["requestTimeoutSeconds"]
+    assert args.lora is None  # the LoRA is fused into the compiled/prepared model
+    if resolved.get("auth"):
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "api-key")
+        assert args.api_key_file == f"{mount['mountPath']}/{resolved['auth']['apiKeySecretKey']}"
+    else:
+        assert args.api_key_file is None
