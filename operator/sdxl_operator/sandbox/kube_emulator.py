@@ -20,6 +20,9 @@ one behaviour the operator (or Kopf) depends on, and nothing more:
 * **Pod logs** — ``GET .../pods/<name>/log`` (with ``tailLines``) serves text set by whoever plays
   the kubelet (:meth:`KubeEmulator.set_pod_log`); KMock would return the pod object instead.
 * **List kind/apiVersion** — ``kind: <Kind>List`` on lists, which ``kubectl get`` requires.
+* **No request log** — KMock records every request and scans that record to route each new one,
+  so the n-th request costs O(n); only the requests in flight are kept (``emulator.requests``
+  assertions are not available).
 
 Not emulated: ``GET /api/v1/namespaces`` (KMock's path parser fails on it), so run the operator with
 ``--all-namespaces``, or with exact namespaces and Kopf's scanning disabled; server-side validation,
@@ -87,6 +90,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return str(self._last_version)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        try:
+            return await self._handle_request(request)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: rendering.Request) -> None:
+        # KMock logs every request forever and matches each new request by scanning that whole log
+        # (request in reaction), so the n-th request costs O(n): minutes for a few thousand. The
+        # emulator keeps only the requests still being served.
+        for log in (self._requests, *(payload._requests for payload in self._payloads)):
+            for index in range(len(log) - 1, -1, -1):
+                if log[index] is request:
+                    del log[index]
+                    break
+
+    async def _handle_request(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is None:
             return await super()._handle(request)
         deleting_uid: str | None = None
