@@ -1,9 +1,9 @@
-"""Every SDXLFineTune status the operator computes fits the CRD's strict status schema.
+"""Every SDXLFineTune and SDXLDeployment status the operator computes fits the CRDs' strict status schemas.
 
 The apiserver rejects a status write with a value outside an enum or pattern (and prunes undeclared
 fields), and KMock's emulator checks neither, so the operator's pure status functions are run here
-through the main outcomes and each result is validated against crds/sdxlfinetunes.sdxl.io.yaml.
-The log lines and termination message are what `sdxl-workload train` printed for the tiny example.
+through the main outcomes and each result is validated against the CRD. The log lines and termination
+messages are what `sdxl-workload train` / `compile` printed for the tiny examples.
 """
 
 from __future__ import annotations
@@ -17,11 +17,16 @@ from typing import Any
 import pytest
 import yaml
 
-from sdxl_operator import finetune_status
+from sdxl_operator import deployment_status, finetune_status
+from sdxl_operator.compile_job import ARTIFACT_ANNOTATION
+from sdxl_operator.compile_outcome import compile_outcome
+from sdxl_operator.labels import COMPILE_KEY
+from sdxl_operator.model_source import model_source
 from sdxl_operator.workload_output import last_progress
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "crds" / "examples" / "finetune-tiny.yaml"
+DEPLOYMENT_EXAMPLE = REPO_ROOT / "crds" / "examples" / "deployment-cpu.yaml"
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.timezone.utc)
 JOB_NAME = "tiny-subject-train"
 
@@ -144,3 +149,123 @@ def test_scenarios_reach_every_phase_and_the_failure_fields() -> None:
     succeeded = next(s for s in statuses if s["phase"] == "Succeeded")
     assert succeeded["artifacts"]["loraSha256"] == SUCCEEDED_RESULT["metrics"]["loraSha256"]
     assert any("progress" in s for s in statuses)
+
+
+# --- SDXLDeployment ---------------------------------------------------------------------------------
+
+KEY = "7c99ca84e9105761c7eddbd71b936434f8760853766e8802e5150d1ff0cb52b7"
+COMPILED = f"pvc://sdxl-artifacts/store/compiled/{KEY}"
+COMPILE_JOB = f"tiny-subject-cpu-compile-{KEY[:8]}"
+URL = "http://tiny-subject-cpu.default.svc:8080"
+COMPILE_RESULT = {"status": "Succeeded", "artifacts": {"compiled": COMPILED},
+                  "metrics": {"key": KEY, "cacheHit": False, "seconds": 13.57}}
+
+
+def _finetune(phase: str, **status: Any) -> dict[str, Any]:
+    obj = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    obj["status"] = {"phase": phase, **status}
+    return obj
+
+
+def _compile(condition: str | None, pods: list[dict[str, Any]]) -> Any:
+    job = _job(condition, *(("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                            if condition == "Failed" else ()))
+    return deployment_status.CompileView(KEY, COMPILE_JOB, compile_outcome(
+        job, pods, now=NOW, pending_grace_seconds=120))
+
+
+def _inference(ready: int, replicas: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "tiny-subject-cpu", "generation": 1},
+        "spec": {"replicas": replicas, "template": {"metadata": {"annotations": {
+            COMPILE_KEY: KEY, ARTIFACT_ANNOTATION: COMPILED}}}},
+        "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+                   "readyReplicas": ready, "availableReplicas": ready},
+    }
+
+
+def _server_pod(container: dict[str, Any]) -> dict[str, Any]:
+    pod = _pod("Running", containers=[container])
+    pod["metadata"]["annotations"] = {COMPILE_KEY: KEY}
+    return pod
+
+
+SUCCEEDED_FINETUNE = _finetune("Succeeded", artifacts={
+    "lora": SUCCEEDED_RESULT["artifacts"]["lora"], "loraSha256": SUCCEEDED_RESULT["metrics"]["loraSha256"]})
+DEPLOYMENT_SCENARIOS: dict[str, dict[str, Any]] = {
+    "fine-tune missing": {"finetune": None},
+    "fine-tune training": {"finetune": _finetune("Training", progress={"step": 120, "totalSteps": 200})},
+    "fine-tune failed": {"finetune": _finetune("Failed", failure={"reason": "OutOfMemory", "message": "OOMKilled"})},
+    "compiling": {"finetune": SUCCEEDED_FINETUNE, "compile": ("Running", [_pod("Running", containers=[{
+        "name": "compiler", "ready": True, "restartCount": 0, "state": {"running": {}}}])])},
+    "compile pod unschedulable": {"finetune": SUCCEEDED_FINETUNE, "compile": ("Running", [_pod("Pending", conditions=[{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient memory."}])])},
+    "compile out of memory": {"finetune": SUCCEEDED_FINETUNE, "compile": ("Failed", [
+        _pod("Failed", containers=[_terminated("OOMKilled", 137)])])},
+    "server crash-looping": {"finetune": SUCCEEDED_FINETUNE, "deployment": _inference(ready=0),
+                             "compile": ("Complete", [_pod("Succeeded", containers=[
+                                 _terminated("Completed", 0, json.dumps(COMPILE_RESULT))])]),
+                             "server_pods": [_server_pod({
+                                 "name": "server", "ready": False, "restartCount": 6,
+                                 "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                       "message": "back-off 5m0s restarting failed container"}},
+                                 "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}})]},
+    "ready": {"finetune": SUCCEEDED_FINETUNE, "deployment": _inference(ready=1),
+              "compile": ("Complete", [_pod("Succeeded", containers=[
+                  _terminated("Completed", 0, json.dumps(COMPILE_RESULT))])])},
+    "scaled to zero": {"finetune": SUCCEEDED_FINETUNE, "deployment": _inference(ready=0, replicas=0),
+                       "compile": ("Complete", [_pod("Succeeded", containers=[
+                           _terminated("Completed", 0, json.dumps(COMPILE_RESULT))])])},
+}
+
+
+def _deployment_status(scenario: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec = yaml.safe_load(DEPLOYMENT_EXAMPLE.read_text(encoding="utf-8"))["spec"]
+    source = model_source(spec, scenario["finetune"])
+    view = _compile(*scenario["compile"]) if "compile" in scenario else None
+    return deployment_status.compute_deployment_status(deployment_status.DeploymentObservation(
+        generation=1, now=NOW, previous=previous or {}, source=source, compile=view,
+        deployment=scenario.get("deployment"), server_pods=scenario.get("server_pods", []), url=URL,
+        pending_grace_seconds=120,
+    ))
+
+
+@pytest.fixture
+def deployment_with_status(crd_validator: Callable[..., list[str]], deployment_crd_path: Path
+                           ) -> Callable[[dict[str, Any]], list[str]]:
+    def validate(status: dict[str, Any]) -> list[str]:
+        obj = yaml.safe_load(DEPLOYMENT_EXAMPLE.read_text(encoding="utf-8"))
+        obj["status"] = status
+        return crd_validator(obj, deployment_crd_path)
+
+    return validate
+
+
+@pytest.mark.parametrize("scenario", sorted(DEPLOYMENT_SCENARIOS))
+def test_computed_deployment_status_fits_the_crd(
+    deployment_with_status: Callable[[dict[str, Any]], list[str]], scenario: str
+) -> None:
+    status = _deployment_status(DEPLOYMENT_SCENARIOS[scenario])
+    assert deployment_with_status(status) == []
+    # The next reconcile starts from this status: it must fit as well.
+    assert deployment_with_status(_deployment_status(DEPLOYMENT_SCENARIOS[scenario], previous=status)) == []
+
+
+def test_deployment_invalid_spec_status_fits_the_crd(
+    deployment_with_status: Callable[[dict[str, Any]], list[str]]
+) -> None:
+    status = deployment_status.invalid_spec_status(["spec.neuron.height: must be a multiple of 8"] * 300,
+                                                   now=NOW, generation=2)
+    assert status["failure"]["reason"] == "InvalidSpec"
+    assert deployment_with_status(status) == []
+
+
+def test_deployment_scenarios_reach_every_phase_and_failure_reason() -> None:
+    """Guards the table above: it must exercise what the schema constrains most."""
+    statuses = [_deployment_status(s) for s in DEPLOYMENT_SCENARIOS.values()]
+    assert {s["phase"] for s in statuses} == {"Pending", "Compiling", "Deploying", "Ready", "Failed"}
+    reasons = {s["failure"]["reason"] for s in statuses if "failure" in s}
+    assert {"FineTuneFailed", "Unschedulable", "OutOfMemory", "CrashLoopBackOff"} <= reasons
+    ready = next(s for s in statuses if s["phase"] == "Ready")
+    assert (ready["compileKey"], ready["liveArtifact"], ready["url"]) == (KEY, COMPILED, URL)
