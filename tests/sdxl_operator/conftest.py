@@ -25,11 +25,13 @@ import kubernetes
 import pytest
 import pytest_asyncio
 
+from sdxl_operator import permissions
 from sdxl_operator.operator_registry import build_registry
 from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
 from sdxl_operator.settings import OperatorSettings
 
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")  # Kopf's own client, and the kubernetes client
 NAMESPACE = "team-a"
 TINY_SPEC: dict[str, Any] = {
     "baseModel": "builtin:tiny",
@@ -206,6 +208,14 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         yield FakeCluster(emulator, url)
+        # Every call the operator made (Kopf's and our handlers') is declared in permissions.py, the list
+        # the Helm chart renders its RBAC from: an undeclared call would be refused on a real cluster.
+        declared = {(verb, p.group, resource) for p in permissions.all_permissions(peering=False)
+                    for verb in p.verbs for resource in p.resources}
+        undeclared = sorted({(verb, group, resource) for (agent, verb, group, resource) in emulator.audit
+                             if agent.startswith(OPERATOR_AGENTS) and (verb, group, resource) not in declared})
+        assert not undeclared, f"the operator made API calls permissions.py does not declare: {undeclared}"
+        assert any(agent.startswith(OPERATOR_AGENTS) for agent, *_ in emulator.audit), "no operator calls recorded"
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ Import this module only where kmock is installed (a development dependency).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import datetime
@@ -56,6 +57,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     _pod_logs: dict[tuple[str | None, str], str] = attrs.field(factory=dict, init=False)
     _last_version: int = attrs.field(default=0, init=False)
+    # (user agent, verb, API group, resource[/subresource]) -> count: what each client did, for RBAC checks.
+    audit: collections.Counter[tuple[str, str, str, str]] = attrs.field(factory=collections.Counter, init=False)
 
     # ----- public helpers for whoever plays the kubelet / controllers -----
 
@@ -90,10 +93,23 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return str(self._last_version)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self._record(request)
         try:
             return await self._handle_request(request)
         finally:
             self._forget(request)
+
+    def _record(self, request: rendering.Request) -> None:
+        if request.resource is None or request.resource.plural is None:
+            return  # discovery
+        method = str(getattr(request.method, "value", request.method)).upper()
+        if method == "GET":
+            verb = "watch" if request.params.get("watch") in ("true", "1") else "get" if request.name else "list"
+        else:
+            verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(method, method.lower())
+        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        agent = request.headers.get("User-Agent", "")
+        self.audit[(agent, verb, str(request.resource.group or ""), resource)] += 1
 
     def _forget(self, request: rendering.Request) -> None:
         # KMock logs every request forever and matches each new request by scanning that whole log

@@ -1,0 +1,86 @@
+"""The ``sdxl-operator`` console script: option parsing, settings errors, sandbox dispatch, and a real run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdxl_operator import cli
+from sdxl_operator.sandbox.kube_emulator import serve_emulator, write_kubeconfig
+
+
+def test_run_takes_kopf_options() -> None:
+    args = cli.build_parser().parse_args(
+        ["run", "-n", "team-a", "--namespace", "team-*", "--standalone", "--liveness", "http://0.0.0.0:8080/healthz",
+         "--priority", "100", "--peering", "sdxl", "-v", "--log-format", "json"])
+    assert args.namespaces == ["team-a", "team-*"] and not args.all_namespaces
+    assert args.standalone and args.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert (args.priority, args.peering_name, args.verbose, args.log_format) == (100, "sdxl", True, "json")
+    assert cli.build_parser().parse_args(["run", "-A"]).all_namespaces
+
+
+def test_namespace_and_all_namespaces_exclude_each_other() -> None:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "-n", "a", "-A"])
+
+
+def test_bad_settings_stop_before_kopf_starts(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.setenv("SDXL_TRAIN_TOLERATIONS", "{not json")
+    assert cli.main(["run", "-A"]) == 2
+    assert "SDXL_TRAIN_TOLERATIONS: not valid JSON" in capsys.readouterr().err
+
+
+def test_sandbox_is_dispatched_lazily_with_its_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "fake_sandbox_command.py").write_text(
+        "seen = []\ndef main(argv):\n    seen.append(argv)\n    return 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "SANDBOX_MODULE", "fake_sandbox_command")
+    assert cli.main(["sandbox", "--keep", "-x"]) == 7
+    assert sys.modules["fake_sandbox_command"].seen == [["--keep", "-x"]]
+
+
+def test_missing_sandbox_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.setattr(cli, "SANDBOX_MODULE", "sdxl_operator.sandbox.no_such_module")
+    assert cli.main(["sandbox"]) == 2
+    assert "sdxl-operator[dev]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_console_script_runs_the_operator_against_a_cluster(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "sdxl-operator"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sdxl_operator.cli"]
+    async with serve_emulator() as (emulator, url):
+        kubeconfig = tmp_path / "kubeconfig"
+        write_kubeconfig(str(kubeconfig), url)
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "SDXL_STATUS_INTERVAL_SECONDS": "0.5"}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        log = (tmp_path / "operator.log").open("wb")
+        process = subprocess.Popen([*command, "run", "--standalone", "--all-namespaces"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune", "metadata": {"name": "cli"},
+                    "spec": {"baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject",
+                             "instancePrompt": "a photo of sks person", "resources": {"gpus": 0}}}
+            async with await emulator.post("/apis/sdxl.io/v1alpha1/namespaces/default/sdxlfinetunes", json=body):
+                pass
+            deadline = time.monotonic() + 30
+            while emulator.live_object("batch/v1/jobs", "default", "cli-train") is None:
+                assert process.poll() is None, (tmp_path / "operator.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "operator.log").read_text()
+                await asyncio.sleep(0.1)
+            while not (emulator.live_object("sdxl.io/v1alpha1/sdxlfinetunes", "default", "cli") or {}).get("status"):
+                assert time.monotonic() < deadline, (tmp_path / "operator.log").read_text()
+                await asyncio.sleep(0.1)
+        finally:
+            process.terminate()
+            await asyncio.to_thread(process.wait, 20)
+            log.close()
+        assert process.returncode == 0, (tmp_path / "operator.log").read_text()
