@@ -13,7 +13,8 @@ create / resume / update and a timer all run one idempotent :func:`reconcile`:
    if that one failed, the deployment is Failed with the compile's reason until the spec changes. A
    shared Job's owner may be deleted mid-compile (the Job goes with it); the next cycle then finds
    no Job and starts its own, which the workload answers from the store at once when the artifact is
-   complete;
+   complete. Deployments created together race to that lookup, so the lookup and the create run under
+   a lock per compile key in this operator process (one operator is active at a time: Kopf peering);
 4. once compiled: create or patch the Deployment (rolling update onto the new artifact), the Service
    and the HorizontalPodAutoscaler. While a new key compiles, the Deployment keeps its template (the
    old artifact serves); only ``replicas`` follows the spec at once;
@@ -26,6 +27,7 @@ ownerReferences let the garbage collector remove the rest with the SDXLDeploymen
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,13 +103,31 @@ def _recorded_compile(previous: Mapping[str, Any], key: str) -> CompileDone | No
     return None
 
 
+class CompileLocks:
+    """One asyncio lock per (namespace, compile key): a lookup and the create it decides on are atomic."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def __call__(self, namespace: str, key: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, key), asyncio.Lock())
+
+
 async def ensure_compile(
-    body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger
+    body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger,
+    locks: CompileLocks,
 ) -> tuple[str | None, CompileDone | CompileFailed | CompileRunning]:
     """(compile Job followed, outcome) for ``key``, creating this deployment's Job when none will do."""
     recorded = _recorded_compile(body.get("status") or {}, key)
     if recorded is not None:
         return (body.get("status") or {}).get("compileJob"), recorded
+    async with locks(body["metadata"]["namespace"], key):
+        return await _find_or_create_compile(body, resolved, key, context, logger)
+
+
+async def _find_or_create_compile(
+    body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger
+) -> tuple[str | None, CompileDone | CompileFailed | CompileRunning]:
     api, settings, now = context.api, context.settings, context.clock()
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     own = compile_job_name(name, key)
@@ -190,7 +210,8 @@ async def _scale_only(
 
 
 async def reconcile(
-    body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, context: OperatorContext, *, full: bool
+    body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, context: OperatorContext, locks: CompileLocks, *,
+    full: bool,
 ) -> None:
     """One pass of the controller over one SDXLDeployment (see the module docstring)."""
     meta = body["metadata"]
@@ -215,7 +236,7 @@ async def reconcile(
         if isinstance(source, ModelSource):
             resolved = resolve_deployment_spec(spec, source, name=name, namespace=namespace, uid=meta["uid"])
             key = key_of(resolved, context.settings)
-            job_name, outcome = await ensure_compile(body, resolved, key, context, logger)
+            job_name, outcome = await ensure_compile(body, resolved, key, context, logger, locks)
             view = CompileView(key, job_name, outcome)
             if isinstance(outcome, CompileDone) and outcome.artifact:
                 if await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
@@ -257,23 +278,24 @@ def _phase_message(status: Mapping[str, Any]) -> str:
 
 def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     """Register the SDXLDeployment handlers on ``registry``, using ``context``."""
+    locks = CompileLocks()
 
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     async def deployment_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, context, full=True)
+        await reconcile(body, patch, logger, context, locks, full=True)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     async def deployment_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, context, full=True)
+        await reconcile(body, patch, logger, context, locks, full=True)
 
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
     async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, context, full=True)
+        await reconcile(body, patch, logger, context, locks, full=True)
 
     @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, interval=context.settings.status_interval_seconds)
     async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         try:
-            await reconcile(body, patch, logger, context, full=False)
+            await reconcile(body, patch, logger, context, locks, full=False)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             logger.warning(f"status refresh skipped: {exc}")
 

@@ -8,6 +8,7 @@ conftest.py; :class:`Serving` adds the SDXLDeployment side.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
@@ -260,6 +261,11 @@ async def test_two_deployments_with_the_same_model_share_one_compile(cluster: An
         await serving.create("three", DIRECT)
         await cluster.wait_for("Deployment three", lambda: serving.deployment("three"))
         assert len(serving.compile_jobs()) == 1
+        # Deployments created at the same moment still start one compile per key.
+        await asyncio.gather(*(serving.create(f"burst-{i}", {**DIRECT, "loraScale": 0.5}) for i in range(4)))
+        for i in range(4):
+            await serving.wait_status(f"burst-{i}", phase("Compiling"))
+        assert len(serving.compile_jobs()) == 2
 
 
 async def test_operator_restart_creates_nothing_twice(cluster: Any, operator_runner: Any) -> None:
