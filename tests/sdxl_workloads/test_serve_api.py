@@ -163,8 +163,11 @@ def test_same_seed_and_parameters_give_the_same_image_and_image_k_uses_seed_plus
             assert first["images"][0] == again["images"][0]  # byte-identical PNG
             assert not np.array_equal(decode(first["images"][0]), decode(other_seed["images"][0]))
             # Per-image seeding: the second image of seed 1234 is the first image of seed 1235.
-            assert pair["images"][0] == first["images"][0]
-            assert pair["images"][1] == other_seed["images"][0]
+            # (A 2-image call runs at another batch size, where float kernels may round the last
+            # bit differently; a seed mix-up would differ everywhere, not by a level or two.)
+            assert np.abs(decode(pair["images"][0]) - decode(first["images"][0])).max() <= 2
+            assert np.abs(decode(pair["images"][1]) - decode(other_seed["images"][0])).max() <= 2
+            assert np.abs(decode(pair["images"][1]) - decode(first["images"][0])).max() > 2
 
     asyncio.run(scenario())
 

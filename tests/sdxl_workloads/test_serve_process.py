@@ -30,7 +30,10 @@ def start_server(*extra: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], 
     log = tmp_path / "server.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "sdxl_workloads", "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        # One torch thread: the test machine's cores are shared, and a preempted second thread
+        # stalls every step (see server/cpu_threads.py).
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     return process, f"http://127.0.0.1:{port}", log
 
 
