@@ -80,6 +80,13 @@ class KubeApi:
     def from_environment(cls, max_workers: int = 16) -> KubeApi:
         return cls(load_configuration(), max_workers=max_workers)
 
+    @classmethod
+    def for_server(cls, url: str, max_workers: int = 16) -> KubeApi:
+        """A client for an API server at ``url`` that needs no credentials (the sandbox's emulator)."""
+        configuration = kubernetes.client.Configuration()
+        configuration.host = url
+        return cls(configuration, max_workers=max_workers)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()  # type: ignore[no-untyped-call]

@@ -37,8 +37,14 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
 
 
-def build_registry(settings: OperatorSettings, context: OperatorContext | None = None) -> kopf.OperatorRegistry:
-    """A registry with the start-up, login and clean-up handlers and all controllers."""
+def build_registry(
+    settings: OperatorSettings, context: OperatorContext | None = None, *, api_server: str | None = None
+) -> kopf.OperatorRegistry:
+    """A registry with the start-up, login and clean-up handlers and all controllers.
+
+    ``api_server`` (a plain-HTTP URL without credentials, e.g. the sandbox's emulator) replaces the
+    usual discovery: in-cluster service account, else the kubeconfig's current context.
+    """
     registry = kopf.OperatorRegistry()
     context = context or OperatorContext(settings=settings)
 
@@ -46,10 +52,12 @@ def build_registry(settings: OperatorSettings, context: OperatorContext | None =
     async def start_up(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
         if context.kube is None:
-            context.kube = KubeApi.from_environment()
+            context.kube = KubeApi.for_server(api_server) if api_server else KubeApi.from_environment()
 
     @kopf.on.login(registry=registry)
     def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if api_server:
+            return kopf.ConnectionInfo(server=api_server, insecure=True)
         # In-cluster service account, else the kubeconfig's current context: as kubectl does.
         return kopf.login_via_client(**kwargs)
 

@@ -5,6 +5,7 @@ HTTP on 127.0.0.1; the real operator (Kopf with our registry) runs in the test's
 reaches it through a kubeconfig, as it would reach a cluster. Nothing runs Jobs here, so the tests
 play the Job controller and the kubelet themselves (:class:`FakeCluster`): they create the Job's
 pods, set pod and Job status, termination messages and pod logs through the same HTTP API.
+(``test_op_cli.py`` runs the console script, which finds the emulator through a kubeconfig.)
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ import asyncio
 import contextlib
 import copy
 import datetime
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kopf
-import kubernetes
 import pytest
 import pytest_asyncio
 
 from sdxl_operator import permissions
-from sdxl_operator.operator_registry import build_registry
-from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
+from sdxl_operator.sandbox.embedded_operator import embedded_operator
+from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator
 from sdxl_operator.settings import OperatorSettings
 
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
@@ -178,35 +177,17 @@ def fast_settings(**overrides: Any) -> OperatorSettings:
     return OperatorSettings(**values)
 
 
-@contextlib.asynccontextmanager
-async def running_operator(**overrides: Any) -> AsyncIterator[None]:
+def running_operator(cluster: FakeCluster, **overrides: Any) -> contextlib.AbstractAsyncContextManager[None]:
     """The real operator (Kopf + our registry) in this event loop, cluster-wide and standalone.
 
     ``overrides`` replace fields of :func:`fast_settings`.
     """
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    task = asyncio.create_task(kopf.operator(
-        registry=build_registry(fast_settings(**overrides)), settings=kopf.OperatorSettings(),
-        clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
-    ))
-    await asyncio.wait_for(ready.wait(), 20)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
+    return embedded_operator(cluster.url, fast_settings(**overrides))
 
 
 @pytest_asyncio.fixture
-async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeCluster]:
+async def cluster() -> AsyncIterator[FakeCluster]:
     async with serve_emulator() as (emulator, url):
-        kubeconfig = tmp_path / "kubeconfig"
-        write_kubeconfig(str(kubeconfig), url)
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        # The client library reads $KUBECONFIG once, at import; Kopf's login uses that default.
-        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         yield FakeCluster(emulator, url)
         # Every call the operator made (Kopf's and our handlers') is declared in permissions.py, the list
         # the Helm chart renders its RBAC from: an undeclared call would be refused on a real cluster.
@@ -219,9 +200,9 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 @pytest.fixture
-def operator_runner() -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
+def operator_runner(cluster: FakeCluster) -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
     """``async with operator_runner(**settings_overrides): ...`` runs the operator for the block."""
-    return running_operator
+    return functools.partial(running_operator, cluster)
 
 
 @pytest.fixture
