@@ -29,6 +29,11 @@ a shared machine's load hits both sides alike):
   what a user pays for.
 - wall-clock: the whole process, from spawn to exit (imports, loading, caching, training,
   saving, the end-of-run work above); reported as seconds and as steps / seconds.
+- CPU s/step: the process tree's user + system CPU seconds over the same steps, per step. On a
+  shared machine other people's work stretches wall-clock time but not (much) the CPU time a step
+  needs, so this is the steadier number there; `--threads 1` keeps OpenMP from spin-waiting,
+  which would count as CPU time. The best (fastest) run of each side and the machine's load
+  average are reported too.
 - peak RSS: the larger of the kernel's `ru_maxrss` for the child (from `os.wait4`, exact, the
   largest single process) and a 20 Hz psutil sample of the whole process tree's summed RSS (catches
   data-loader workers or other children, if any).
@@ -151,6 +156,11 @@ class RunResult:
     steady_steps_per_s: float | None
     first_step_s: float | None  # from spawn to the first counted step
     last_step_s: float | None  # from spawn to the last step
+    # CPU seconds (all threads, user + system) per steady-state step: what a step costs however
+    # many other processes compete for the cores, as long as threads do not spin-wait.
+    cpu_s_per_step: float | None = None
+    cpu_s_total: float = 0.0  # the whole process (ru_utime + ru_stime)
+    load_average: float = 0.0  # the machine's 1-minute load average around the run (others' work too)
     cuda_max_memory_allocated: int | None = None
     launcher: dict[str, Any] = field(default_factory=dict)
     log_dir: str = ""
@@ -325,13 +335,16 @@ def reference_command(args: argparse.Namespace, launcher: Path, load: Workload, 
 class StreamWatcher(threading.Thread):
     """Copies a child's stream to a file and timestamps the first sighting of each training step."""
 
-    def __init__(self, stream: Any, log_path: Path, parse: Callable[[str], int | None], start: float) -> None:
+    def __init__(self, stream: Any, log_path: Path, parse: Callable[[str], int | None], start: float,
+                 cpu_seconds: Callable[[], float]) -> None:
         super().__init__(daemon=True)
         self.stream = stream
         self.log_path = log_path
         self.parse = parse
         self.start_time = start
+        self.cpu_seconds = cpu_seconds
         self.step_times: dict[int, float] = {}
+        self.step_cpu: dict[int, float] = {}  # the process tree's CPU seconds when the step was seen
         self.text_tail = ""
         self.launcher: dict[str, Any] = {}
 
@@ -357,6 +370,7 @@ class StreamWatcher(threading.Thread):
         step = self.parse(piece)
         if step is not None and step not in self.step_times:
             self.step_times[step] = now
+            self.step_cpu[step] = self.cpu_seconds()
         found = LAUNCHER_LINE.search(piece)
         if found:
             with contextlib.suppress(json.JSONDecodeError):
@@ -381,6 +395,28 @@ def parse_reference_progress(line: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def tree_cpu_seconds(root: Any) -> float:
+    """User + system CPU seconds of the process and its live children."""
+    import psutil
+
+    total = 0.0
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
 def tree_rss(root: Any) -> int:
     import psutil
 
@@ -403,17 +439,18 @@ def run_process(command: Sequence[str], env: dict[str, str], log_dir: Path, side
 
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / "command.json").write_text(json.dumps(list(command), indent=1))
+    load_before = load_average()
     start = time.monotonic()
     process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                cwd=log_dir)
+    root = psutil.Process(process.pid)
     watchers = [
-        StreamWatcher(process.stdout, log_dir / "stdout.log", parse, start),
-        StreamWatcher(process.stderr, log_dir / "stderr.log", parse, start),
+        StreamWatcher(process.stdout, log_dir / "stdout.log", parse, start, lambda: tree_cpu_seconds(root)),
+        StreamWatcher(process.stderr, log_dir / "stderr.log", parse, start, lambda: tree_cpu_seconds(root)),
     ]
     for watcher in watchers:
         watcher.start()
     tree_peak = 0
-    root = psutil.Process(process.pid)
     done = threading.Event()
 
     def sample() -> None:
@@ -442,12 +479,16 @@ def run_process(command: Sequence[str], env: dict[str, str], log_dir: Path, side
     for watcher in watchers:
         watcher.join(timeout=10)
     step_times: dict[int, float] = {}
+    step_cpu: dict[int, float] = {}
     for watcher in watchers:
         for step, when in watcher.step_times.items():
-            step_times[step] = min(when, step_times.get(step, when))
+            if when <= step_times.get(step, when):
+                step_times[step] = when
+                step_cpu[step] = watcher.step_cpu[step]
     launcher = next((w.launcher for w in watchers if w.launcher), {})
     ru_maxrss = int(usage.ru_maxrss) * 1024  # KiB on Linux
     steady, first_at, last_at = steady_rate(step_times, warmup_steps)
+    cpu_rate, _, _ = steady_rate(step_cpu, warmup_steps)
     if process.returncode != 0:
         tail = "".join(w.text_tail for w in watchers)[-4000:]
         sys.stderr.write(f"\n{side} run {index} exited with {process.returncode}; logs in {log_dir}\n{tail}\n")
@@ -456,6 +497,9 @@ def run_process(command: Sequence[str], env: dict[str, str], log_dir: Path, side
         peak_rss_bytes=max(ru_maxrss, tree_peak), ru_maxrss_bytes=ru_maxrss, tree_rss_peak_bytes=tree_peak,
         steps_seen=max(step_times, default=0), steady_steps_per_s=steady,
         first_step_s=first_at, last_step_s=last_at,
+        cpu_s_per_step=1 / cpu_rate if cpu_rate else None,
+        cpu_s_total=usage.ru_utime + usage.ru_stime,
+        load_average=(load_before + load_average()) / 2,
         cuda_max_memory_allocated=launcher.get("cuda_max_memory_allocated"), launcher=launcher,
         log_dir=str(log_dir),
     )
@@ -492,6 +536,10 @@ def summarise(results: Sequence[RunResult]) -> dict[str, Any]:
         "wall_s": median([r.wall_s for r in ok]),
         "wall_steps_per_s": median([r.wall_steps_per_s for r in ok]),
         "first_step_s": median([r.first_step_s for r in ok]),
+        "cpu_s_per_step": median([r.cpu_s_per_step for r in ok]),
+        "cpu_s_total": median([r.cpu_s_total for r in ok]),
+        "best_steady_steps_per_s": max((r.steady_steps_per_s for r in ok if r.steady_steps_per_s), default=None),
+        "load_average": median([r.load_average for r in ok]),
         "peak_rss_bytes": median([r.peak_rss_bytes for r in ok]),
         "cuda_max_memory_allocated": median([r.cuda_max_memory_allocated for r in ok]),
     }
@@ -510,6 +558,8 @@ def print_table(ours: dict[str, Any], ref: dict[str, Any], full_sdxl: bool) -> d
     mib = 1024**2
     speed = ratio(ours["steady_steps_per_s"], ref["steady_steps_per_s"])
     wall_speed = ratio(ref["wall_s"], ours["wall_s"])
+    best_speed = ratio(ours["best_steady_steps_per_s"], ref["best_steady_steps_per_s"])
+    cpu_speed = ratio(ref["cpu_s_per_step"], ours["cpu_s_per_step"])
     memory = ratio(ours["peak_rss_bytes"], ref["peak_rss_bytes"])
     gpu_memory = ratio(ours["cuda_max_memory_allocated"], ref["cuda_max_memory_allocated"])
     rows = [
@@ -518,7 +568,13 @@ def print_table(ours: dict[str, Any], ref: dict[str, Any], full_sdxl: bool) -> d
         ("steady s/step", fmt(ours["steady_s_per_step"], ".3f"), fmt(ref["steady_s_per_step"], ".3f"), ""),
         ("wall-clock s", fmt(ours["wall_s"], ".1f"), fmt(ref["wall_s"], ".1f"), fmt(wall_speed, ".2f") + "x"),
         ("wall steps/s", fmt(ours["wall_steps_per_s"], ".3f"), fmt(ref["wall_steps_per_s"], ".3f"), ""),
-        ("spawn to step 1+ s", fmt(ours["first_step_s"], ".1f"), fmt(ref["first_step_s"], ".1f"), ""),
+        ("best steady steps/s", fmt(ours["best_steady_steps_per_s"], ".3f"),
+         fmt(ref["best_steady_steps_per_s"], ".3f"), fmt(best_speed, ".2f") + "x"),
+        ("CPU s/step", fmt(ours["cpu_s_per_step"], ".3f"), fmt(ref["cpu_s_per_step"], ".3f"),
+         fmt(cpu_speed, ".2f") + "x"),
+        ("CPU s whole run", fmt(ours["cpu_s_total"], ".1f"), fmt(ref["cpu_s_total"], ".1f"), ""),
+        ("spawn to 1st counted s", fmt(ours["first_step_s"], ".1f"), fmt(ref["first_step_s"], ".1f"), ""),
+        ("load average", fmt(ours["load_average"], ".1f"), fmt(ref["load_average"], ".1f"), ""),
         ("peak RSS MiB", fmt(ours["peak_rss_bytes"] and ours["peak_rss_bytes"] / mib, ".0f"),
          fmt(ref["peak_rss_bytes"] and ref["peak_rss_bytes"] / mib, ".0f"), fmt(memory, ".2f") + "x"),
     ]
@@ -528,15 +584,17 @@ def print_table(ours: dict[str, Any], ref: dict[str, Any], full_sdxl: bool) -> d
                      fmt(ref["cuda_max_memory_allocated"] and ref["cuda_max_memory_allocated"] / gib, ".2f"),
                      fmt(gpu_memory, ".2f") + "x"))
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'median of runs':<{width}}  {'ours':>10}  {'reference':>10}  {'ours/ref':>9}")
+    print(f"\n{'median of runs':<{width}}  {'ours':>10}  {'reference':>10}  {'ratio':>9}")
     for name, a, b, c in rows:
         print(f"{name:<{width}}  {a:>10}  {b:>10}  {c:>9}")
+    print("ratio: speed rows = how many times faster ours is; memory rows = ours / reference")
     memory_for_target = gpu_memory if full_sdxl else memory
     met = (speed is not None and memory_for_target is not None
            and speed >= TARGET_SPEEDUP and memory_for_target <= TARGET_MEMORY_RATIO)
     print(f"\ntarget: >= {TARGET_SPEEDUP}x steady steps/s at <= {TARGET_MEMORY_RATIO:.2f}x peak "
           f"{'GPU memory' if full_sdxl else 'RSS'}: {'MET' if met else 'NOT MET'}")
-    return {"speedup_steady": speed, "speedup_wall": wall_speed, "memory_ratio_rss": memory,
+    return {"speedup_steady": speed, "speedup_wall": wall_speed, "speedup_best": best_speed,
+            "speedup_cpu_time": cpu_speed, "memory_ratio_rss": memory,
             "memory_ratio_gpu": gpu_memory, "target_met": met}
 
 
@@ -649,7 +707,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_process(command, env, run_dir, side, index, parse, args.warmup_steps, args.timeout)
             results.append(result)
             print(f"  run {index} {side:<9} rc={result.returncode} steps={result.steps_seen} "
-                  f"steady={fmt(result.steady_steps_per_s, '.3f')} steps/s wall={result.wall_s:.1f}s "
+                  f"steady={fmt(result.steady_steps_per_s, '.3f')} steps/s "
+                  f"cpu={fmt(result.cpu_s_per_step, '.2f')}s/step wall={result.wall_s:.1f}s "
+                  f"load={result.load_average:.1f} "
                   f"peakRSS={result.peak_rss_bytes / 1024**2:.0f}MiB"
                   + (f" gpu={result.cuda_max_memory_allocated / 1024**3:.2f}GiB"
                      if result.cuda_max_memory_allocated else ""), flush=True)
