@@ -170,8 +170,8 @@ def micro_step_loss(run: TrainingRun, micro_index: int) -> torch.Tensor:
         noise = noise + settings.noise_offset * offset.to(device)
     num_train_timesteps = run.model.noise_scheduler.config.num_train_timesteps
     timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0],), generator=run.generator).to(device)
-    embeds, pooled = _text_conditioning(run, captions)
     with run.accelerator.autocast():
+        embeds, pooled = _text_conditioning(run, captions)
         per_example = denoising_loss(
             run.unet, run.model.noise_scheduler, latents, noise, timesteps,
             embeds.to(device), pooled.to(device), ids.to(device), settings.snr_gamma, run.weight_dtype,
