@@ -96,3 +96,16 @@ def test_malformed_values_name_the_variable(name: str, value: str, message: str)
 
 def test_empty_values_mean_default() -> None:
     assert OperatorSettings.from_env({"SDXL_TRAIN_TOLERATIONS": " ", "SDXL_HF_TOKEN_SECRET": ""}) == OperatorSettings()
+
+
+def test_the_variable_list_is_what_the_module_reads_and_documents() -> None:
+    import re
+    from pathlib import Path
+
+    from sdxl_operator import settings
+
+    source = Path(settings.__file__).read_text()
+    body = source.split("class OperatorSettings", 1)[1]
+    read = set(re.findall(r'"(SDXL_[A-Z_]+)"', body))
+    documented = set(re.findall(r"^(SDXL_[A-Z_]+)\s", settings.__doc__ or "", re.MULTILINE))
+    assert read == documented == set(settings.ENVIRONMENT_VARIABLES)
