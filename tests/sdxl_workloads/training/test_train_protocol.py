@@ -76,3 +76,29 @@ def test_a_failure_is_reported_with_reason_and_message(tmp_path: Path, kit: Any)
     assert set(result.result) == {"status", "reason", "message", "time"}
     assert result.result["status"] == "Failed" and result.result["reason"] == "InvalidInput"
     assert result.of("progress") == []
+
+
+@pytest.mark.slow
+def test_the_console_command_keeps_stdout_to_protocol_lines(tmp_path: Path, kit: Any) -> None:
+    """As the pod runs it: a separate process, the result path from $SDXL_TERMINATION_LOG, and
+    nothing but JSON events on stdout (library chatter must go to stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump({"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune",
+                                         "metadata": {"name": "console"}, "spec": kit.spec_with()}))
+    log = tmp_path / "termination-log"
+    env = {**os.environ, "SDXL_TERMINATION_LOG": str(log), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "sdxl_workloads", "train", "--spec", str(spec_file),
+                           "--output", str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {e["event"] for e in events} >= {"progress", "validation", "result"}
+    result = json.loads(log.read_text())
+    assert result["status"] == "Succeeded"
+    assert result["artifacts"]["kohyaLora"].endswith("lora/console_kohya.safetensors")
