@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 
 T = TypeVar("T")
 
@@ -93,7 +94,11 @@ class KubeApi:
 
     async def _run(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, call)
+        try:
+            return await loop.run_in_executor(self._executor, call)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # No HTTP answer at all (connection refused, reset, timeout): a temporary condition.
+            raise KubeApiError(f"cannot reach the Kubernetes API server: {exc}", None) from exc
 
     async def _json(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         response = await self._run(functools.partial(method, *args, _preload_content=False, **kwargs))

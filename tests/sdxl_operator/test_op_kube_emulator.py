@@ -121,3 +121,30 @@ async def test_pod_log_is_served_to_the_kubernetes_client_with_tail_lines(tmp_pa
 )
 def test_label_selector_table(selector: str, labels: dict[str, str], expected: bool) -> None:
     assert matches_selector(labels, parse_selector(selector)) is expected
+
+
+@pytest.mark.asyncio
+async def test_kube_api_maps_answers_and_unreachable_servers() -> None:
+    from sdxl_operator.kube_api import KubeApi, KubeApiError
+
+    async with serve_emulator() as (emulator, url):
+        api = KubeApi.for_server(url, max_workers=2)
+        try:
+            manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"},
+                        "data": {"a": "b"}}
+            assert await api.create(manifest) is True
+            assert await api.create(manifest) is False  # 409: already there
+            assert await api.read_job("ns", "missing") is None
+            assert await api.list_pods("ns", "a=b") == []
+            assert await api.read_pod_log_tail("ns", "missing", "trainer", 5) is None
+            with pytest.raises(ValueError, match="no create call for kind 'Secret'"):
+                await api.create({**manifest, "kind": "Secret"})
+        finally:
+            api.close()
+    unreachable = KubeApi.for_server(url, max_workers=1)  # the server is gone now
+    try:
+        with pytest.raises(KubeApiError, match="cannot reach the Kubernetes API server") as error:
+            await unreachable.read_job("ns", "j")
+        assert error.value.status is None
+    finally:
+        unreachable.close()
