@@ -127,7 +127,7 @@ def test_label_selector_table(selector: str, labels: dict[str, str], expected: b
 async def test_kube_api_maps_answers_and_unreachable_servers() -> None:
     from sdxl_operator.kube_api import KubeApi, KubeApiError
 
-    async with serve_emulator() as (emulator, url):
+    async with serve_emulator() as (_emulator, url):
         api = KubeApi.for_server(url, max_workers=2)
         try:
             manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"},
