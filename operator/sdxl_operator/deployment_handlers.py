@@ -188,7 +188,7 @@ async def ensure_serving(
         hpa = build_autoscaler(body, resolved)
         hpa_name = deployment_name(body["metadata"]["name"])
         if hpa is None:
-            if await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
+            if current is not None and await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
                 logger.info(f"deleted HorizontalPodAutoscaler {hpa_name}: spec.autoscaling was removed")
         elif await api.read("HorizontalPodAutoscaler", namespace, hpa_name) is None:
             await _create(context, hpa, logger)
@@ -233,18 +233,24 @@ async def reconcile(
         source: ModelSource | FineTuneWait = model_source(spec, finetune)
         deployment = await api.read("Deployment", namespace, deployment_name(name))
         view: CompileView | None = None
+        server_pods: list[dict[str, Any]] | None = None
         if isinstance(source, ModelSource):
             resolved = resolve_deployment_spec(spec, source, name=name, namespace=namespace, uid=meta["uid"])
             key = key_of(resolved, context.settings)
             job_name, outcome = await ensure_compile(body, resolved, key, context, logger, locks)
             view = CompileView(key, job_name, outcome)
             if isinstance(outcome, CompileDone) and outcome.artifact:
+                created = deployment is None
                 if await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
                                         context=context, logger=logger, full=full):
                     deployment = await api.read("Deployment", namespace, deployment_name(name))
+                    if created:  # no pods can exist yet
+                        server_pods = []
             elif deployment is not None:
                 await _scale_only(body, resolved, deployment, context)
-        server_pods = await api.list_pods(namespace, selector(deployment_labels(name, SERVER))) if deployment else []
+        if server_pods is None:
+            server_pods = await api.list_pods(namespace, selector(deployment_labels(name, SERVER))) \
+                if deployment else []
     except KubeApiError as exc:
         logger.warning(f"cannot reconcile yet: {exc}")
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
@@ -292,7 +298,10 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, interval=context.settings.status_interval_seconds)
+    # The first tick waits one interval: the create/resume handler has just done the same work.
+    interval = context.settings.status_interval_seconds
+
+    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, interval=interval, initial_delay=interval)
     async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         try:
             await reconcile(body, patch, logger, context, locks, full=False)
