@@ -19,6 +19,7 @@ from sdxl_operator.settings import OperatorSettings
 
 ANNOTATION_PREFIX = "sdxl.io"
 FINALIZER = "sdxl.io/kopf-finalizer"
+WATCH_SERVER_TIMEOUT_SECONDS = 600
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -35,6 +36,11 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING
+    # Re-establish watches regularly: a watch connection that a load balancer drops silently would
+    # otherwise leave the operator blind without an error (Kopf's docs, "Configuration").
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
+    settings.watching.connect_timeout = 30
 
 
 def build_registry(
