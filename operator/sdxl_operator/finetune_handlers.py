@@ -127,9 +127,15 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
     except KubeApiError as exc:
         logger.warning(f"cannot read the training Job's state yet: {exc}")
         return
+    # The run uses the spec it started with (the CRD makes spec immutable): report that generation,
+    # not a newer one written past the CRD's rule (e.g. where the CRD is installed without CEL).
+    generation = int(previous.get("observedGeneration") or body["metadata"].get("generation") or 1)
+    if int(body["metadata"].get("generation") or generation) != generation:
+        logger.warning("the spec changed after training started; the running Job keeps the old spec. "
+                       "Create a new SDXLFineTune to train with other settings.")
     new = compute_finetune_status(
         job_name=job_name, job=job, pods=pods, progress=last_progress(log_tail), now=context.clock(),
-        previous=previous, generation=int(body["metadata"].get("generation") or 1),
+        previous=previous, generation=generation,
         pending_grace_seconds=context.settings.pending_grace_seconds,
     )
     if new == dict(previous):

@@ -207,3 +207,19 @@ def _now() -> str:
     import datetime
 
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_a_spec_changed_mid_run_does_not_claim_to_be_observed(cluster: Any, operator_runner: Any) -> None:
+    # The CRD forbids this (spec is immutable); the emulator has no CEL, so it stands in for a CRD without it.
+    async with operator_runner():
+        await cluster.create_finetune("ft")
+        await cluster.wait_for("the Job", lambda: cluster.job("ft-train"))
+        await cluster.wait_for_status("ft", lambda s: s.get("trainingJob") == "ft-train")
+        await cluster._call("patch", "/apis/sdxl.io/v1alpha1/namespaces/team-a/sdxlfinetunes/ft",
+                            {"spec": {"training": {"maxSteps": 99}}})
+        assert cluster.finetune("ft")["metadata"]["generation"] == 2
+        pod = await cluster.start_pod("ft-train")
+        await cluster.run_pod(pod)
+        status = await cluster.wait_for_status("ft", lambda s: s.get("phase") == "Training")
+        assert status["observedGeneration"] == 1
+        assert [j["metadata"]["uid"] for j in cluster.jobs()] == [cluster.job("ft-train")["metadata"]["uid"]]
