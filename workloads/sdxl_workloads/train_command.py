@@ -414,6 +414,13 @@ def export(plan: RunPlan, run: training_loop.TrainingRun, metrics: dict[str, Any
     return files
 
 
+def publish_results(output: storage.Output) -> None:
+    """Everything staged, the LoRA folder last: whoever sees the LoRA can trust the rest is there."""
+    entries = sorted(output.local_dir.iterdir(), key=lambda p: (p.name == LORA_DIR, p.name))
+    for entry in entries:
+        output.publish(entry.name)
+
+
 def train(plan: RunPlan, started: float) -> dict[str, Any]:
     """Stages 2-4 for a checked plan; returns the result's artifacts and metrics."""
     run = build_training_run(plan)
@@ -434,7 +441,7 @@ def train(plan: RunPlan, started: float) -> dict[str, Any]:
     if run.step > first_step:
         metrics["stepsPerSecond"] = round((run.step - first_step) / loop_seconds, 3)
     files = export(plan, run, metrics)
-    plan.output.publish()
+    publish_results(plan.output)
     metrics["seconds"] = round(time.monotonic() - started, 1)
     return {
         "artifacts": {
