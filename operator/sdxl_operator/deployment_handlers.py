@@ -240,12 +240,16 @@ async def reconcile(
             job_name, outcome = await ensure_compile(body, resolved, key, context, logger, locks)
             view = CompileView(key, job_name, outcome)
             if isinstance(outcome, CompileDone) and outcome.artifact:
-                created = deployment is None
-                if await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
-                                        context=context, logger=logger, full=full):
+                if deployment is None:
+                    await ensure_serving(body, resolved, None, key=key, artifact=outcome.artifact,
+                                         context=context, logger=logger, full=full)
+                    # Just created: no status and no pods yet, so nothing to read back.
+                    deployment = build_inference_deployment(body, resolved, key=key, artifact=outcome.artifact,
+                                                            settings=context.settings)
+                    server_pods = []
+                elif await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
+                                          context=context, logger=logger, full=full):
                     deployment = await api.read("Deployment", namespace, deployment_name(name))
-                    if created:  # no pods can exist yet
-                        server_pods = []
             elif deployment is not None:
                 await _scale_only(body, resolved, deployment, context)
         if server_pods is None:
