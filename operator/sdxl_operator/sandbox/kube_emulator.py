@@ -280,10 +280,27 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return not (event.get("type") != "DELETED" and seen_version is not None and version is not None
                     and version <= seen_version)
 
+    # KMock finds the object of a get/create/patch/delete by scanning every stored object; with a
+    # few thousand objects that dominates each request. These look it up by its key instead.
+
+    def _stored(self, request: rendering.Request, name: str | None = None) -> Any:
+        namespace = request.namespace
+        if isinstance(request.data, dict) and request.action == kmock.action.CREATE:
+            meta = request.data.get("metadata", {})
+            namespace = namespace or meta.get("namespace")
+            name = name or meta.get("name")
+        key: Any = (request.resource, namespace, name or request.name)
+        if key not in self.objects:
+            raise kmock.KubernetesObjectNotFoundError()
+        return self.objects[key]
+
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        async with self._lock:
+            obj = self._stored(request)
+            if obj.deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            raw: dict[str, Any] = obj.raw
         if request.subresource == "log" and request.resource is not None and request.resource.plural == "pods":
-            pod = await super()._serve_fetch(request)  # 404 when the pod does not exist
-            del pod
             text = self._pod_logs.get((request.namespace, str(request.name)), "")
             tail = request.params.get("tailLines")
             if tail is not None and tail.isdigit():
@@ -291,7 +308,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 text = "".join(lines[-int(tail):]) if int(tail) > 0 else ""
             # The real API server answers text/plain; the kubernetes client refuses other types.
             return rendering.Response(payload=text.encode("utf-8"), headers={"Content-Type": "text/plain"})
-        return await super()._serve_fetch(request)
+        return raw
+
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        async with self._lock:
+            raw: dict[str, Any] = self._stored(request).last.raw
+        return raw
+
+    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+        async with self._lock:
+            raw: dict[str, Any] = self._stored(request).last.raw
+        return raw
+
+    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+        async with self._lock:
+            raw: dict[str, Any] = self._stored(request).last.raw
+        return raw
 
 
 def _version_number(value: object) -> int | None:
