@@ -10,7 +10,9 @@ liveness probe, N fine-tunes are POSTed concurrently, and the bench measures:
 * ``succeeded_s`` — then, playing the Job controller and kubelet, every Job is marked Complete
   with a termination message at once; until every status is Succeeded with its artifacts (this
   goes through the status timer, interval ``--interval`` seconds);
-* ``peak_rss_mb`` — the operator process's peak resident memory, sampled every 50 ms.
+* ``peak_rss_mb`` — the operator process's peak resident memory, sampled every 50 ms;
+* the CPU time the operator and the emulator used until every status was written: on a shared
+  two-core machine the wall-clock numbers depend on the load, these much less.
 
 Targets: all N Jobs and statuses within 20 s, peak RSS under 250 MB (N = 200).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -66,6 +69,7 @@ class RssSampler:
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.cpu_seconds = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -75,6 +79,9 @@ class RssSampler:
             except psutil.Error:
                 return
             self.peak = max(self.peak, total)
+            with contextlib.suppress(psutil.Error):
+                times = self.process.cpu_times()
+                self.cpu_seconds = times.user + times.system
             await asyncio.sleep(0.05)
 
 
@@ -168,6 +175,8 @@ async def bench(count: int, interval: float, timeout: float) -> dict[str, Any]:
             connector = aiohttp.TCPConnector(limit=32)
             async with aiohttp.ClientSession(connector=connector) as session:
                 started = time.monotonic()
+                cpu_before = sampler.cpu_seconds
+                bench_cpu_before = time.process_time()
 
                 async def create(index: int) -> None:
                     body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune",
@@ -184,6 +193,8 @@ async def bench(count: int, interval: float, timeout: float) -> dict[str, Any]:
                 await wait_until(lambda: sum(1 for s in statuses(emulator) if s.get("trainingJob")) >= count,
                                  timeout, "the first statuses")
                 statuses_s = time.monotonic() - started
+                operator_cpu_s = sampler.cpu_seconds - cpu_before
+                emulator_cpu_s = time.process_time() - bench_cpu_before
 
                 completing = time.monotonic()
                 await complete_all(session, url, count)
@@ -207,6 +218,8 @@ async def bench(count: int, interval: float, timeout: float) -> dict[str, Any]:
             "jobs_s": round(jobs_s, 2),
             "statuses_s": round(statuses_s, 2),
             "succeeded_s": round(succeeded_s, 2),
+            "operator_cpu_s_until_statuses": round(operator_cpu_s, 2),
+            "emulator_cpu_s_until_statuses": round(emulator_cpu_s, 2),
             "idle_rss_mb": round(idle_rss / 2**20, 1),
             "peak_rss_mb": round(sampler.peak / 2**20, 1),
             "duplicate_jobs": duplicates,
@@ -235,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         ("all Jobs + ConfigMaps exist", f"{result['jobs_s']:.2f} s"),
         ("every status written", f"{result['statuses_s']:.2f} s  (target < {TARGET_SECONDS:.0f} s)"),
         (f"all Succeeded after Jobs complete (timer {args.interval:g} s)", f"{result['succeeded_s']:.2f} s"),
+        ("operator CPU time until then", f"{result['operator_cpu_s_until_statuses']:.2f} s"),
+        ("emulator + bench CPU time until then", f"{result['emulator_cpu_s_until_statuses']:.2f} s"),
         ("operator RSS when idle", f"{result['idle_rss_mb']:.1f} MB"),
         ("operator peak RSS", f"{result['peak_rss_mb']:.1f} MB  (target < {TARGET_RSS_MB:.0f} MB)"),
         ("duplicate Jobs", f"{result['duplicate_jobs']}"),
