@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m sdxl_workloads.demo
+	$(VENV)/bin/sdxl-operator sandbox
 
 lint: setup
 	$(VENV)/bin/ruff check operator workloads tests bench

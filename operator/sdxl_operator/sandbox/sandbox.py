@@ -208,6 +208,30 @@ class Sandbox:
         assert self.emulator is not None, "the sandbox is not started"
         return self.emulator.live_objects(resource, namespace)
 
+    def status(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        """The ``status`` of an object ({} when it has none or does not exist)."""
+        return dict((self.get(resource, namespace, name) or {}).get("status") or {})
+
+    async def wait_for_phase(self, resource: str, namespace: str, name: str, phase: str,
+                             timeout: float) -> dict[str, Any]:
+        """The status once ``status.phase`` is ``phase``.
+
+        Raises RuntimeError with the failure at once when the object fails instead, and TimeoutError
+        with the last status when time runs out.
+        """
+
+        def check() -> dict[str, Any] | None:
+            status = self.status(resource, namespace, name)
+            if status.get("phase") == "Failed" and phase != "Failed":
+                raise RuntimeError(f"{name} failed: {status.get('failure')}")
+            return status if status.get("phase") == phase else None
+
+        try:
+            return await self.wait_for(f"{name} to reach {phase}", check, timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last status: {self.status(resource, namespace, name)}; "
+                               f"operator log: {self.operator_log}") from None
+
     def service_url(self, namespace: str, name: str) -> str | None:
         """A local URL for Service ``namespace/name`` (one of its ready pods), or None."""
         return self.executor.service_url(namespace, name) if self.executor is not None else None
