@@ -25,6 +25,7 @@ from sdxl_operator.finetune_status import (
     SUCCEEDED,
     TRAINING,
     compute_finetune_status,
+    failed_status,
     initial_status,
     invalid_spec_status,
     is_terminal,
@@ -83,7 +84,14 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
             patch["status"] = status_patch(status, new)
             kopf.event(body, type="Warning", reason=FailureReason.INVALID_SPEC.value, message=new["failure"]["message"])
             raise kopf.PermanentError(f"invalid spec: {new['failure']['message']}")
-        await _create_children(body, context, logger)
+        try:
+            await _create_children(body, context, logger)
+        except kopf.PermanentError as exc:
+            new = failed_status(FailureReason.INTERNAL_ERROR, f"the API server refused a child object: {exc}",
+                                now=context.clock(), generation=generation, previous=status)
+            patch["status"] = status_patch(status, new)
+            kopf.event(body, type="Warning", reason=FailureReason.INTERNAL_ERROR.value, message=new["failure"]["message"])
+            raise
         if first_time or not status.get("trainingJob"):
             job_name = finetune_job_name(body["metadata"]["name"])
             patch["status"] = initial_status(job_name=job_name, now=context.clock(), generation=generation)

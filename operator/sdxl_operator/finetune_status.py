@@ -74,6 +74,24 @@ def initial_status(*, job_name: str, now: datetime.datetime, generation: int) ->
     }
 
 
+def failed_status(
+    reason: FailureReason, message: str, *, now: datetime.datetime, generation: int,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status of a fine-tune that failed before its Job could run (e.g. the API refused the Job)."""
+    message = _short(message)
+    conditions = merge_conditions((previous or {}).get("conditions"), [
+        make_condition("Ready", False, reason.value, message, now=now, generation=generation),
+    ])
+    return {
+        "phase": FAILED,
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "failure": {"reason": reason.value, "message": message, "time": rfc3339(now)},
+        "completionTime": rfc3339(now),
+    }
+
+
 def invalid_spec_status(
     errors: Sequence[str], *, now: datetime.datetime, generation: int, previous: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

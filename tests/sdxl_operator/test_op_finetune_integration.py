@@ -223,3 +223,21 @@ async def test_a_spec_changed_mid_run_does_not_claim_to_be_observed(cluster: Any
         status = await cluster.wait_for_status("ft", lambda s: s.get("phase") == "Training")
         assert status["observedGeneration"] == 1
         assert [j["metadata"]["uid"] for j in cluster.jobs()] == [cluster.job("ft-train")["metadata"]["uid"]]
+
+
+async def test_a_job_the_api_server_refuses_fails_the_run_with_a_reason(cluster: Any, operator_runner: Any) -> None:
+    # Stands in for an admission webhook or quota that rejects the Job outright.
+    cluster.emulator["post", "/apis/batch/v1/namespaces/team-a/jobs"] << 422 << {
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+        "message": "Job.batch refused-train is invalid: denied by policy"}
+    async with operator_runner():
+        await cluster.create_finetune("refused")
+        status = await cluster.wait_for_status("refused", lambda s: s.get("phase") == "Failed")
+        assert status["failure"]["reason"] == "InternalError"
+        assert "denied by policy" in status["failure"]["message"]
+        # (KMock stores intercepted writes anyway, so the Job's absence cannot be checked here.)
+        await cluster.wait_for("the Warning event", lambda: any(
+            e["reason"] == "InternalError" and "denied by policy" in e["message"]
+            for e in cluster.emulator.live_objects("v1/events", "team-a")))
+        await cluster.wait_for("the finalizer to go",
+                               lambda: not cluster.finetune("refused")["metadata"].get("finalizers"))
