@@ -315,3 +315,17 @@ async def test_deleting_the_finetune_keeps_serving_and_deleting_the_deployment_c
         assert serving.deployment("alice") is None and serving.service("alice") is None
         assert serving.compile_jobs() == []
         assert cluster.emulator.live_objects("v1/configmaps", NS) == []
+
+
+async def test_an_invalid_spec_fails_without_children_until_it_is_fixed(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("bad", {**DIRECT, "neuron": {"height": 512}, "replicas": 500})
+        status = await serving.wait_status("bad", phase("Failed"))
+        assert status["failure"]["reason"] == "InvalidSpec"
+        assert "spec.neuron: only allowed with spec.accelerator: neuron" in status["failure"]["message"]
+        assert "spec.replicas: must be at most 100" in status["failure"]["message"]
+        assert serving.compile_jobs() == [] and cluster.emulator.live_objects("v1/configmaps", NS) == []
+        await serving.patch_spec("bad", {"neuron": None, "replicas": 1})
+        status = await serving.wait_status("bad", phase("Compiling"))
+        assert "failure" not in status and len(serving.compile_jobs()) == 1
