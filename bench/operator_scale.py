@@ -20,6 +20,9 @@ Targets: all N Jobs and statuses within 20 s, peak RSS under 250 MB (N = 200).
     .venv/bin/python bench/operator_scale.py --count 50    # quick look
 
 Results: a table on stdout and JSON in bench/results/operator_scale.json (or --json).
+
+The SDXLDeployment side (200 deployments over 50 fine-tunes, compiles shared per key) is
+``bench/operator_scale_deployments.py``, built on this file's helpers.
 """
 
 from __future__ import annotations
