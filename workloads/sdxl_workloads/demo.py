@@ -103,7 +103,7 @@ def train(out: Path, steps: int, resolution: int) -> dict[str, Any]:
     print(f"training: sdxl-workload train --spec {spec_file} --output {run_dir}", flush=True)
     printer = ProgressPrinter(sys.stdout)
     real_stdout = sys.stdout
-    sys.stdout = printer  # type: ignore[assignment]
+    sys.stdout = printer
     try:
         code = cli.main(["train", "--spec", str(spec_file), "--output", str(run_dir),
                          "--termination-log", str(out / "finetune-result.json")])

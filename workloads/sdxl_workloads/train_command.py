@@ -119,7 +119,8 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
     from sdxl_workloads.instance_data import load_instance_data
 
     training = spec.training
-    storage.check_writable(spec.output)
+    output_uri = spec.output or ""  # load_spec refused a spec without one
+    storage.check_writable(output_uri)
     accelerator = make_accelerator(spec)
     limit_cpu_threads(spec, accelerator.device)
     optimizers.check_optimizer_available(training.optimizer, accelerator.device)
@@ -136,14 +137,14 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
             prior_preservation.existing_class_images(class_image_dir)
     model_path = resolve_model_field("spec.baseModel", spec.base_model)
     vae_path = resolve_model_field("spec.vae", spec.vae) if spec.vae else None
-    output = storage.Output(spec.output)
+    output = storage.Output(output_uri)
     try:
         resume_from = find_resume_checkpoint(resume, output, spec_dict)
     except BaseException:
         output.close()
         raise
     return RunPlan(
-        spec=spec, spec_dict=spec_dict, run_name=run_name_of(name, spec.output), output=output,
+        spec=spec, spec_dict=spec_dict, run_name=run_name_of(name, output_uri), output=output,
         model_path=model_path, vae_path=vae_path, instance_images=instance_images,
         class_image_dir=class_image_dir, resume_from=resume_from, accelerator=accelerator,
         validation_prompts=spec.validation_prompts,
@@ -187,18 +188,18 @@ def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> list[An
 
     spec = plan.spec
     prior = spec.prior_preservation
+    class_prompt = spec.class_prompt or ""  # FineTuneSpec.from_dict requires it with prior preservation
     out_dir = plan.output.local_dir / prior_preservation.CLASS_IMAGE_DIR
     if plan.output.exists(prior_preservation.CLASS_IMAGE_DIR):  # a resumed run reuses its class images
         plan.output.download(prior_preservation.CLASS_IMAGE_DIR)
     existing = prior_preservation.existing_class_images(plan.class_image_dir)
     paths = prior_preservation.ensure_class_images(
-        model_loading.build_pipeline(model), spec.class_prompt, prior.num_class_images, out_dir,
+        model_loading.build_pipeline(model), class_prompt, prior.num_class_images, out_dir,
         existing=existing, resolution=spec.training.resolution, seed=spec.training.seed,
     )
     if out_dir.is_dir() and plan.accelerator.is_main_process:
         plan.output.publish(prior_preservation.CLASS_IMAGE_DIR)
-    assert spec.class_prompt is not None  # FineTuneSpec.from_dict requires it with prior preservation
-    return [prepare_example(path, open_rgb(path), spec.class_prompt, False, spec.training.resolution)
+    return [prepare_example(path, open_rgb(path), class_prompt, False, spec.training.resolution)
             for path in paths]
 
 
