@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when anything below changes the written model, so old cache folders are never reused.
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 
 SIZES = ("tiny", "mid")
 
@@ -155,12 +155,28 @@ def write_tiny_model(out: str | os.PathLike[str], size: str = "tiny", seed: int 
     out = Path(out)
     pipe = build_tiny_pipeline(size=size, seed=seed)
     pipe.save_pretrained(out, safe_serialization=True)
+    _prefix_text_encoder_keys(out / "text_encoder" / "model.safetensors")
     # transformers 5 saves only tokenizer.json; older transformers (the Neuron image pins 4.57)
     # load a CLIPTokenizer from vocab.json + merges.txt, so write those beside it.
     vocab, merges = build_bpe_vocab()
     for folder in ("tokenizer", "tokenizer_2"):
         _write_bpe_files(out / folder, vocab, merges)
     return out
+
+
+def _prefix_text_encoder_keys(path: Path) -> None:
+    """Store CLIPTextModel weights under `text_model.*`, as the real SDXL checkpoints do.
+
+    transformers 5 saves them without that prefix, and transformers 4.57 (the Neuron image's)
+    then loads none of them and silently keeps random weights. The prefixed names load in both.
+    """
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    if all(name.startswith("text_model.") for name in tensors):
+        return
+    renamed = {name if name.startswith("text_model.") else f"text_model.{name}": t for name, t in tensors.items()}
+    save_file(renamed, str(path), metadata={"format": "pt"})
 
 
 def build_tiny_pipeline(size: str = "tiny", seed: int = 0) -> Any:
