@@ -8,7 +8,7 @@ PYTHON ?= python3
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint types layers pytest bench clean sync-crds
+.PHONY: setup demo test lint types layers pytest bench clean setup-compat test-compat sync-crds
 
 setup: $(STAMP)
 
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	# torch first, from its exact pin: an unpinned resolve would fetch a multi-GB CUDA build.
 	$(PIP) install -q -c $(CONSTRAINTS) torch
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev]'
+	# Read (never imported) by the Neuron API contract test; its deps need torch-neuronx, hence --no-deps.
+	$(PIP) install -q --no-deps -c $(CONSTRAINTS) optimum-neuron
 	touch $(STAMP)
 
 demo: setup
@@ -36,7 +38,28 @@ layers: setup
 pytest: setup
 	$(VENV)/bin/pytest
 
-test: lint types layers pytest
+test: lint types layers pytest test-compat
+
+# A second environment with the Neuron image's library versions (diffusers 0.35, transformers 4.57,
+# peft 0.17): the workload code that also runs there is tested against them (tests marked compat).
+COMPAT_VENV := .venv-compat
+COMPAT_CONSTRAINTS := constraints-compat.txt
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+COMPAT_TESTS ?= tests/sdxl_workloads
+
+setup-compat: $(COMPAT_STAMP)
+
+$(COMPAT_STAMP): pyproject.toml $(COMPAT_CONSTRAINTS)
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	$(COMPAT_VENV)/bin/pip install -q -c $(COMPAT_CONSTRAINTS) torch
+	$(COMPAT_VENV)/bin/pip install -q -c $(COMPAT_CONSTRAINTS) -e '.[train,serve]' \
+		pytest pytest-timeout pytest-asyncio hypothesis httpx schemathesis 'moto[server]'
+	touch $(COMPAT_STAMP)
+
+# Its own model cache: the embedded model built under other library versions differs byte for byte.
+test-compat: setup-compat
+	SDXL_CACHE_DIR=$(CURDIR)/$(COMPAT_VENV)/sdxl-cache $(COMPAT_VENV)/bin/pytest -m compat $(COMPAT_TESTS)
 
 bench: setup
 	$(PY) bench/run_all.py
