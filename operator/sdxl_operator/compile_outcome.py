@@ -75,7 +75,13 @@ def compile_outcome(
         return CompileDone(str(artifact or ""), bool((result.get("metrics") or {}).get("cacheHit")))
     failed = job_condition(job, "Failed", "FailureTarget")
     if failed is not None:
-        return _failure(job, failed, pods)
+        failure = _failure(job, failed, pods)
+        name = (job.get("metadata") or {}).get("name")
+        if not name:
+            return failure
+        # A failed compile is not retried by itself (it would most likely fail the same way).
+        hint = f" To compile again after fixing the cause, delete Job {name} (or change the spec)."
+        return dataclasses.replace(failure, message=_short(failure.message.rstrip(".") + "." + hint))
     pod = newest_pod(pods)
     if pod is None:
         return CompileRunning("CompileJobPending", "the compile Job has not started a pod yet")

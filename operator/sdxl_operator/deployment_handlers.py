@@ -307,6 +307,8 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
 
     @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, interval=interval, initial_delay=interval)
     async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        if context.kube is None:
+            return  # the operator is stopping: its API client is already closed
         try:
             await reconcile(body, patch, logger, context, locks, full=False)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:

@@ -206,6 +206,12 @@ async def test_compile_failure_reason_reaches_the_status(cluster: Any, operator_
             assert condition(status, "Compiled") == ("False", reason)
             assert serving.deployment(name) is None
         assert len(serving.compile_jobs()) == 2  # a failed compile is not retried in a loop
+        # Deleting the failed Job (the status says so) compiles again.
+        failed_job = serving.status("bad")["compileJob"]
+        assert f"delete Job {failed_job}" in serving.status("bad")["failure"]["message"]
+        await cluster._call("delete", f"/apis/batch/v1/namespaces/{NS}/jobs/{failed_job}")
+        status = await serving.wait_status("bad", phase("Compiling"))
+        assert "failure" not in status and not cluster.job(failed_job).get("status")  # a new Job
 
 
 async def test_a_lora_change_recompiles_while_the_old_model_serves_then_rolls(cluster: Any,
