@@ -174,9 +174,13 @@ def micro_step_loss(run: TrainingRun, micro_index: int) -> torch.Tensor:
         embeds, pooled = _text_conditioning(run, captions)
         per_example = denoising_loss(
             run.unet, run.model.noise_scheduler, latents, noise, timesteps,
-            embeds.to(device), pooled.to(device), ids.to(device), settings.snr_gamma, run.weight_dtype,
+            embeds.to(device), pooled.to(device), ids.to(device), 0.0, run.weight_dtype,
         )
-    loss = per_example[:num_instance].mean()
+    instance_loss = per_example[:num_instance]
+    if settings.snr_gamma > 0:
+        instance_loss = instance_loss * snr_loss_weights(
+            run.model.noise_scheduler, timesteps[:num_instance], settings.snr_gamma, run.model.prediction_type)
+    loss = instance_loss.mean()
     if run.class_examples:
         # DreamBooth's prior-preservation loss: the class images keep the base model's idea of
         # the class (plain MSE, as in diffusers' script).
