@@ -114,6 +114,8 @@ def save_checkpoint(output: Output, step: int, keep: int = KEEP_CHECKPOINTS, **c
     staged = output.local_dir / relpath
     write_checkpoint_files(staged, step=step, **contents)
     try:
+        if output.exists(relpath):  # left by an earlier run: replace it whole, never file by file
+            output.delete(relpath)
         output.publish(relpath)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -160,6 +160,10 @@ def resolve_model_field(field_name: str, ref: str) -> str:
 
 def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict: dict[str, Any]) -> Path | None:
     if not resume:
+        if checkpoints.complete_steps(output):
+            protocol.emit_event("log", level="warning", message=(
+                f"{output.uri_of(checkpoints.CHECKPOINT_DIR)} holds checkpoints of an earlier run; this run starts "
+                "at step 0 and replaces them (pass --resume latest to continue that run instead)"))
         return None
     if resume == "latest":
         folder = checkpoints.fetch_latest_checkpoint(output)

@@ -100,3 +100,18 @@ def test_resume_from_an_explicit_checkpoint_path(tmp_path: Path, kit: Any) -> No
     bad = kit.run_train(tmp_path, spec, name="third", resume=str(first.output / "lora"))
     assert bad.exit_code == 2 and bad.result is not None
     assert "not a complete training checkpoint" in bad.result["message"]
+
+
+def test_a_fresh_run_over_old_checkpoints_warns_and_replaces_them(tmp_path: Path, kit: Any) -> None:
+    import json
+
+    output = tmp_path / "out"
+    first = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3, "checkpointEvery": 2}}),
+                          output=output, name="first")
+    assert first.exit_code == 0
+    again = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3, "checkpointEvery": 2, "seed": 9}}),
+                          output=output, name="again")
+    assert again.exit_code == 0
+    assert any("holds checkpoints of an earlier run" in e["message"] for e in again.of("log"))
+    spec = json.loads((output / "checkpoints" / "step-2" / "spec.json").read_text())
+    assert spec["training"]["seed"] == 9
