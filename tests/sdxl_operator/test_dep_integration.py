@@ -335,3 +335,20 @@ async def test_an_invalid_spec_fails_without_children_until_it_is_fixed(cluster:
         await serving.patch_spec("bad", {"neuron": None, "replicas": 1})
         status = await serving.wait_status("bad", phase("Compiling"))
         assert "failure" not in status and len(serving.compile_jobs()) == 1
+
+
+async def test_a_shared_compile_whose_owner_is_deleted_is_started_again_by_the_other(cluster: Any,
+                                                                                      operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("owner", DIRECT)
+        first = await serving.wait_status("owner", phase("Compiling"))
+        await serving.create("sharer", DIRECT)
+        shared = await serving.wait_status("sharer", phase("Compiling"))
+        assert shared["compileJob"] == first["compileJob"] == f"owner-compile-{first['compileKey'][:8]}"
+        await serving.delete("owner")  # its Job goes with it, mid-compile
+        await cluster.wait_for("the owner's Job to go", lambda: cluster.job(first["compileJob"]) is None)
+        status = await serving.wait_status("sharer", lambda s: s.get("compileJob", "").startswith("sharer-compile-"))
+        assert status["phase"] == "Compiling" and status["compileKey"] == first["compileKey"]
+        await serving.compile_succeeds(status["compileJob"])
+        await cluster.wait_for("the Deployment", lambda: serving.deployment("sharer"))
