@@ -310,6 +310,15 @@ def test_lora_fit_check_accepts_the_matching_lora(lora_file: Path, tiny_model_pa
     assert layers > 0 and layers % 2 == 0  # A and B of each adapted layer
 
 
+def test_lora_fit_check_reads_kohya_files(lora_file: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    """The trainer's kohya/A1111 copy is converted by diffusers and checked layer by layer the same way."""
+    from sdxl_workloads.lora_export import save_kohya_lora
+
+    kohya = save_kohya_lora(lora_file, tmp_path / "alice_kohya.safetensors")
+    assert lora_input.check_lora_fits_base(kohya, str(tiny_model_path), None) == \
+        lora_input.check_lora_fits_base(lora_file, str(tiny_model_path), None)
+
+
 def test_lora_folder_resolves_to_its_weights_file(lora_file: Path) -> None:
     assert lora_input.locate_lora_file(lora_file.parent) == lora_file
     with pytest.raises(WorkloadError, match="does not exist"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ _LORA_SUFFIXES = {
     ".lora.down.weight": "down", ".lora.up.weight": "up",
     ".lora_linear_layer.down.weight": "down", ".lora_linear_layer.up.weight": "up",
 }
+# `<attention>.processor.to_q_lora.down.weight` -> module `<attention>.to_q`, matrix down.
+_PROCESSOR_KEY = re.compile(r"^(.*)\.processor\.(\w+)_lora\.(down|up)\.weight$")
+_PROCESSOR_MODULES = {"to_out": "to_out.0"}
 _EXAMPLES = 3
 
 
@@ -99,6 +103,13 @@ def lora_layers(state_dict: Mapping[str, Any]) -> list[LoraLayer]:
     """The LoRA matrices of a diffusers-format state dict (as `lora_state_dict` returns it)."""
     layers = []
     for key, tensor in state_dict.items():
+        processor = _PROCESSOR_KEY.match(key)
+        if processor:
+            # diffusers' kohya conversion names attention LoRAs after the old attention processors.
+            prefix, name, role = processor.groups()
+            component, _, module = f"{prefix}.{_PROCESSOR_MODULES.get(name, name)}".partition(".")
+            layers.append(LoraLayer(component, module, role, tuple(tensor.shape)))
+            continue
         for suffix, role in _LORA_SUFFIXES.items():
             if key.endswith(suffix):
                 component, _, module = key[: -len(suffix)].partition(".")
