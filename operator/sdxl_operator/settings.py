@@ -18,7 +18,7 @@ SDXL_NEURON_NODE_SELECTOR           JSON object for Neuron servers              
 SDXL_NEURON_TOLERATIONS             JSON list for Neuron servers                []
 SDXL_NVIDIA_NODE_SELECTOR           JSON object for NVIDIA servers              {}
 SDXL_NVIDIA_TOLERATIONS             JSON list for NVIDIA servers                []
-SDXL_COMPILE_ON_NEURON              true | false: compile on a Neuron node      false
+SDXL_COMPILE_ON_NEURON              true | false: compile on a Neuron node      true
 SDXL_ARTIFACT_STORE                 URI where outputs go by default             pvc://sdxl-artifacts/store
 SDXL_HF_TOKEN_SECRET                Secret (key ``token``) with a HF token      unset: no token
 SDXL_WORKLOAD_SERVICE_ACCOUNT       service account of workload pods            unset: namespace default
@@ -75,7 +75,7 @@ class OperatorSettings:
     neuron_tolerations: tuple[Mapping[str, Any], ...] = ()
     nvidia_node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     nvidia_tolerations: tuple[Mapping[str, Any], ...] = ()
-    compile_on_neuron: bool = False
+    compile_on_neuron: bool = True
     artifact_store: str = "pvc://sdxl-artifacts/store"
     hf_token_secret: str | None = None
     workload_service_account: str | None = None
