@@ -89,6 +89,12 @@ class KubeClient:
         await self.request("PATCH", object_path(obj) + "/status", {"status": dict(status)},
                            content_type="application/merge-patch+json")
 
+    async def patch(self, obj: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of ``obj``."""
+        patched: dict[str, Any] = await self.request("PATCH", object_path(obj), dict(changes),
+                                                     content_type="application/merge-patch+json")
+        return patched
+
     async def delete(self, obj: Mapping[str, Any]) -> None:
         try:
             await self.request("DELETE", object_path(obj))
