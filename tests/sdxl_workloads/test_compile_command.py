@@ -467,3 +467,21 @@ def test_a_failed_neuron_compile_publishes_nothing(error: BaseException, reason:
     assert run.result["reason"] == reason and str(error) in run.result["message"]
     assert compiled_dirs(store) == []
     assert list(staging_tmp.iterdir()) == []
+
+
+def test_the_server_loads_a_compiled_folder_with_from_pretrained(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdxl_workloads import neuron_export
+
+    loaded: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    class FakePipeline:
+        @classmethod
+        def from_pretrained(cls, *args: Any, **kwargs: Any) -> str:
+            loaded.append((args, kwargs))
+            return "pipeline"
+
+    FakeOptimum().install(monkeypatch)
+    monkeypatch.setattr(sys.modules["optimum.neuron"], "NeuronStableDiffusionXLPipeline", FakePipeline)
+    assert neuron_export.load_neuron_pipeline(tmp_path / "compiled" / "k") == "pipeline"
+    assert loaded == [((str(tmp_path / "compiled" / "k"),), {})]
