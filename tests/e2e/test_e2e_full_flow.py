@@ -1,7 +1,9 @@
-"""End to end through the sandbox: fine-tune, serve, generate, delete; and a deployment that comes first.
+"""End to end through the sandbox: a deployment that waits for its fine-tune, training, serving,
+generating, and deleting both with every process stopped.
 
 The real operator, trainer, compile step and inference server run as local processes against the
-emulated API server (nothing mocked; see tests/e2e/conftest.py).
+emulated API server (nothing mocked; see tests/e2e/conftest.py). The command-level test
+(test_e2e_command.py) covers the usual order, fine-tune and deployment applied together.
 """
 
 from __future__ import annotations
@@ -37,11 +39,17 @@ def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, str]]:
     return found
 
 
-async def test_finetune_serve_generate_then_delete_stops_everything(
+async def test_deployment_waits_for_its_finetune_then_serves_and_deletion_stops_everything(
         sandbox: Sandbox, make_finetune: Any, make_deployment: Any) -> None:
-    await sandbox.apply(make_finetune("e2e-subject"))
-    await sandbox.apply(make_deployment("e2e-subject-cpu", "e2e-subject"))
+    # The deployment comes first and waits for a fine-tune that does not exist yet.
+    await sandbox.apply(make_deployment("e2e-cpu", "e2e-subject"))
+    waiting = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "e2e-cpu", "Pending", 60)
+    fine_tune_ready = next(c for c in waiting["conditions"] if c["type"] == "FineTuneReady")
+    assert (fine_tune_ready["status"], fine_tune_ready["reason"]) == ("False", "FineTuneNotFound")
+    assert "e2e-subject" in fine_tune_ready["message"]
+    assert not children(sandbox, "sdxl.io/deployment", "e2e-cpu")  # nothing compiled or served yet
 
+    await sandbox.apply(make_finetune("e2e-subject"))
     trained = await sandbox.wait_for_phase(FINETUNES, NS, "e2e-subject", "Succeeded", TRAIN_TIMEOUT)
     assert trained["progress"]["step"] == trained["progress"]["totalSteps"] == 6
     assert trained["artifacts"]["lora"].startswith("pvc://sdxl-artifacts/store/finetunes/default/e2e-subject/")
@@ -49,10 +57,11 @@ async def test_finetune_serve_generate_then_delete_stops_everything(
     lora = sandbox.workdir / "pvcs" / trained["artifacts"]["lora"][len("pvc://"):]
     assert lora.is_file() and lora.stat().st_size > 0
 
-    served = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "e2e-subject-cpu", "Ready", SERVE_TIMEOUT)
-    assert served["url"] == "http://e2e-subject-cpu.default.svc:8080"
+    served = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "e2e-cpu", "Ready", SERVE_TIMEOUT)
+    assert served["url"] == "http://e2e-cpu.default.svc:8080"
     assert served["readyReplicas"] == 1
-    url = await sandbox.wait_for("the Service to route", lambda: sandbox.service_url(NS, "e2e-subject-cpu"), 30)
+    assert next(c for c in served["conditions"] if c["type"] == "FineTuneReady")["status"] == "True"
+    url = await sandbox.wait_for("the Service to route", lambda: sandbox.service_url(NS, "e2e-cpu"), 30)
     images = await generate_images(url, "a photo of sks person on the beach", num_images=2, seed=1,
                                    extra={"num_inference_steps": 2})
     assert len(images) == 2
@@ -64,28 +73,10 @@ async def test_finetune_serve_generate_then_delete_stops_everything(
     assert len(server_pods) == 1
     assert list(sandbox.local_processes()) == [(NS, server_pods[0])]
 
-    await sandbox.delete(make_deployment("e2e-subject-cpu", "e2e-subject"))
+    await sandbox.delete(make_deployment("e2e-cpu", "e2e-subject"))
     await sandbox.delete(make_finetune("e2e-subject"))
     await sandbox.wait_for("every child to be garbage-collected", lambda: not (
-        children(sandbox, "sdxl.io/deployment", "e2e-subject-cpu") + children(sandbox, "sdxl.io/finetune",
-                                                                               "e2e-subject")), 30)
+        children(sandbox, "sdxl.io/deployment", "e2e-cpu") + children(sandbox, "sdxl.io/finetune", "e2e-subject")),
+        30)
     await sandbox.wait_for("every local process to stop", lambda: not sandbox.local_processes()
                            and sandbox.executor is not None and not sandbox.executor.kubelet.stopping, 30)
-
-
-async def test_deployment_waits_for_a_finetune_created_later(
-        sandbox: Sandbox, make_finetune: Any, make_deployment: Any) -> None:
-    await sandbox.apply(make_deployment("late-cpu", "late-subject"))
-    waiting = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "late-cpu", "Pending", 60)
-    fine_tune_ready = next(c for c in waiting["conditions"] if c["type"] == "FineTuneReady")
-    assert (fine_tune_ready["status"], fine_tune_ready["reason"]) == ("False", "FineTuneNotFound")
-    assert "late-subject" in fine_tune_ready["message"]
-    assert not children(sandbox, "sdxl.io/deployment", "late-cpu")  # nothing compiled or served yet
-
-    await sandbox.apply(make_finetune("late-subject"))
-    await sandbox.wait_for_phase(FINETUNES, NS, "late-subject", "Succeeded", TRAIN_TIMEOUT)
-    served = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "late-cpu", "Ready", SERVE_TIMEOUT)
-    assert next(c for c in served["conditions"] if c["type"] == "FineTuneReady")["status"] == "True"
-    url = await sandbox.wait_for("the Service to route", lambda: sandbox.service_url(NS, "late-cpu"), 30)
-    images = await generate_images(url, "a photo of sks person", num_images=1, extra={"num_inference_steps": 2})
-    assert png_size(images[0]) == (64, 64)
