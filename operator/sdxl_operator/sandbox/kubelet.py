@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from sdxl_operator.sandbox.local_process import LocalProcess
 from sdxl_operator.sandbox.path_mapping import VolumeNotReady, prepare_volumes
 from sdxl_operator.sandbox.probes import ReadinessProbe
 
+log = logging.getLogger("sdxl_operator.sandbox")
 NODE_NAME = "sandbox"
 MESSAGE_LIMIT = 4096
 FALLBACK_LOG_LINES = 80
@@ -114,13 +116,16 @@ class Kubelet:
         for uid in [uid for uid in self.runs if uid not in live]:
             self._stop_in_background(self.runs.pop(uid))
         for uid, pod in live.items():
-            run = self.runs.get(uid)
-            if run is not None:
-                run.pod = pod
-                await self._tend(run)
-            elif (pod.get("status") or {}).get("phase") in (None, "Pending") and \
-                    not pod["metadata"].get("deletionTimestamp"):
-                await self._admit(pod)
+            try:
+                run = self.runs.get(uid)
+                if run is not None:
+                    run.pod = pod
+                    await self._tend(run)
+                elif (pod.get("status") or {}).get("phase") in (None, "Pending") and \
+                        not pod["metadata"].get("deletionTimestamp"):
+                    await self._admit(pod)
+            except Exception as exc:  # one pod's trouble must not stall the others; the next pass retries
+                log.warning("pod %s/%s: %s", pod["metadata"].get("namespace"), pod["metadata"].get("name"), exc)
 
     def _stop_in_background(self, run: PodRun) -> None:
         if run.process is None:
@@ -184,8 +189,13 @@ class Kubelet:
             run.log_text = (run.log_text + text)[-200_000:]
             self._log_sink(run.key[0], run.key[1], text)
 
-        run.process = await LocalProcess.start(plan, cwd=run.pod_dir / "cwd", log_file=run.pod_dir / "log.txt",
-                                               on_output=on_output)
+        try:
+            run.process = await LocalProcess.start(plan, cwd=run.pod_dir / "cwd", log_file=run.pod_dir / "log.txt",
+                                                   on_output=on_output)
+        except OSError as exc:
+            run.restart_at = time.monotonic() + RETRY_SECONDS
+            await self._report(run, self._waiting_status(run, "RunContainerError", f"cannot start {plan.argv[0]}: {exc}"))
+            return False
         run.probe = ReadinessProbe(run.container.get("readinessProbe"), plan.ports)
         run.started_at = now_rfc3339()
         run.restart_at = None

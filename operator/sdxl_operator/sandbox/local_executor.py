@@ -5,6 +5,12 @@ kubelet (``kubelet``: containers as local processes) and Service routing (a Serv
 loopback ports of its ready pods). It talks to the API server over HTTP like those components do,
 polling every ``poll_seconds`` (half a second: quick enough for a demo, and nearly free of CPU, which
 the workloads need).
+
+Not emulated (the operator's workloads do not depend on them here): resource requests and limits
+(nothing is reserved or capped), scheduling (node selectors, tolerations, GPU and Neuron requests:
+every pod runs at once on this machine), image pulls (images are ignored; the code installed here
+runs), init and sidecar containers (the first container of a pod runs), liveness and startup probes,
+ReplicaSets (a Deployment owns its pods directly), and HorizontalPodAutoscalers.
 """
 
 from __future__ import annotations
