@@ -115,3 +115,12 @@ def test_ctrl_c_stops_everything(tmp_path: Path, make_finetune: Any) -> None:
             process.kill()
     assert "stopped; every process the sandbox started has been stopped" in log.read_text()
     assert not processes_mentioning(str(workdir))
+
+
+def test_command_says_what_is_pending_when_time_runs_out(tmp_path: Path, make_finetune: Any,
+                                                         make_deployment: Any) -> None:
+    manifests = write_manifests(tmp_path, make_deployment("cmd-waiting", "cmd-absent"))
+    result = run_sandbox([str(manifests), "--timeout", "15"], tmp_path / "work", 120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "TIMED OUT after 15s; still pending: SDXLDeployment cmd-waiting (Pending)" in result.stdout
+    assert "cmd-waiting: FineTuneNotFound:" in result.stdout  # why it waits

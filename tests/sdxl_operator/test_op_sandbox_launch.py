@@ -84,6 +84,14 @@ def test_launch_plan(tmp_path: Path) -> None:
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
 
 
+def test_the_termination_message_path_is_a_local_file(tmp_path: Path) -> None:
+    fs = PodFilesystem({})
+    plan = plan_launch(POD, {"name": "c", "command": ["python3"], "args": ["--termination-log", "/dev/termination-log"],
+                             "terminationMessagePath": "/dev/termination-log"},
+                       fs, pod_dir=tmp_path, pvc_root=tmp_path, configmaps={}, secrets={}, threads=1)
+    assert plan.argv[1:] == ["--termination-log", str(plan.termination_log)]
+
+
 def test_launch_plan_refuses_what_it_cannot_run(tmp_path: Path) -> None:
     fs = PodFilesystem({})
     with pytest.raises(ValueError, match="no command"):

@@ -7,7 +7,8 @@
   ``valueFrom.fieldRef`` (``metadata.name``/``namespace``/``uid``, ``status.podIP``, labels and
   annotations), ``secretKeyRef`` and ``configMapKeyRef`` resolved; plus ``PATH``/``LANG``, the
   thread-pool sizes (so the local processes share the machine's cores politely) and
-  ``SDXL_TERMINATION_LOG`` pointing at a local file that stands in for ``terminationMessagePath``.
+  ``SDXL_TERMINATION_LOG`` pointing at a local file that stands in for ``terminationMessagePath``
+  (the path itself, where it occurs in arguments or values, is rewritten to that file too).
 * Every mount path in arguments and values is rewritten to its local folder (see ``path_mapping``);
   ``SDXL_PVC_ROOT`` becomes the sandbox's folder of claims.
 * Each container port gets a free loopback port; ``--port <containerPort>`` in the arguments is
@@ -129,6 +130,9 @@ def plan_launch(
     termination_log = pod_dir / "termination-log"
     termination_log.parent.mkdir(parents=True, exist_ok=True)
     termination_log.write_text("", encoding="utf-8")
+    # A program told the termination message path itself (in args or env) writes the local file too.
+    message_path = str(container.get("terminationMessagePath") or "/dev/termination-log")
+    filesystem = PodFilesystem({**filesystem.mounts, message_path: termination_log})
     env: dict[str, str] = {name: os.environ[name] for name in PASS_THROUGH_ENV if name in os.environ}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     env.update({name: str(threads) for name in THREAD_ENV})
