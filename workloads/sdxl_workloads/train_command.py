@@ -298,8 +298,13 @@ def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
         lr_scheduler=lr_scheduler, trainable_params=trainable, settings=settings,
         instance_examples=instance_examples, class_examples=class_examples, prompt_cache=prompt_cache,
         weight_dtype=weight_dtype,
-        generator=torch.Generator().manual_seed(training.seed * 1009 + accelerator.process_index),
+        generator=torch.Generator().manual_seed(plan_noise_seed(training.seed, accelerator.process_index)),
     )
+
+
+def plan_noise_seed(seed: int, process_index: int, step: int = 0) -> int:
+    """Seed of one process's noise stream (distinct per process, and per resume point)."""
+    return (seed * 1009 + process_index + step * 7919) % (2**63)
 
 
 def unwrapped_models(run: training_loop.TrainingRun) -> dict[str, Any]:
@@ -317,14 +322,20 @@ def restore(run: training_loop.TrainingRun, folder: Path) -> None:
     checkpoints.load_trainable_state(unwrapped_models(run), state["lora"], str(folder))
     run.optimizer.load_state_dict(state["optimizer"])
     run.lr_scheduler.load_state_dict(state["lr_scheduler"])
-    run.generator.set_state(state["generator"])
+    if run.accelerator.process_index == 0:
+        run.generator.set_state(state["generator"])
+    else:
+        # The checkpoint holds the main process's noise stream; every other process needs its own
+        # (identical noise on every GPU would waste them), so it starts a fresh one for this step.
+        run.generator.manual_seed(plan_noise_seed(run.settings.seed, run.accelerator.process_index, int(state["step"])))
     checkpoints.set_rng_state(state["rng"])
     scaler = getattr(run.accelerator, "scaler", None)
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     run.step = int(state["step"])
     run.losses = list(state["losses"])
-    protocol.emit_event("log", message=f"resumed from {folder.name} at step {run.step}")
+    if run.accelerator.is_main_process:
+        protocol.emit_event("log", message=f"resumed from {folder.name} at step {run.step}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,9 +443,11 @@ def train(plan: RunPlan, started: float) -> dict[str, Any]:
     if plan.resume_from is not None:
         restore(run, plan.resume_from)
     first_step = run.step
-    protocol.emit_event("log", message=f"training {plan.run_name}: step {run.step} of {run.settings.max_steps}, "
-                                       f"{len(run.instance_examples)} instance images, "
-                                       f"{len(run.class_examples)} class images, device {run.accelerator.device}")
+    if run.accelerator.is_main_process:
+        protocol.emit_event("log", message=(
+            f"training {plan.run_name}: step {run.step} of {run.settings.max_steps}, "
+            f"{len(run.instance_examples)} instance images, {len(run.class_examples)} class images, "
+            f"{run.accelerator.num_processes} process(es) on {run.accelerator.device.type}"))
     loop_started = time.monotonic()
     training_loop.train(run, after_step=[checkpoint_hook(plan), validation_hook(plan)])
     loop_seconds = time.monotonic() - loop_started

@@ -211,6 +211,8 @@ def train(run: TrainingRun, after_step: Sequence[StepHook] = ()) -> None:
                 run.optimizer.step()
                 run.optimizer.zero_grad(set_to_none=True)
             step_loss += loss.detach().item() / settings.gradient_accumulation
+        if accelerator.num_processes > 1:  # report the loss of the whole global batch
+            step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "mean"))
         run.lr_scheduler.step()
         if not math.isfinite(step_loss):
             raise protocol.WorkloadError(
