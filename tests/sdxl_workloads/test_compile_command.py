@@ -74,7 +74,7 @@ def write_spec(folder: Path, **spec: Any) -> Path:
     return path
 
 
-def run_compile(capsys: pytest.CaptureFixture[str], tmp_path: Path, spec: Path, store: Path,
+def run_compile(capsys: pytest.CaptureFixture[str], tmp_path: Path, spec: Path, store: Path | str,
                 *extra: str) -> Run:
     log = tmp_path / "termination-log"
     log.unlink(missing_ok=True)
@@ -193,6 +193,32 @@ def test_a_second_run_is_a_cache_hit_that_loads_nothing(tmp_path: Path, capsys: 
     assert third.rc == 0 and third.result["metrics"] == {**third.result["metrics"], "key": key, "cacheHit": True}
 
 
+@pytest.mark.slow
+def test_prepare_with_an_s3_store_and_lora(tmp_path: Path, capsys: pytest.CaptureFixture[str], lora_file: Path,
+                                           s3_bucket: str, s3_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production stores are S3: the LoRA is fetched from it, the artifact published to it, and found there."""
+    import boto3
+
+    monkeypatch.setattr(storage, "cache_root", lambda: tmp_path / "cache")  # S3 downloads go here
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    s3.upload_file(str(lora_file), s3_bucket, "loras/alice/pytorch_lora_weights.safetensors")
+    lora_uri = f"s3://{s3_bucket}/loras/alice/pytorch_lora_weights.safetensors"
+    store = f"s3://{s3_bucket}/store"
+    spec = write_spec(tmp_path, lora=lora_uri)
+
+    first = run_compile(capsys, tmp_path, spec, store)
+    assert first.rc == 0, first.result
+    key = expected_key(lora_file)
+    assert first.result["artifacts"] == {"compiled": f"{store}/compiled/{key}"}
+    objects = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="store/")["Contents"]}
+    assert {f"store/compiled/{key}/COMPLETE", f"store/compiled/{key}/model_index.json",
+            f"store/compiled/{key}/compile_info.json"} <= objects
+
+    monkeypatch.setattr(pipeline_prepare, "load_base_pipeline", lambda *_: pytest.fail("cache hit loads nothing"))
+    second = run_compile(capsys, tmp_path, spec, store)
+    assert second.rc == 0 and second.result["metrics"]["cacheHit"] is True
+
+
 def test_an_incomplete_artifact_is_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            lora_file: Path) -> None:
     """A folder without COMPLETE (an upload cut short) does not count as a cache hit."""
@@ -253,7 +279,7 @@ def _case_full_model(tmp: Path, lora: Path) -> dict[str, Any]:
 BAD_INPUTS: list[tuple[str, Callable[[Path, Path], dict[str, Any]], list[str], str]] = [
     ("missing LoRA", _case_missing_file, [], "safetensors: no such file"),
     ("folder without a LoRA", _case_empty_folder, [], "not exactly one .safetensors"),
-    ("pickled LoRA", _case_pickle, [], "not a .safetensors file"),
+    ("pickled LoRA", _case_pickle, [], "a pickled .bin/.pt file can run code"),
     ("not safetensors", _case_garbage, [], "not a valid safetensors file"),
     ("full model, not a LoRA", _case_full_model, [], "holds no LoRA weights"),
     ("LoRA for layers the base lacks", lambda tmp, _: {"lora": str(_foreign_lora(tmp, missing=True))}, [],
@@ -427,6 +453,8 @@ def test_neuron_compile_passes_exactly_these_arguments(tmp_path: Path, capsys: p
     kwargs = fake.calls[2][2]
     staged_output = kwargs.pop("output")
     assert staged_output.parts[-2:] == ("compiled", key) and staged_output.is_relative_to(staging_tmp)
+    # The LoRA goes in as a copy with its canonical name, inside the staging folder.
+    staged_lora = staged_output.parents[1] / "inputs" / "lora"
     assert kwargs == {
         "model_name_or_path": str(tiny_model_path),
         "task": "text-to-image",
@@ -438,7 +466,7 @@ def test_neuron_compile_passes_exactly_these_arguments(tmp_path: Path, capsys: p
         "compiler_workdir": None,
         "submodels": {"unet": None},
         "compiler_kwargs": {"auto_cast": "matmul", "auto_cast_type": "fp16", "instance_type": "inf2"},
-        "lora_args": FakeLoRAAdapterArguments(model_ids=[str(lora_file.parent)], weight_names=[lora_file.name],
+        "lora_args": FakeLoRAAdapterArguments(model_ids=[str(staged_lora)], weight_names=[lora_file.name],
                                               adapter_names=["finetune"], scales=[0.8]),
         "unet": {"batch_size": 2, "height": 96, "width": 128},
     }

@@ -9,6 +9,9 @@ import pytest
 from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings
 from sdxl_workloads.protocol import WorkloadError
 
+# These modules run in the Neuron image too (make test-compat).
+pytestmark = pytest.mark.compat
+
 
 def test_defaults_follow_the_contract() -> None:
     spec = DeploymentSpec.from_dict({"fineTune": "alice-v1"})

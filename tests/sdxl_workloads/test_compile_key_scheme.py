@@ -11,6 +11,9 @@ import pytest
 
 from sdxl_workloads import compile_key as keys
 
+# These modules run in the Neuron image too (make test-compat).
+pytestmark = pytest.mark.compat
+
 NEURON: dict[str, Any] = {
     "base_model": "stabilityai/stable-diffusion-xl-base-1.0",
     "base_revision": None,

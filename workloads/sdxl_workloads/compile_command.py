@@ -158,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
             lora_file, lora_sha = _fetch_lora(request)
         assert lora_sha is not None
 
+        lora_file = lora_input.stage_lora_file(lora_file, out.local_dir / "inputs" / "lora")
         resolved_base = storage.resolve_model(request.base_model)
-        _progress("loading", f"checking that {lora_file.name} fits {request.base_model}")
+        _progress("loading", f"checking that {request.lora_uri} fits {request.base_model}")
         layers = lora_input.check_lora_fits_base(lora_file, resolved_base, request.base_revision,
-                                                 base_label=request.base_model)
+                                                 base_label=request.base_model, lora_label=request.lora_uri)
         stage_dir = out.local_dir / relpath
         stage_dir.mkdir(parents=True)
         work_started = time.monotonic()

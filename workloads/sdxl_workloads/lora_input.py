@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,10 +53,20 @@ def locate_lora_file(path: Path, field: str = "lora") -> Path:
                                             f"safetensors file (e.g. <fine-tune output>/lora/{DEFAULT_WEIGHT_NAME})")
     if not path.is_file():
         raise WorkloadError("InvalidInput", f"{field}: {path} is not a regular file")
-    if path.suffix != ".safetensors":
-        raise WorkloadError("InvalidInput", f"{field}: {path} is not a .safetensors file; LoRAs are loaded "
-                                            "from safetensors only (pickled .bin/.pt files can run code)")
+    # No check of the name here: a downloaded copy may be named by the cache. The content is checked.
     return path
+
+
+def stage_lora_file(lora_file: Path, folder: Path) -> Path:
+    """A copy named `pytorch_lora_weights.safetensors` in `folder`, for loaders that go by the name.
+
+    diffusers (and optimum-neuron through it) reads a LoRA with safetensors only when its name ends in
+    `.safetensors`, and otherwise falls back to unpickling it; a cached download may have any name.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / DEFAULT_WEIGHT_NAME
+    shutil.copyfile(lora_file, staged)
+    return staged
 
 
 def file_sha256(path: Path) -> str:
@@ -77,7 +88,9 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
     except (struct.error, ValueError, UnicodeDecodeError) as err:
-        raise WorkloadError("InvalidInput", f"lora: {path} is not a valid safetensors file ({err})") from err
+        raise WorkloadError("InvalidInput", f"lora: {path.name} is not a valid safetensors file ({err}); LoRAs "
+                                            "are read from safetensors only (a pickled .bin/.pt file can run "
+                                            "code): convert it to safetensors") from err
     header.pop("__metadata__", None)
     return header
 
@@ -181,7 +194,7 @@ def _meta_components(base_model: str, revision: str | None, needed: set[str]) ->
 
 
 def check_lora_fits_base(lora_file: Path, base_model: str, revision: str | None,
-                         base_label: str | None = None) -> int:
+                         base_label: str | None = None, lora_label: str | None = None) -> int:
     """Raise InvalidInput unless every LoRA layer adapts a module of the base with the same sizes.
 
     Returns the number of LoRA layers checked. Kohya/A1111 files are converted to diffusers names by
@@ -191,14 +204,15 @@ def check_lora_fits_base(lora_file: Path, base_model: str, revision: str | None,
 
     check_is_lora(lora_file)
     label = base_label or base_model
+    name = lora_label or lora_file.name
     try:
         state_dict, _alphas = StableDiffusionXLPipeline.lora_state_dict(str(lora_file))
     except Exception as err:  # diffusers raises ValueError/KeyError/... for formats it cannot convert
-        raise WorkloadError("InvalidInput", f"lora: {lora_file.name} is not a LoRA diffusers can read for SDXL "
+        raise WorkloadError("InvalidInput", f"lora: {name} is not a LoRA diffusers can read for SDXL "
                                             f"({type(err).__name__}: {err})") from err
     layers = lora_layers(state_dict)
     if not layers:
-        raise WorkloadError("InvalidInput", f"lora: {lora_file.name} has no UNet or text-encoder LoRA layers "
+        raise WorkloadError("InvalidInput", f"lora: {name} has no UNet or text-encoder LoRA layers "
                                             "diffusers recognises for SDXL")
     unknown = sorted({layer.component for layer in layers} - set(COMPONENTS))
     components = _meta_components(base_model, revision, {layer.component for layer in layers} & set(COMPONENTS))
@@ -215,7 +229,7 @@ def check_lora_fits_base(lora_file: Path, base_model: str, revision: str | None,
             parts.append(f"{len(wrong)} have other sizes than the base's layers (e.g. {examples})")
         raise WorkloadError(
             "InvalidInput",
-            f"lora: {lora_file.name} does not fit the base model {label}: {'; '.join(parts)}. "
+            f"lora: {name} does not fit the base model {label}: {'; '.join(parts)}. "
             "It was probably trained for another base model (SD 1.5, SD 2.x, another SDXL variant); "
             "use a LoRA trained on this base, or set baseModel to the model it was trained on.",
         )
