@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -375,9 +376,10 @@ class FakeInputShapesArguments:
 class FakeOptimum:
     """Stands in for the optimum-neuron modules neuron_export imports; records every call."""
 
-    def __init__(self, fail_with: BaseException | None = None) -> None:
+    def __init__(self, fail_with: BaseException | None = None, seconds: float = 0.0) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail_with = fail_with
+        self.seconds = seconds  # how long the "compile" takes
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         modules = {
@@ -406,6 +408,7 @@ class FakeOptimum:
 
     def main_export(self, **kwargs: Any) -> None:
         self.calls.append(("main_export", (), kwargs))
+        time.sleep(self.seconds)
         if self.fail_with is not None:
             raise self.fail_with
         output = Path(kwargs["output"])
@@ -424,8 +427,9 @@ NEURON_SPEC = {"accelerator": "neuron", "loraScale": 0.8,
 def test_neuron_compile_passes_exactly_these_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        lora_file: Path, tiny_model_path: Path,
                                                        staging_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeOptimum()
+    fake = FakeOptimum(seconds=0.3)
     fake.install(monkeypatch)
+    monkeypatch.setattr(compile_command, "HEARTBEAT_SECONDS", 0.05)
     published: list[tuple[str, bool]] = []
     real_publish = storage.Output.publish
 
@@ -477,7 +481,9 @@ def test_neuron_compile_passes_exactly_these_arguments(tmp_path: Path, capsys: p
     info = json.loads((compiled / "compile_info.json").read_text())
     assert info["format"] == "neuron" and info["shapes"] == shapes
     assert info["compiler"] == {"autoCast": "matmul", "autoCastType": "fp16", "target": "inf2"}
-    assert "compiling" in [e.get("stage") for e in run.events]
+    # The long compile call keeps reporting progress (with the time so far) while it runs.
+    beats = [e for e in run.events if e.get("stage") == "compiling" and "elapsedSeconds" in e]
+    assert len(beats) >= 2 and all(e["step"] == 3 and e["totalSteps"] == 5 for e in beats)
     assert list(staging_tmp.iterdir()) == []
 
 

@@ -17,7 +17,10 @@ import json
 import platform
 import re
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +38,8 @@ _KEY = re.compile(r"^[0-9a-f]{64}$")
 # Progress steps; fusing (nvidia/cpu) and compiling (neuron) are the same step.
 STAGE_STEPS = {"resolving": 1, "loading": 2, "fusing": 3, "compiling": 3, "saving": 4, "publishing": 5}
 TOTAL_STEPS = 5
+# A Neuron compile is one ~40-minute call: repeat its progress line this often so it shows life.
+HEARTBEAT_SECONDS = 60.0
 # Libraries whose versions describe an artifact (compile_info.json).
 _VERSIONED = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors",
               "optimum-neuron", "neuronx-cc", "torch-neuronx")
@@ -58,6 +63,27 @@ class CompileRequest:
 
 def _progress(stage: str, message: str) -> None:
     protocol.emit_progress(STAGE_STEPS[stage], TOTAL_STEPS, stage=stage, message=message)
+
+
+@contextmanager
+def _heartbeat(stage: str, message: str) -> Iterator[None]:
+    """Re-emit the stage's progress line (with the elapsed time) until the block ends."""
+    stop = threading.Event()
+    started = time.monotonic()
+    interval = HEARTBEAT_SECONDS
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            protocol.emit_progress(STAGE_STEPS[stage], TOTAL_STEPS, stage=stage, message=message,
+                                   elapsedSeconds=round(time.monotonic() - started))
+
+    thread = threading.Thread(target=beat, name="progress-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def resolve_request(spec: DeploymentSpec, args: argparse.Namespace) -> CompileRequest:
@@ -242,15 +268,17 @@ def _compile_neuron(request: CompileRequest, base: str, lora_file: Path, stage_d
     from sdxl_workloads import neuron_export
 
     n = request.neuron
-    _progress("compiling", f"compiling for Inferentia2 at {n.width}x{n.height}, batch {n.batch_size} "
-                              f"x {n.num_images_per_prompt} images, {n.auto_cast_type} (tens of minutes)")
+    message = (f"compiling for Inferentia2 at {n.width}x{n.height}, batch {n.batch_size} "
+               f"x {n.num_images_per_prompt} images, {n.auto_cast_type} (tens of minutes)")
+    _progress("compiling", message)
     try:
-        neuron_export.export_neuron_pipeline(
-            base_model=base, revision=request.base_revision, lora_file=lora_file, lora_scale=request.lora_scale,
-            batch_size=n.batch_size, height=n.height, width=n.width,
-            num_images_per_prompt=n.num_images_per_prompt, auto_cast_type=n.auto_cast_type,
-            output_dir=stage_dir,
-        )
+        with _heartbeat("compiling", message):
+            neuron_export.export_neuron_pipeline(
+                base_model=base, revision=request.base_revision, lora_file=lora_file,
+                lora_scale=request.lora_scale, batch_size=n.batch_size, height=n.height, width=n.width,
+                num_images_per_prompt=n.num_images_per_prompt, auto_cast_type=n.auto_cast_type,
+                output_dir=stage_dir,
+            )
     except (WorkloadError, MemoryError):
         raise
     except Exception as err:
