@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         lora_file = lora_input.stage_lora_file(lora_file, out.local_dir / "inputs" / "lora")
         resolved_base = storage.resolve_model(request.base_model)
         _progress("loading", f"checking that {request.lora_uri} fits {request.base_model}")
-        layers = lora_input.check_lora_fits_base(lora_file, resolved_base, request.base_revision,
+        matrices = lora_input.check_lora_fits_base(lora_file, resolved_base, request.base_revision,
                                                  base_label=request.base_model, lora_label=request.lora_uri)
         stage_dir = out.local_dir / relpath
         stage_dir.mkdir(parents=True)
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             "baseModelRevision": request.base_revision or keys.DEFAULT_REVISION,
             "lora": request.lora_uri,
             "loraSha256": lora_sha,
-            "loraLayers": layers,
+            "loraMatrices": matrices,
             "loraScale": request.lora_scale,
             "runtimeId": request.runtime_id,
             "versions": _versions(),
