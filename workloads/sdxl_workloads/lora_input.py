@@ -197,7 +197,7 @@ def check_lora_fits_base(lora_file: Path, base_model: str, revision: str | None,
                          base_label: str | None = None, lora_label: str | None = None) -> int:
     """Raise InvalidInput unless every LoRA layer adapts a module of the base with the same sizes.
 
-    Returns the number of LoRA layers checked. Kohya/A1111 files are converted to diffusers names by
+    Returns the number of LoRA matrices checked. Kohya/A1111 files are converted to diffusers names by
     diffusers' own `lora_state_dict` first, the same conversion `load_lora_weights` applies.
     """
     from diffusers import StableDiffusionXLPipeline
