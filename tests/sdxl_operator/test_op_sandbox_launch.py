@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,16 @@ def test_tables_and_progress() -> None:
     ]
     assert progress_line(finetune) == "ft: step 120/200  loss 0.1130  eta 31s"
     assert progress_line({"metadata": {"name": "ft"}, "status": {"phase": "Succeeded"}}) is None
+
+
+def test_pod_state_lines() -> None:
+    from sdxl_operator.sandbox.command import pod_state
+
+    def pod(phase: str, state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
+        return {"status": {"phase": phase, "containerStatuses": [{"ready": ready, "state": state}]}}
+
+    assert pod_state(pod("Pending", {"waiting": {"reason": "ContainerCreating"}})) == "Pending (ContainerCreating)"
+    assert pod_state(pod("Running", {"running": {}})) == "Running"
+    assert pod_state(pod("Running", {"running": {}}, ready=True)) == "Running, ready"
+    assert pod_state(pod("Failed", {"terminated": {"exitCode": 2}})) == "Failed (exit 2)"
+    assert pod_state(pod("Succeeded", {"terminated": {"exitCode": 0}})) == "Succeeded"

@@ -77,10 +77,23 @@ class Reporter:
         self._last_table = ""
         self._last_notes: dict[str, str] = {}
         self._last_progress: dict[str, tuple[float, str]] = {}
+        self._pod_states: dict[str, str] = {}
         self._began = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._began
 
     def say(self, text: str) -> None:
         print(text, file=self._out, flush=True)
+
+    def pods(self, pods: list[dict[str, Any]]) -> None:
+        """A line per pod state change: what runs where, while the resources' phases stay put."""
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            state = pod_state(pod)
+            if state and self._pod_states.get(name) != state:
+                self.say(f"  pod/{name}: {state}")
+            self._pod_states[name] = state
 
     def update(self, finetunes: list[dict[str, Any]], deployments: list[dict[str, Any]]) -> None:
         rows = [finetune_row(f) for f in finetunes] + [deployment_row(d) for d in deployments]
@@ -104,6 +117,21 @@ class Reporter:
             if line and line != text and time.monotonic() - when >= PROGRESS_EVERY_SECONDS:
                 self._last_progress[name] = (time.monotonic(), line)
                 self.say(f"  {line}")
+
+
+def pod_state(pod: Mapping[str, Any]) -> str:
+    """``Running``, ``Running, ready``, ``Succeeded``, ``Failed (exit 2)``, ``Pending (ContainerCreating)``."""
+    status = pod.get("status") or {}
+    phase = str(status.get("phase") or "")
+    containers = status.get("containerStatuses") or [{}]
+    state = containers[0].get("state") or {}
+    if "waiting" in state:
+        return f"{phase} ({state['waiting'].get('reason')})"
+    if "terminated" in state and phase == "Failed":
+        return f"{phase} (exit {state['terminated'].get('exitCode')})"
+    if phase == "Running" and containers[0].get("ready"):
+        return "Running, ready"
+    return phase
 
 
 def _prompt_for(deployment: Mapping[str, Any], finetunes: Mapping[str, Mapping[str, Any]], wanted: str | None) -> str:
@@ -153,6 +181,7 @@ async def _watch(sandbox: Sandbox, applied: list[tuple[str, str, str]], reporter
         objects = {(res, ns, name): sandbox.get(res, ns, name) for res, ns, name in applied}
         finetunes = [o for (res, _, _), o in objects.items() if o and res == FINETUNES]
         deployments = [o for (res, _, _), o in objects.items() if o and res == DEPLOYMENTS]
+        reporter.pods(sandbox.list("v1/pods"))
         reporter.update(finetunes, deployments)
         for obj in finetunes + deployments:
             status = obj.get("status") or {}
@@ -198,6 +227,7 @@ async def _generate(sandbox: Sandbox, finetunes: list[dict[str, Any]], deploymen
             return 1
         for path in save_images(images, args.output, meta["name"]):
             reporter.say(f"saved {path}")
+    reporter.say(f"\ndone in {reporter.elapsed():.0f}s")
     return 0
 
 
