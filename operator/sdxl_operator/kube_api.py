@@ -177,12 +177,7 @@ class KubeApi:
 
     async def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Jobs matching ``label_selector``."""
-        try:
-            listed = await self._json(self._batch.list_namespaced_job, namespace, label_selector=label_selector)
-        except kubernetes.client.ApiException as exc:
-            raise KubeApiError(f"listing Jobs in {namespace} ({label_selector}): {exc.reason}", exc.status) from exc
-        items: list[dict[str, Any]] = listed.get("items") or []
-        return items
+        return await self._list("Jobs", self._batch.list_namespaced_job, namespace, label_selector)
 
     async def read_custom(self, group: str, version: str, plural: str, namespace: str, name: str
                           ) -> dict[str, Any] | None:
@@ -199,10 +194,14 @@ class KubeApi:
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Pods matching ``label_selector``."""
+        return await self._list("pods", self._core.list_namespaced_pod, namespace, label_selector)
+
+    async def _list(self, what: str, method: Callable[..., Any], namespace: str, label_selector: str
+                    ) -> list[dict[str, Any]]:
         try:
-            listed = await self._json(self._core.list_namespaced_pod, namespace, label_selector=label_selector)
+            listed = await self._json(method, namespace, label_selector=label_selector)
         except kubernetes.client.ApiException as exc:
-            raise KubeApiError(f"listing pods in {namespace} ({label_selector}): {exc.reason}", exc.status) from exc
+            raise KubeApiError(f"listing {what} in {namespace} ({label_selector}): {exc.reason}", exc.status) from exc
         items: list[dict[str, Any]] = listed.get("items") or []
         return items
 
