@@ -22,7 +22,8 @@ PR_SET_PDEATHSIG = 1
 LOG_READ_CHUNK = 65536
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Have the kernel SIGTERM this process when its parent dies (Linux); runs between fork and exec."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -51,7 +52,7 @@ class LocalProcess:
         process = await asyncio.create_subprocess_exec(
             *plan.argv, env=plan.env, cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
         return cls(process, plan, log_file, on_output)
 

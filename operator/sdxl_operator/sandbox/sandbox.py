@@ -31,6 +31,7 @@ from sdxl_operator.sandbox.api_client import ApiError, KubeClient
 from sdxl_operator.sandbox.container_launch import resolve_program
 from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
 from sdxl_operator.sandbox.local_executor import LocalExecutor
+from sdxl_operator.sandbox.local_process import die_with_parent
 
 T = TypeVar("T")
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
@@ -142,7 +143,7 @@ class Sandbox:
             self._operator = await asyncio.create_subprocess_exec(
                 resolve_program("sdxl-operator"), "run", "--standalone", "--all-namespaces", "--log-format", "plain",
                 env=operator_environment(self.workdir, self.status_interval_seconds), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log, stderr=log, start_new_session=True,
+                stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent,
             )
         finally:
             log.close()
