@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sdxl_operator.settings import OperatorSettings
-from sdxl_operator.training_job import merged_tolerations
+from sdxl_operator.workload_pod import merged_tolerations
 
 NEURON = "neuron"
 NVIDIA = "nvidia"

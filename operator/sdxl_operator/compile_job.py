@@ -20,6 +20,8 @@ hit that ends in seconds. Choices worth knowing:
   GPU prepares run on CPU: fusing a LoRA needs no GPU.
 * **Memory**, request = limit: 96Gi for a Neuron compile of SDXL, 32Gi for a GPU/CPU prepare of SDXL,
   2Gi for the embedded ``builtin:`` models (whatever the accelerator).
+* **Disk**: a Neuron compile of SDXL requests 64Gi of ``ephemeral-storage`` and its ``/tmp`` emptyDir
+  has the same ``sizeLimit`` (it stages the compiled model there before publishing).
 * ``backoffLimit`` 1 (one retry, e.g. a lost spot node); exit code 2 (invalid input) fails at once.
 """
 
@@ -29,14 +31,20 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator import pod_security, volumes
+from sdxl_operator import volumes
 from sdxl_operator.accelerators import NEURON, NEURON_RESOURCE, NEURON_TOLERATION, image_for, is_builtin
 from sdxl_operator.compile_key import compiled_uri
 from sdxl_operator.labels import COMPILE_KEY, compile_labels
 from sdxl_operator.naming import compile_job_name
 from sdxl_operator.ownership import child_metadata
 from sdxl_operator.settings import OperatorSettings
-from sdxl_operator.training_job import TERMINATION_LOG, merged_tolerations, pod_failure_policy
+from sdxl_operator.training_job import pod_failure_policy
+from sdxl_operator.workload_pod import (
+    merged_tolerations,
+    workload_container,
+    workload_pod_spec,
+    workload_volumes,
+)
 
 CONTAINER = "compiler"
 COMPILE_BACKOFF_LIMIT = 1
@@ -44,6 +52,10 @@ ARTIFACT_ANNOTATION = "sdxl.io/compiled-artifact"
 NEURON_COMPILE = {"cpu": "8", "memory": "96Gi"}
 PREPARE = {"cpu": "4", "memory": "32Gi"}
 BUILTIN = {"cpu": "1", "memory": "2Gi"}
+# A Neuron compile of SDXL stages its ~7.6 GB of compiled components (and the compiler's work
+# files) under /tmp before publishing: /tmp is capped at this and the pod asks for it as
+# ephemeral storage, so it lands on a node with the disk instead of being evicted halfway.
+NEURON_COMPILE_SCRATCH = "64Gi"
 
 
 def compile_annotations(key: str, artifact: str) -> dict[str, str]:
@@ -74,11 +86,20 @@ def build_compile_configmap(owner: Mapping[str, Any], resolved_spec: Mapping[str
     }
 
 
+def compile_scratch_size(resolved_spec: Mapping[str, Any]) -> str | None:
+    """The ``/tmp`` a compile needs on the node's disk, when it is more than a few files."""
+    neuron = resolved_spec["accelerator"] == NEURON
+    return NEURON_COMPILE_SCRATCH if neuron and not is_builtin(str(resolved_spec["baseModel"])) else None
+
+
 def compile_resources(resolved_spec: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     """requests/limits of the compile container (see the module docstring)."""
     neuron = resolved_spec["accelerator"] == NEURON
     sizes = BUILTIN if is_builtin(str(resolved_spec["baseModel"])) else NEURON_COMPILE if neuron else PREPARE
     requests = {"cpu": sizes["cpu"], "memory": sizes["memory"]}
+    scratch = compile_scratch_size(resolved_spec)
+    if scratch:
+        requests["ephemeral-storage"] = scratch
     limits = {"memory": sizes["memory"]}
     if neuron and settings.compile_on_neuron:
         requests[NEURON_RESOURCE] = "1"
@@ -99,43 +120,21 @@ def build_compile_job(
         [resolved_spec.get("baseModel"), resolved_spec.get("lora")], [settings.artifact_store]
     )
     command, args = compile_command(resolved_spec, key, settings)
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image_for(accelerator, settings),
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": command,
-        "args": args,
-        "env": [
-            {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            *pod_security.scratch_env(),
-            *volumes.hf_token_env(settings.hf_token_secret),
-        ],
-        "resources": compile_resources(resolved_spec, settings),
-        "volumeMounts": [volumes.spec_mount(), volumes.shm_mount(), *pod_security.scratch_mounts(), *pvc_mounts],
-        "securityContext": pod_security.container_security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        **pod_security.secure_pod_fields(),
-        "containers": [container],
-        "volumes": [volumes.spec_volume(job_name), volumes.shm_volume(), *pod_security.scratch_volumes(),
-                    *pvc_volumes],
-    }
-    if settings.workload_service_account:
-        pod_spec["serviceAccountName"] = settings.workload_service_account
-    use_pool = neuron or not settings.compile_on_neuron
-    if use_pool and settings.compile_node_selector:
-        pod_spec["nodeSelector"] = dict(settings.compile_node_selector)
-    tolerations = merged_tolerations(
-        [NEURON_TOLERATION] if neuron and settings.compile_on_neuron else [],
-        settings.compile_tolerations if use_pool else [],
+    pod_volumes, mounts = workload_volumes(job_name, pvc_volumes, pvc_mounts,
+                                           tmp_size_limit=compile_scratch_size(resolved_spec))
+    container = workload_container(
+        name=CONTAINER, image=image_for(accelerator, settings), command=command, args=args,
+        resources=compile_resources(resolved_spec, settings), mounts=mounts, settings=settings, hf_token=True,
     )
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    use_pool = neuron or not settings.compile_on_neuron
+    pod_spec = workload_pod_spec(
+        container, pod_volumes, settings, run_once=True,
+        node_selector=settings.compile_node_selector if use_pool else {},
+        tolerations=merged_tolerations(
+            [NEURON_TOLERATION] if neuron and settings.compile_on_neuron else [],
+            settings.compile_tolerations if use_pool else [],
+        ),
+    )
     annotations = compile_annotations(key, compiled_uri(settings.artifact_store, key))
     return {
         "apiVersion": "batch/v1",

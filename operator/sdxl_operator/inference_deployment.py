@@ -23,18 +23,18 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator import pod_security, volumes
+from sdxl_operator import volumes
 from sdxl_operator.accelerators import NEURON, device_resources, image_for, is_builtin, server_placement
 from sdxl_operator.compile_job import ARTIFACT_ANNOTATION, compile_annotations
 from sdxl_operator.labels import COMPILE_KEY, SERVER, deployment_labels
 from sdxl_operator.naming import deployment_name
 from sdxl_operator.ownership import child_metadata
 from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.workload_pod import workload_container, workload_pod_spec, workload_volumes
 
 CONTAINER = "server"
 PORT = 8080
 PORT_NAME = "http"
-TERMINATION_LOG = "/dev/termination-log"
 AUTH_DIR = "/etc/sdxl/auth"
 AUTH_VOLUME = "api-key"
 TEMPLATE_HASH = "sdxl.io/template-hash"
@@ -93,8 +93,7 @@ def build_inference_deployment(
     accelerator = str(resolved_spec["accelerator"])
     pvc_volumes, pvc_mounts = volumes.pvc_volumes([artifact], [])
     command, args = serve_command(resolved_spec, artifact)
-    mounts = [volumes.shm_mount(), *pod_security.scratch_mounts(), *pvc_mounts]
-    pod_volumes = [volumes.shm_volume(), *pod_security.scratch_volumes(), *pvc_volumes]
+    pod_volumes, mounts = workload_volumes(None, pvc_volumes, pvc_mounts)
     auth = resolved_spec.get("auth")
     if auth:
         mounts.append({"name": AUTH_VOLUME, "mountPath": AUTH_DIR, "readOnly": True})
@@ -103,42 +102,21 @@ def build_inference_deployment(
             "items": [{"key": auth["apiKeySecretKey"], "path": auth["apiKeySecretKey"]}],
         }})
     startup_failures = STARTUP_FAILURES[accelerator]
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image_for(accelerator, settings),
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": command,
-        "args": args,
+    container = workload_container(
+        name=CONTAINER, image=image_for(accelerator, settings), command=command, args=args,
+        resources=server_resources(resolved_spec), mounts=mounts, settings=settings, hf_token=False,
+    )
+    container.update({
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
-        "env": [
-            {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            *pod_security.scratch_env(),
-        ],
-        "resources": server_resources(resolved_spec),
         "startupProbe": _probe("/readyz", failures=startup_failures),
         "readinessProbe": _probe("/readyz", failures=3, period=5),
         "livenessProbe": _probe("/healthz", failures=6),
-        "volumeMounts": mounts,
-        "securityContext": pod_security.container_security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    pod_spec: dict[str, Any] = {
-        **pod_security.secure_pod_fields(),
-        "containers": [container],
-        "volumes": pod_volumes,
-    }
-    if settings.workload_service_account:
-        pod_spec["serviceAccountName"] = settings.workload_service_account
+    })
     node_selector, tolerations = server_placement(
         accelerator, resolved_spec.get("neuron"), resolved_spec.get("resources") or {}, settings
     )
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    pod_spec = workload_pod_spec(container, pod_volumes, settings, run_once=False,
+                                 node_selector=node_selector, tolerations=tolerations)
 
     spec: dict[str, Any] = {}
     if not resolved_spec.get("autoscaling"):

@@ -49,10 +49,14 @@ def secure_pod_fields() -> dict[str, Any]:
     }
 
 
-def scratch_volumes() -> list[dict[str, Any]]:
-    """Writable emptyDirs that stand in for the read-only root filesystem."""
+def scratch_volumes(tmp_size_limit: str | None = None) -> list[dict[str, Any]]:
+    """Writable emptyDirs that stand in for the read-only root filesystem.
+
+    ``tmp_size_limit`` caps ``/tmp`` for pods known to stage large files there: past it the kubelet
+    evicts the pod instead of letting it fill the node's disk.
+    """
     return [
-        {"name": TMP_VOLUME, "emptyDir": {}},
+        {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": tmp_size_limit} if tmp_size_limit else {}},
         {"name": CACHE_VOLUME, "emptyDir": {}},
     ]
 

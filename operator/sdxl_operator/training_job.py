@@ -17,30 +17,24 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator import pod_security, volumes
+from sdxl_operator import volumes
 from sdxl_operator.labels import finetune_labels
 from sdxl_operator.naming import finetune_configmap_name, finetune_job_name
 from sdxl_operator.ownership import child_metadata
 from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.workload_pod import (
+    merged_tolerations,
+    workload_container,
+    workload_pod_spec,
+    workload_volumes,
+)
 
 CONTAINER = "trainer"
-TERMINATION_LOG = "/dev/termination-log"
 GPU_RESOURCE = "nvidia.com/gpu"
 INVALID_INPUT_EXIT_CODE = 2
-
-
-def merged_tolerations(*groups: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The tolerations of all groups in order, without exact duplicates."""
-    result: list[dict[str, Any]] = []
-    for group in groups:
-        for toleration in group:
-            item = dict(toleration)
-            if item not in result:
-                result.append(item)
-    return result
 
 
 def pod_failure_policy(container: str) -> dict[str, Any]:
@@ -60,8 +54,13 @@ def pod_failure_policy(container: str) -> dict[str, Any]:
 
 
 def training_command() -> tuple[list[str], list[str]]:
-    """(command, args) of the trainer container."""
-    return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH]
+    """(command, args) of the trainer container.
+
+    ``--resume latest`` on every attempt: a pod replaced after a spot reclaim or a crash continues
+    from the newest checkpoint under the output instead of step 0 (on a first run there is none,
+    and training starts fresh).
+    """
+    return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH, "--resume", "latest"]
 
 
 def build_training_job(
@@ -84,50 +83,16 @@ def build_training_job(
     pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [resolved_spec.get("output")])
 
     command, args = training_command()
-    env: list[dict[str, Any]] = [
-        {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
-        {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        *pod_security.scratch_env(),
-        *volumes.hf_token_env(settings.hf_token_secret),
-    ]
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": settings.image_train,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": command,
-        "args": args,
-        "env": env,
-        "resources": {"requests": requests, "limits": limits},
-        "volumeMounts": [
-            volumes.spec_mount(),
-            volumes.shm_mount(),
-            *pod_security.scratch_mounts(),
-            *pvc_mounts,
-        ],
-        "securityContext": pod_security.container_security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        **pod_security.secure_pod_fields(),
-        "containers": [container],
-        "volumes": [
-            volumes.spec_volume(finetune_configmap_name(name)),
-            volumes.shm_volume(),
-            *pod_security.scratch_volumes(),
-            *pvc_volumes,
-        ],
-    }
-    if settings.workload_service_account:
-        pod_spec["serviceAccountName"] = settings.workload_service_account
-    node_selector = {**settings.train_node_selector, **resources_spec.get("nodeSelector", {})}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    tolerations = merged_tolerations(settings.train_tolerations, resources_spec.get("tolerations", []))
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    pod_volumes, mounts = workload_volumes(finetune_configmap_name(name), pvc_volumes, pvc_mounts)
+    container = workload_container(
+        name=CONTAINER, image=settings.image_train, command=command, args=args,
+        resources={"requests": requests, "limits": limits}, mounts=mounts, settings=settings, hf_token=True,
+    )
+    pod_spec = workload_pod_spec(
+        container, pod_volumes, settings, run_once=True,
+        node_selector={**settings.train_node_selector, **resources_spec.get("nodeSelector", {})},
+        tolerations=merged_tolerations(settings.train_tolerations, resources_spec.get("tolerations", [])),
+    )
 
     return {
         "apiVersion": "batch/v1",

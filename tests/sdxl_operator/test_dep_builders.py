@@ -135,7 +135,9 @@ def test_compile_job_on_a_neuron_node_whole_manifest() -> None:
                             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token",
                                                                                  "optional": True}}},
                         ],
-                        "resources": {"requests": {"cpu": "8", "memory": "96Gi", "aws.amazon.com/neuron": "1"},
+                        # /tmp holds the staged compiled model: the node must have the disk.
+                        "resources": {"requests": {"cpu": "8", "memory": "96Gi", "ephemeral-storage": "64Gi",
+                                                   "aws.amazon.com/neuron": "1"},
                                       "limits": {"memory": "96Gi", "aws.amazon.com/neuron": "1"}},
                         "volumeMounts": [
                             {"name": "spec", "mountPath": "/etc/sdxl", "readOnly": True},
@@ -152,7 +154,7 @@ def test_compile_job_on_a_neuron_node_whole_manifest() -> None:
                         {"name": "spec", "configMap": {"name": f"alice-compile-{KEY[:8]}",
                                                        "items": [{"key": "spec.json", "path": "spec.json"}]}},
                         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Gi"}},
                         {"name": "cache", "emptyDir": {}},
                         {"name": "pvc-sdxl-artifacts", "persistentVolumeClaim": {"claimName": "sdxl-artifacts"}},
                     ],
@@ -203,6 +205,11 @@ def test_compile_placement_and_size_depend_on_accelerator_pool_and_model(
     assert "nvidia.com/gpu" not in requests  # a GPU prepare runs on CPU
     assert pod.get("nodeSelector") == selector and pod.get("tolerations") == tolerations
     assert "--lora-sha256" not in pod["containers"][0]["args"]
+    # Only a Neuron compile of a real model stages gigabytes under /tmp.
+    staged = "64Gi" if accelerator == "neuron" and not base.startswith("builtin:") else None
+    assert requests.get("ephemeral-storage") == staged
+    tmp = next(volume for volume in pod["volumes"] if volume["name"] == "tmp")
+    assert tmp["emptyDir"].get("sizeLimit") == staged
     kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
 
 
