@@ -59,6 +59,7 @@ def test_job_command_parses_with_the_trainer_cli(example: Path) -> None:
     args = cli.parse_args(container["args"])
     assert args.command == "train"
     assert args.spec == SPEC_PATH
+    assert args.resume == "latest"  # a replaced pod continues from its newest checkpoint
     assert cli.COMMANDS[args.command] == "sdxl_workloads.train_command"
 
 
@@ -99,9 +100,12 @@ def test_job_environment_and_paths_match_the_trainer() -> None:
 
 def test_failure_reasons_and_exit_codes_agree() -> None:
     assert set(ALL_REASONS) == set(protocol.REASONS)
-    # The Job fails at once on the exit code the CLI uses for WorkloadError (a permanent failure).
-    source = (REPO / "workloads" / "sdxl_workloads" / "cli.py").read_text()
-    assert f"return {INVALID_INPUT_EXIT_CODE}" in source.split("except protocol.WorkloadError", 1)[1].split("except", 1)[0]
+    # The Job fails at once on the exit code the CLI uses for permanent failures (bad input) and
+    # retries the rest (a storage hiccup or a lost node), resuming from the last checkpoint.
+    assert cli.exit_code_for("InvalidInput") == INVALID_INPUT_EXIT_CODE
+    assert cli.PERMANENT_FAILURE_EXIT_CODE == INVALID_INPUT_EXIT_CODE
+    for reason in ("StorageError", "InternalError"):
+        assert cli.exit_code_for(reason) != INVALID_INPUT_EXIT_CODE, reason
 
 
 def test_a_result_the_trainer_writes_is_read_back_by_the_operator(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 from sdxl_workloads import protocol
@@ -90,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit codes. The operator's Jobs fail at once (no retry) on PERMANENT_FAILURE_EXIT_CODE: a retry
+# of bad input, a compiler error or running out of memory on the same node cannot succeed. The rest
+# (a storage hiccup, an unexpected error) exits 1 and is retried up to the Job's backoffLimit,
+# resuming from the last checkpoint.
+PERMANENT_FAILURE_EXIT_CODE = 2
+RETRYABLE_FAILURE_EXIT_CODE = 1
+PERMANENT_REASONS = frozenset({"InvalidInput", "InvalidSpec", "CompileFailed", "OutOfMemory"})
+
+
+def exit_code_for(reason: str) -> int:
+    """The exit code of a workload that failed with ``reason``."""
+    return PERMANENT_FAILURE_EXIT_CODE if reason in PERMANENT_REASONS else RETRYABLE_FAILURE_EXIT_CODE
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
@@ -102,14 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args))
     except protocol.WorkloadError as err:
         protocol.report_failure(err.reason, err.message, termination_log)
-        return 2
+        return exit_code_for(err.reason)
     except KeyboardInterrupt:
         protocol.report_failure("InternalError", "interrupted", termination_log)
         return 130
     except Exception as err:  # the last line of defence: the operator must always get a reason
         reason = "OutOfMemory" if protocol.is_out_of_memory(err) else "InternalError"
+        traceback.print_exc()
         protocol.report_failure(reason, f"{type(err).__name__}: {err}", termination_log)
-        raise
+        return exit_code_for(reason)
 
 
 if __name__ == "__main__":
