@@ -1,5 +1,5 @@
 """End to end through the sandbox: a deployment that waits for its fine-tune, training, serving,
-generating, and deleting both with every process stopped.
+generating, a change rolled out without downtime, and deleting both with every process stopped.
 
 The real operator, trainer, compile step and inference server run as local processes against the
 emulated API server (nothing mocked; see tests/e2e/conftest.py). The command-level test
@@ -8,9 +8,12 @@ emulated API server (nothing mocked; see tests/e2e/conftest.py). The command-lev
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
 from typing import Any
 
+import aiohttp
 import pytest
 
 from sdxl_operator.sandbox.image_request import PNG_SIGNATURE, generate_images
@@ -39,7 +42,7 @@ def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, str]]:
     return found
 
 
-async def test_deployment_waits_for_its_finetune_then_serves_and_deletion_stops_everything(
+async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops_everything(
         sandbox: Sandbox, make_finetune: Any, make_deployment: Any) -> None:
     # The deployment comes first and waits for a fine-tune that does not exist yet.
     await sandbox.apply(make_deployment("e2e-cpu", "e2e-subject"))
@@ -72,6 +75,25 @@ async def test_deployment_waits_for_its_finetune_then_serves_and_deletion_stops_
                    if pod["metadata"]["labels"].get("app.kubernetes.io/name") == "sdxl-server"]
     assert len(server_pods) == 1
     assert list(sandbox.local_processes()) == [(NS, server_pods[0])]
+
+    # A change of the compiled model (the LoRA scale) recompiles and rolls out; the old server answers
+    # until the new one is ready, so the Service never goes dark.
+    await sandbox.patch(make_deployment("e2e-cpu", "e2e-subject"), {"spec": {"loraScale": 0.5}})
+    deadline = time.monotonic() + SERVE_TIMEOUT
+    while True:
+        url = sandbox.service_url(NS, "e2e-cpu")
+        assert url is not None, "the Service lost every server during the rollout"
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as response:
+            assert response.status == 200
+        status = sandbox.status(DEPLOYMENTS, NS, "e2e-cpu")
+        if status.get("phase") == "Ready" and status.get("observedGeneration") == 2 and \
+                status.get("liveArtifact") != served["liveArtifact"]:
+            break
+        assert time.monotonic() < deadline, f"the change never rolled out: {status}"
+        await asyncio.sleep(0.2)
+    assert status["compileKey"] != served["compileKey"]
+    await sandbox.wait_for("the old server to stop", lambda: len(sandbox.local_processes()) == 1
+                           and (NS, server_pods[0]) not in sandbox.local_processes(), 30)
 
     await sandbox.delete(make_deployment("e2e-cpu", "e2e-subject"))
     await sandbox.delete(make_finetune("e2e-subject"))

@@ -92,7 +92,8 @@ class Kubelet:
     """Runs the pods of the API server as local processes (see the module docstring)."""
 
     def __init__(self, client: KubeClient, workdir: Path, *, threads: int,
-                 log_sink: Callable[[str, str, str], None]) -> None:
+                 log_sink: Callable[[str, str, str], None], on_stopping: Callable[[], None] = lambda: None) -> None:
+        self._on_stopping = on_stopping  # called before a process is told to stop: take it out of routing
         self._client = client
         self._workdir = workdir
         self._threads = threads
@@ -113,8 +114,11 @@ class Kubelet:
     async def sync(self, pods: list[dict[str, Any]]) -> None:
         """One pass over every pod of the API server."""
         live = {pod["metadata"].get("uid"): pod for pod in pods}
-        for uid in [uid for uid in self.runs if uid not in live]:
-            self._stop_in_background(self.runs.pop(uid))
+        gone = [self.runs.pop(uid) for uid in list(self.runs) if uid not in live]
+        if gone:
+            self._on_stopping()
+        for stopped in gone:
+            self._stop_in_background(stopped)
         for uid, pod in live.items():
             try:
                 run = self.runs.get(uid)

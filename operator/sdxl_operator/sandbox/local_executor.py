@@ -41,11 +41,13 @@ class LocalExecutor:
     def __init__(self, server_url: str, workdir: Path, *, log_sink: Callable[[str, str, str], None],
                  threads: int = 2, poll_seconds: float = 0.5) -> None:
         self._client = KubeClient(server_url)
-        self.kubelet = Kubelet(self._client, workdir, threads=threads, log_sink=log_sink)
+        self.kubelet = Kubelet(self._client, workdir, threads=threads, log_sink=log_sink,
+                               on_stopping=self._reroute)
         self._jobs = JobController(self._client)
         self._deployments = DeploymentController(self._client, self._pod_ready)
         self._poll_seconds = poll_seconds
         self._services: dict[tuple[str, str], list[str]] = {}
+        self._service_objects: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self.errors = 0
 
@@ -63,7 +65,12 @@ class LocalExecutor:
         await self.kubelet.sync(await self._client.list("v1", "pods"))
         self._route_services(await self._client.list("v1", "services"))
 
+    def _reroute(self) -> None:
+        # A pod is going away: stop sending to it before its process gets SIGTERM.
+        self._route_services(self._service_objects)
+
     def _route_services(self, services: list[dict[str, Any]]) -> None:
+        self._service_objects = services
         routes: dict[tuple[str, str], list[str]] = {}
         for service in services:
             meta, spec = service["metadata"], service.get("spec") or {}

@@ -195,6 +195,12 @@ class Sandbox:
     async def apply_file(self, path: Path) -> list[dict[str, Any]]:
         return [await self.apply(obj) for obj in load_manifests(path)]
 
+    async def patch(self, obj: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into ``obj`` (namespace ``default`` unless given), as ``kubectl patch --type merge``."""
+        body = dict(obj)
+        body["metadata"] = {"namespace": "default", **(obj.get("metadata") or {})}
+        return await self._client().patch(body, changes)
+
     async def delete(self, obj: Mapping[str, Any]) -> None:
         body = dict(obj)
         body["metadata"] = {"namespace": "default", **(obj.get("metadata") or {})}
