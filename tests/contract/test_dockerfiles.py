@@ -36,7 +36,7 @@ EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 # Dockerfile -> (the extras of our package it installs, its console script)
 IMAGES: dict[str, tuple[set[str], str]] = {
     "operator/Dockerfile": ({"operator"}, "sdxl-operator"),
-    "workloads/Dockerfile.gpu": ({"train", "serve"}, "sdxl-workload"),
+    "workloads/Dockerfile.gpu": ({"train", "serve", "gpu"}, "sdxl-workload"),
     "workloads/Dockerfile.cpu": ({"train", "serve"}, "sdxl-workload"),
     "workloads/Dockerfile.neuron": ({"serve", "neuron"}, "sdxl-workload"),
 }
