@@ -35,6 +35,7 @@ import kopf
 
 from sdxl_operator.accelerators import NEURON, image_for
 from sdxl_operator.autoscaler import build_autoscaler
+from sdxl_operator.child_creation import RETRY_DELAY_SECONDS, create_child
 from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.compile_key import compile_key, lora_digest
 from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileRunning, compile_outcome
@@ -68,7 +69,6 @@ GROUP = "sdxl.io"
 VERSION = "v1alpha1"
 PLURAL = "sdxldeployments"
 FINETUNES = "sdxlfinetunes"
-RETRY_DELAY_SECONDS = 10.0
 
 
 def key_of(resolved: Mapping[str, Any], settings: OperatorSettings) -> str:
@@ -83,17 +83,6 @@ def key_of(resolved: Mapping[str, Any], settings: OperatorSettings) -> str:
         auto_cast_type=neuron.get("autoCastType") if accelerator == NEURON else None,
         runtime_id=image_for(accelerator, settings),
     )
-
-
-async def _create(context: OperatorContext, manifest: Mapping[str, Any], logger: kopf.Logger) -> None:
-    try:
-        created = await context.api.create(manifest)
-    except KubeApiError as exc:
-        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (403, 429):
-            raise kopf.PermanentError(str(exc)) from exc
-        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
-    if created:
-        logger.info(f"created {manifest['kind']} {manifest['metadata']['name']}")
 
 
 def _recorded_compile(previous: Mapping[str, Any], key: str) -> CompileDone | None:
@@ -157,7 +146,7 @@ async def _find_or_create_compile(
     if own_failure is not None:
         return own, own_failure
     for manifest in (build_compile_configmap(body, resolved, key), build_compile_job(body, resolved, key, settings)):
-        await _create(context, manifest, logger)
+        await create_child(context.api, manifest, logger)
     kopf.event(body, type="Normal", reason="CompileJobCreated", message=f"created compile Job {own} for key {key[:8]}")
     return own, CompileRunning("CompileJobCreated", f"created compile Job {own}")
 
@@ -174,7 +163,7 @@ async def ensure_serving(
     desired = build_inference_deployment(body, resolved, key=key, artifact=artifact, settings=context.settings)
     changed = False
     if current is None:
-        await _create(context, desired, logger)
+        await create_child(context.api, desired, logger)
         changed = True
     elif ((current.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH) != \
             desired["metadata"]["annotations"][TEMPLATE_HASH]:
@@ -184,14 +173,14 @@ async def ensure_serving(
         logger.info(f"patched Deployment {meta['name']} (model {key[:8]})")
         changed = True
     if changed or full:
-        await _create(context, build_inference_service(body), logger)
+        await create_child(context.api, build_inference_service(body), logger)
         hpa = build_autoscaler(body, resolved)
         hpa_name = deployment_name(body["metadata"]["name"])
         if hpa is None:
             if current is not None and await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
                 logger.info(f"deleted HorizontalPodAutoscaler {hpa_name}: spec.autoscaling was removed")
         elif await api.read("HorizontalPodAutoscaler", namespace, hpa_name) is None:
-            await _create(context, hpa, logger)
+            await create_child(context.api, hpa, logger)
         else:
             await api.patch("HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
     return changed

@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from sdxl_operator.child_creation import create_child
 from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.finetune_status import (
     FAILED,
@@ -46,7 +47,6 @@ GROUP = "sdxl.io"
 VERSION = "v1alpha1"
 PLURAL = "sdxlfinetunes"
 LOG_TAIL_LINES = 20
-RETRY_DELAY_SECONDS = 10.0
 
 
 def _is_unfinished(status: Mapping[str, Any], **_: Any) -> bool:
@@ -60,14 +60,7 @@ async def _create_children(body: kopf.Body, context: OperatorContext, logger: ko
         artifact_store=context.settings.artifact_store,
     )
     for manifest in (build_spec_configmap(body, resolved), build_training_job(body, resolved, context.settings)):
-        try:
-            created = await context.api.create(manifest)
-        except KubeApiError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (403, 429):
-                raise kopf.PermanentError(str(exc)) from exc
-            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
-        what = f"{manifest['kind']} {manifest['metadata']['name']}"
-        logger.info(f"{'created' if created else 'found existing'} {what}")
+        await create_child(context.api, manifest, logger)
 
 
 def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
