@@ -38,8 +38,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # Every variable read below, for the Helm chart's tests to compare with the env it sets.
@@ -189,29 +189,34 @@ def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+_Number = TypeVar("_Number", int, float)
+
+
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], _Number], expected: str) -> _Number | None:
     raw = _raw(env, name)
     if raw is None:
-        return default
+        return None
     try:
-        value = int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name}: expected a whole number, got {raw!r}") from exc
+        raise SettingsError(f"{name}: expected {expected}, got {raw!r}") from exc
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    value = _parsed(env, name, int, "a whole number")
+    if value is None:
+        return default
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
     return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _raw(env, name)
-    if raw is None:
+    value = _parsed(env, name, float, "a number of seconds")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}: expected a number of seconds, got {raw!r}") from exc
     if value <= 0:
-        raise SettingsError(f"{name}: must be greater than 0, got {raw!r}")
+        raise SettingsError(f"{name}: must be greater than 0, got {_raw(env, name)!r}")
     return value
 
 
