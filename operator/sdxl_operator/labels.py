@@ -12,7 +12,6 @@ MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "sdxl-operator"
 NAME_KEY = "app.kubernetes.io/name"
 INSTANCE_KEY = "app.kubernetes.io/instance"
-COMPONENT_KEY = "app.kubernetes.io/component"
 FINETUNE_KEY = "sdxl.io/finetune"
 DEPLOYMENT_KEY = "sdxl.io/deployment"
 # On compile Jobs (and their ConfigMaps and pods): the compile key, so any SDXLDeployment with the same
@@ -25,9 +24,8 @@ TRAINER = "sdxl-trainer"
 COMPILER = "sdxl-compiler"
 SERVER = "sdxl-server"
 
-# Set by the Job controller on the pods of a Job (the older key is still set by current Kubernetes).
+# Set by the Job controller on the pods of a Job (Kubernetes 1.27+; also as ``job-name``).
 JOB_NAME_KEY = "batch.kubernetes.io/job-name"
-LEGACY_JOB_NAME_KEY = "job-name"
 
 
 def finetune_labels(finetune: str) -> dict[str, str]:
