@@ -36,7 +36,7 @@ def image_for(accelerator: str, settings: OperatorSettings) -> str:
     """The workload image that compiles (or prepares) and serves for ``accelerator``."""
     images = {NEURON: settings.image_neuron, NVIDIA: settings.image_nvidia, CPU: settings.image_cpu}
     if accelerator not in images:
-        raise ValueError(f"unknown accelerator {accelerator!r}")
+        raise ValueError(f"unknown accelerator {accelerator!r}; expected one of {', '.join(images)}")
     return images[accelerator]
 
 
