@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from typing import Any, Union
 
 QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
@@ -45,6 +45,15 @@ class Rule:
 
 
 Schema = Mapping[str, Union[Rule, "Schema"]]
+
+# One toleration, with the API server's limits (a label key is at most 317 characters with its prefix).
+_TOLERATION: Schema = {
+    "key": Rule("string", max_length=317),
+    "operator": Rule("string", enum=TOLERATION_OPERATORS),
+    "value": Rule("string", max_length=63),
+    "effect": Rule("string", enum=TOLERATION_EFFECTS),
+    "tolerationSeconds": Rule("integer"),
+}
 
 
 def _uri(builtins: tuple[str, ...] = (), **kwargs: Any) -> Rule:
@@ -235,13 +244,19 @@ def _check_number(value: Any, rule: Rule, where: str) -> list[str]:
     return []
 
 
-def _check_strings(value: Any, rule: Rule, where: str) -> list[str]:
-    if not isinstance(value, list):
-        return [f"{where}: must be a list of strings, got {_show(value)}"]
+def _count_errors(value: Sized, rule: Rule, where: str, unit: str) -> list[str]:
     if rule.min_items is not None and len(value) < rule.min_items:
         return [f"{where}: needs at least {rule.min_items} item(s)"]
     if rule.max_items is not None and len(value) > rule.max_items:
-        return [f"{where}: at most {rule.max_items} items, got {len(value)}"]
+        return [f"{where}: at most {rule.max_items} {unit}, got {len(value)}"]
+    return []
+
+
+def _check_strings(value: Any, rule: Rule, where: str) -> list[str]:
+    if not isinstance(value, list):
+        return [f"{where}: must be a list of strings, got {_show(value)}"]
+    if too_few_or_many := _count_errors(value, rule, where, "items"):
+        return too_few_or_many
     item_rule = dataclasses.replace(rule, kind="string")
     errors: list[str] = []
     for index, item in enumerate(value):
@@ -252,8 +267,8 @@ def _check_strings(value: Any, rule: Rule, where: str) -> list[str]:
 def _check_labels(value: Any, rule: Rule, where: str) -> list[str]:
     if not isinstance(value, Mapping):
         return [f"{where}: must be an object of label: value strings, got {_show(value)}"]
-    if rule.max_items is not None and len(value) > rule.max_items:
-        return [f"{where}: at most {rule.max_items} entries, got {len(value)}"]
+    if too_many := _count_errors(value, rule, where, "entries"):
+        return too_many
     errors: list[str] = []
     for key, item in value.items():
         if not isinstance(item, str):
@@ -266,19 +281,12 @@ def _check_labels(value: Any, rule: Rule, where: str) -> list[str]:
 def _check_tolerations(value: Any, rule: Rule, where: str) -> list[str]:
     if not isinstance(value, list):
         return [f"{where}: must be a list of tolerations, got {_show(value)}"]
-    if rule.max_items is not None and len(value) > rule.max_items:
-        return [f"{where}: at most {rule.max_items} items, got {len(value)}"]
-    schema: Schema = {
-        "key": Rule("string", max_length=317),
-        "operator": Rule("string", enum=TOLERATION_OPERATORS),
-        "value": Rule("string", max_length=63),
-        "effect": Rule("string", enum=TOLERATION_EFFECTS),
-        "tolerationSeconds": Rule("integer"),
-    }
+    if too_many := _count_errors(value, rule, where, "items"):
+        return too_many
     errors: list[str] = []
     for index, item in enumerate(value):
         if not isinstance(item, Mapping):
             errors.append(f"{where}[{index}]: must be an object like {{key, operator, value, effect}}")
         else:
-            errors.extend(_check_object(item, schema, f"{where}[{index}]"))
+            errors.extend(_check_object(item, _TOLERATION, f"{where}[{index}]"))
     return errors
