@@ -154,6 +154,7 @@ class Server:
                 if response.status_code != 200:
                     raise RuntimeError(f"server answered {response.status_code}: {response.text[:300]}")
                 timing = dict(part.strip().split(";dur=") for part in response.headers["server-timing"].split(","))
+                # Keep each latency next to its own model time (overhead per request).
                 with lock:
                     latencies.append(elapsed)
                     inference.append(float(timing["inference"]) / 1000)
@@ -185,6 +186,11 @@ def summarise(blocks: list[dict[str, Any]], images_per_request: int = 1) -> dict
         # match the in-process call time (more = contention in the server process).
         summary["server_inference_p50_s"] = percentile(inference, 50)
         summary["server_inference_mean_s"] = statistics.fmean(inference)
+        # Per request: what the client waited beyond the server's own pipeline call (HTTP, JSON,
+        # validation, queue hand-off, PNG + base64). Immune to load drift between the two sides.
+        beyond = [latency - model for block in blocks
+                  for latency, model in zip(block["latencies"], block["inference"], strict=True)]
+        summary["beyond_model_call_p50_s"] = percentile(beyond, 50)
     return summary
 
 
@@ -218,8 +224,23 @@ def main(argv: list[str] | None = None) -> int:
             base_blocks: list[dict[str, Any]] = []
             served: dict[int, list[dict[str, Any]]] = {c: [] for c in concurrency}
             for _ in range(args.rounds):
-                base_blocks.append(in_process.block(bodies))
-                for clients in concurrency:
+                if 1 in concurrency:
+                    # One client: alternate request by request, so both sides see the same load.
+                    base_block: dict[str, Any] = {"latencies": [], "seconds": 0.0}
+                    served_block: dict[str, Any] = {"latencies": [], "inference": [], "seconds": 0.0}
+                    for body in bodies:
+                        call = in_process.call(body)
+                        base_block["latencies"].append(call)
+                        base_block["seconds"] += call
+                        one = server.block([body], 1)
+                        for key in ("latencies", "inference"):
+                            served_block[key] += one[key]
+                        served_block["seconds"] += one["seconds"]
+                    base_blocks.append(base_block)
+                    served[1].append(served_block)
+                else:
+                    base_blocks.append(in_process.block(bodies))
+                for clients in (c for c in concurrency if c > 1):
                     served[clients].append(server.block(bodies, clients))
         finally:
             server.stop()
@@ -227,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         results["in_process"].append({"max_batch": max_batch, **base})
         results["server"][str(max_batch)] = {}
         table.append((f"in-process (max-batch {max_batch} run)", "1", f"{base['p50_s']:.3f}", f"{base['p95_s']:.3f}",
-                      f"{base['requests_per_s']:.2f}", "-", "-", f"{base['p50_s']:.3f}"))
+                      f"{base['requests_per_s']:.2f}", "-", "-", f"{base['p50_s']:.3f}", "-"))
         for clients in concurrency:
             stats = summarise(served[clients])
             overhead = (stats["p50_s"] / base["p50_s"] - 1) * 100
@@ -237,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
             table.append((f"server --max-batch {max_batch}", str(clients), f"{stats['p50_s']:.3f}",
                           f"{stats['p95_s']:.3f}", f"{stats['requests_per_s']:.2f}",
                           f"{overhead:+.1f}%" if clients == 1 else "(queueing)", f"{throughput:.3f}",
-                          f"{stats['server_inference_p50_s']:.3f}"))
+                          f"{stats['server_inference_p50_s']:.3f}",
+                          f"{stats['beyond_model_call_p50_s'] * 1000:.1f} ms "
+                          f"({stats['beyond_model_call_p50_s'] / base['p50_s'] * 100:.1f}%)" if clients == 1 else "-"))
 
     header = ("side", "clients", "p50 s", "p95 s", "req/s", "p50 overhead", "throughput vs in-process",
-              "model-call p50 s")
+              "model-call p50 s", "beyond model call p50")
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     print(f"model {model} on {args.device}, {args.steps} steps, {args.requests} requests x {args.rounds} rounds, "
           f"torch threads {torch.get_num_threads()}")
@@ -249,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     one = results["server"][str(max_batches[0])].get("1")
     if one is not None:
         print(f"target p50 overhead <= 5%: {'met' if one['p50_overhead_percent'] <= 5 else 'MISSED'} "
-              f"({one['p50_overhead_percent']:+.1f}%)")
+              f"({one['p50_overhead_percent']:+.1f}% end to end; the server's time beyond its own pipeline call "
+              f"is {one['beyond_model_call_p50_s'] * 1000:.1f} ms per request)")
     many = [results["server"][str(max_batches[0])][str(c)] for c in concurrency if c > 1]
     if many:
         worst = min(m["throughput_ratio"] for m in many)
