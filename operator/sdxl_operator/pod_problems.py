@@ -127,7 +127,8 @@ def diagnose_pod(
             return PodProblem(
                 FailureReason.UNSCHEDULABLE,
                 f"no node can run the pod after {int(waited)}s: {message}. Check that a node offers the "
-                "requested GPUs, CPU and memory and matches the node selector and tolerations.",
+                "requested devices, CPU, memory and ephemeral storage and matches the node selector and "
+                "tolerations.",
             )
         return PodWaiting("WaitingForNode", f"waiting for a node: {message}")
     if status.get("phase", "Pending") == "Pending":
