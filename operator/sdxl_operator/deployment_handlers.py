@@ -38,8 +38,15 @@ from sdxl_operator.autoscaler import build_autoscaler
 from sdxl_operator.child_creation import RETRY_DELAY_SECONDS, create_child
 from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.compile_key import compile_key, lora_digest
-from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileRunning, compile_outcome
+from sdxl_operator.compile_outcome import (
+    CompileDone,
+    CompileFailed,
+    CompileOutcome,
+    CompileRunning,
+    compile_outcome,
+)
 from sdxl_operator.conditions import find_condition
+from sdxl_operator.custom_resources import DEPLOYMENTS, FINETUNES, GROUP, VERSION
 from sdxl_operator.deployment_status import (
     CompileView,
     DeploymentObservation,
@@ -64,11 +71,6 @@ from sdxl_operator.naming import compile_job_name, deployment_name
 from sdxl_operator.operator_context import OperatorContext
 from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_operator.settings import OperatorSettings
-
-GROUP = "sdxl.io"
-VERSION = "v1alpha1"
-PLURAL = "sdxldeployments"
-FINETUNES = "sdxlfinetunes"
 
 
 def key_of(resolved: Mapping[str, Any], settings: OperatorSettings) -> str:
@@ -105,7 +107,7 @@ class CompileLocks:
 async def ensure_compile(
     body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger,
     locks: CompileLocks,
-) -> tuple[str | None, CompileDone | CompileFailed | CompileRunning]:
+) -> tuple[str | None, CompileOutcome]:
     """(compile Job followed, outcome) for ``key``, creating this deployment's Job when none will do."""
     recorded = _recorded_compile(body.get("status") or {}, key)
     if recorded is not None:
@@ -116,7 +118,7 @@ async def ensure_compile(
 
 async def _find_or_create_compile(
     body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger
-) -> tuple[str | None, CompileDone | CompileFailed | CompileRunning]:
+) -> tuple[str | None, CompileOutcome]:
     api, settings, now = context.api, context.settings, context.clock()
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     own = compile_job_name(name, key)
@@ -125,20 +127,24 @@ async def _find_or_create_compile(
     jobs.sort(key=lambda job: job["metadata"]["name"] != own)  # this deployment's own Job first
     own_failure: CompileFailed | None = None
     running: tuple[str, CompileRunning] | None = None
+
+    async def with_pods(job: Mapping[str, Any]) -> CompileOutcome:
+        pods = await api.list_pods(namespace, job_pods_selector(job["metadata"]["name"]))
+        return compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds)
+
     for job in jobs:
         job_name = job["metadata"]["name"]
+        # The Job alone says done or failed; its pods are read only where they add something.
         outcome = compile_outcome(job, [], now=now, pending_grace_seconds=settings.pending_grace_seconds)
         if isinstance(outcome, CompileDone):
             return job_name, outcome
         if isinstance(outcome, CompileFailed):
-            if job_name == own:  # read its pods for the reason the compile reported
-                pods = await api.list_pods(namespace, job_pods_selector(job_name))
-                detailed = compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds)
+            if job_name == own:  # its pods hold the reason the compile reported
+                detailed = await with_pods(job)
                 own_failure = detailed if isinstance(detailed, CompileFailed) else outcome
             continue
         if running is None:
-            pods = await api.list_pods(namespace, job_pods_selector(job_name))
-            still = compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds)
+            still = await with_pods(job)
             if isinstance(still, CompileRunning):
                 running = (job_name, still)
     if running is not None:
@@ -146,7 +152,7 @@ async def _find_or_create_compile(
     if own_failure is not None:
         return own, own_failure
     for manifest in (build_compile_configmap(body, resolved, key), build_compile_job(body, resolved, key, settings)):
-        await create_child(context.api, manifest, logger)
+        await create_child(api, manifest, logger)
     kopf.event(body, type="Normal", reason="CompileJobCreated", message=f"created compile Job {own} for key {key[:8]}")
     return own, CompileRunning("CompileJobCreated", f"created compile Job {own}")
 
@@ -154,16 +160,16 @@ async def _find_or_create_compile(
 async def ensure_serving(
     body: kopf.Body, resolved: Mapping[str, Any], current: Mapping[str, Any] | None, *, key: str, artifact: str,
     context: OperatorContext, logger: kopf.Logger, full: bool,
-) -> bool:
+) -> dict[str, Any] | None:
     """Create or patch the Deployment for ``artifact``; the Service and HPA too when it changed or ``full``.
 
-    Returns whether the Deployment was created or patched.
+    Returns the Deployment as written when it was created or patched, else None.
     """
     api, namespace = context.api, body["metadata"]["namespace"]
     desired = build_inference_deployment(body, resolved, key=key, artifact=artifact, settings=context.settings)
     changed = False
     if current is None:
-        await create_child(context.api, desired, logger)
+        await create_child(api, desired, logger)
         changed = True
     elif ((current.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH) != \
             desired["metadata"]["annotations"][TEMPLATE_HASH]:
@@ -173,17 +179,17 @@ async def ensure_serving(
         logger.info(f"patched Deployment {meta['name']} (model {key[:8]})")
         changed = True
     if changed or full:
-        await create_child(context.api, build_inference_service(body), logger)
+        await create_child(api, build_inference_service(body), logger)
         hpa = build_autoscaler(body, resolved)
         hpa_name = deployment_name(body["metadata"]["name"])
         if hpa is None:
             if current is not None and await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
                 logger.info(f"deleted HorizontalPodAutoscaler {hpa_name}: spec.autoscaling was removed")
         elif await api.read("HorizontalPodAutoscaler", namespace, hpa_name) is None:
-            await create_child(context.api, hpa, logger)
+            await create_child(api, hpa, logger)
         else:
             await api.patch("HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
-    return changed
+    return desired if changed else None
 
 
 async def _scale_only(
@@ -229,15 +235,12 @@ async def reconcile(
             job_name, outcome = await ensure_compile(body, resolved, key, context, logger, locks)
             view = CompileView(key, job_name, outcome)
             if isinstance(outcome, CompileDone) and outcome.artifact:
-                if deployment is None:
-                    await ensure_serving(body, resolved, None, key=key, artifact=outcome.artifact,
-                                         context=context, logger=logger, full=full)
+                written = await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
+                                               context=context, logger=logger, full=full)
+                if written is not None and deployment is None:
                     # Just created: no status and no pods yet, so nothing to read back.
-                    deployment = build_inference_deployment(body, resolved, key=key, artifact=outcome.artifact,
-                                                            settings=context.settings)
-                    server_pods = []
-                elif await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
-                                          context=context, logger=logger, full=full):
+                    deployment, server_pods = written, []
+                elif written is not None:
                     deployment = await api.read("Deployment", namespace, deployment_name(name))
             elif deployment is not None:
                 await _scale_only(body, resolved, deployment, context)
@@ -279,22 +282,22 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     """Register the SDXLDeployment handlers on ``registry``, using ``context``."""
     locks = CompileLocks()
 
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, DEPLOYMENTS, registry=registry)
     async def deployment_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, DEPLOYMENTS, registry=registry)
     async def deployment_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
-    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    @kopf.on.update(GROUP, VERSION, DEPLOYMENTS, field="spec", registry=registry)
     async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
     # The first tick waits one interval: the create/resume handler has just done the same work.
     interval = context.settings.status_interval_seconds
 
-    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, interval=interval, initial_delay=interval)
+    @kopf.timer(GROUP, VERSION, DEPLOYMENTS, registry=registry, interval=interval, initial_delay=interval)
     async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         if context.kube is None:
             return  # the operator is stopping: its API client is already closed

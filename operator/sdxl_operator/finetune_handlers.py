@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 
 from sdxl_operator.child_creation import create_child
+from sdxl_operator.custom_resources import FINETUNES, GROUP, VERSION
 from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.finetune_status import (
     FAILED,
@@ -43,9 +44,6 @@ from sdxl_operator.spec_configmap import build_spec_configmap
 from sdxl_operator.training_job import CONTAINER, build_training_job
 from sdxl_operator.workload_output import last_progress
 
-GROUP = "sdxl.io"
-VERSION = "v1alpha1"
-PLURAL = "sdxlfinetunes"
 LOG_TAIL_LINES = 20
 
 
@@ -90,16 +88,16 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
             patch["status"] = initial_status(job_name=job_name, now=context.clock(), generation=generation)
             kopf.event(body, type="Normal", reason="JobCreated", message=f"created training Job {job_name}")
 
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, FINETUNES, registry=registry)
     async def finetune_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await accept(body, patch, logger, first_time=True)
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, FINETUNES, registry=registry)
     async def finetune_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await accept(body, patch, logger, first_time=False)
 
     @kopf.timer(
-        GROUP, VERSION, PLURAL, registry=registry, when=_is_unfinished,
+        GROUP, VERSION, FINETUNES, registry=registry, when=_is_unfinished,
         interval=context.settings.status_interval_seconds,
     )
     async def finetune_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:

@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-GROUP = "sdxl.io"
+from sdxl_operator.custom_resources import DEPLOYMENTS, FINETUNES, GROUP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +61,11 @@ FRAMEWORK: tuple[Permission, ...] = (
 
 APPLICATION: tuple[Permission, ...] = (
     Permission(
-        GROUP, ("sdxlfinetunes", "sdxldeployments"), ("get", "list", "watch", "patch"),
+        GROUP, (FINETUNES, DEPLOYMENTS), ("get", "list", "watch", "patch"),
         "watch the custom resources; Kopf patches its annotations and finalizer",
     ),
     Permission(
-        GROUP, ("sdxlfinetunes/status", "sdxldeployments/status"), ("get", "patch"),
+        GROUP, (f"{FINETUNES}/status", f"{DEPLOYMENTS}/status"), ("get", "patch"),
         "write status through the status subresource",
     ),
     Permission("", ("configmaps",), ("get", "create"), "the resolved-spec ConfigMap of each workload"),
