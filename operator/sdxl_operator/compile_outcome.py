@@ -25,9 +25,8 @@ from sdxl_operator.pod_problems import (
     last_terminated,
     newest_pod,
 )
+from sdxl_operator.status_message import tail_of
 from sdxl_operator.workload_output import parse_result
-
-MAX_MESSAGE = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +55,6 @@ class CompileRunning:
 CompileOutcome = CompileDone | CompileFailed | CompileRunning
 
 
-def _short(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= MAX_MESSAGE else "..." + text[-(MAX_MESSAGE - 3):]
-
-
 def compile_outcome(
     job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], *, now: datetime.datetime,
     pending_grace_seconds: float,
@@ -81,7 +75,7 @@ def compile_outcome(
             return failure
         # A failed compile is not retried by itself (it would most likely fail the same way).
         hint = f" To compile again after fixing the cause, delete Job {name} (or change the spec)."
-        return dataclasses.replace(failure, message=_short(failure.message.rstrip(".") + "." + hint))
+        return dataclasses.replace(failure, message=tail_of(failure.message.rstrip(".") + "." + hint))
     pod = newest_pod(pods)
     if pod is None:
         return CompileRunning("CompileJobPending", "the compile Job has not started a pod yet")
@@ -112,7 +106,7 @@ def _failure(job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequenc
     reported = parse_reason(result.get("reason")) if result and result.get("status") == "Failed" else None
     message = str((result or {}).get("message") or "")
     if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
-        return CompileFailed(reported, _short(message or f"the compile failed with {reported.value}"), exit_code, when)
+        return CompileFailed(reported, tail_of(message or f"the compile failed with {reported.value}"), exit_code, when)
     if terminated.get("reason") == "OOMKilled":
         return CompileFailed(FailureReason.OUT_OF_MEMORY,
                              "the compile was killed for exceeding its memory limit (OOMKilled); compiling SDXL "
@@ -120,5 +114,5 @@ def _failure(job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequenc
     detail = message or raw or str(condition.get("message") or "")
     exit_text = f" (exit code {exit_code})" if exit_code is not None else ""
     return CompileFailed(FailureReason.COMPILE_FAILED,
-                         _short(f"the compile Job failed{exit_text}: {detail or condition.get('reason') or 'no reason given'}"),
+                         tail_of(f"the compile Job failed{exit_text}: {detail or condition.get('reason') or 'no reason given'}"),
                          exit_code, when)

@@ -54,7 +54,6 @@ from sdxl_operator.deployment_status import (
     invalid_spec_status,
 )
 from sdxl_operator.deployment_validation import validate_deployment_spec
-from sdxl_operator.finetune_status import status_patch
 from sdxl_operator.inference_deployment import TEMPLATE_HASH, build_inference_deployment
 from sdxl_operator.inference_service import build_inference_service, service_url
 from sdxl_operator.kube_api import KubeApiError
@@ -71,6 +70,7 @@ from sdxl_operator.naming import compile_job_name, deployment_name
 from sdxl_operator.operator_context import OperatorContext
 from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.status_patch import status_patch
 
 
 def key_of(resolved: Mapping[str, Any], settings: OperatorSettings) -> str:

@@ -32,13 +32,13 @@ from sdxl_operator.inference_deployment import served_artifact
 from sdxl_operator.labels import COMPILE_KEY
 from sdxl_operator.model_source import FineTuneWait, ModelSource
 from sdxl_operator.pod_problems import PodProblem, diagnose_pod
+from sdxl_operator.status_message import head_of
 
 PENDING = "Pending"
 COMPILING = "Compiling"
 DEPLOYING = "Deploying"
 READY = "Ready"
 FAILED = "Failed"
-MAX_MESSAGE = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class DeploymentObservation:
 def invalid_spec_status(errors: Sequence[str], *, now: datetime.datetime, generation: int,
                         previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Failed / InvalidSpec; anything already served keeps being described."""
-    message = _short("; ".join(errors))
+    message = head_of("; ".join(errors))
     previous = previous or {}
     status = {key: previous[key] for key in ("compileKey", "compiledArtifact", "compileJob", "liveArtifact",
                                               "replicas", "readyReplicas", "url") if key in previous}
@@ -83,15 +83,10 @@ def invalid_spec_status(errors: Sequence[str], *, now: datetime.datetime, genera
     return status
 
 
-def _short(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
-
-
 def _failure(reason: str, message: str, now: datetime.datetime, previous: Mapping[str, Any],
              exit_code: int | None = None, time: str | None = None) -> dict[str, Any]:
     old = previous.get("failure") or {}
-    failure: dict[str, Any] = {"reason": reason, "message": _short(message),
+    failure: dict[str, Any] = {"reason": reason, "message": head_of(message),
                                "time": old["time"] if old.get("reason") == reason and old.get("time")
                                else time or rfc3339(now)}
     if exit_code is not None:

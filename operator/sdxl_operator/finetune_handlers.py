@@ -31,7 +31,6 @@ from sdxl_operator.finetune_status import (
     initial_status,
     invalid_spec_status,
     is_terminal,
-    status_patch,
 )
 from sdxl_operator.finetune_validation import validate_finetune_spec
 from sdxl_operator.kube_api import KubeApiError
@@ -41,6 +40,7 @@ from sdxl_operator.operator_context import OperatorContext
 from sdxl_operator.pod_problems import newest_pod
 from sdxl_operator.resolved_spec import resolve_finetune_spec
 from sdxl_operator.spec_configmap import build_spec_configmap
+from sdxl_operator.status_patch import status_patch
 from sdxl_operator.training_job import CONTAINER, build_training_job
 from sdxl_operator.workload_output import last_progress
 

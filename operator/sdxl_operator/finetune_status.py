@@ -37,6 +37,7 @@ from sdxl_operator.pod_problems import (
     newest_pod,
     terminated_state,
 )
+from sdxl_operator.status_message import tail_of
 from sdxl_operator.workload_output import parse_result
 
 PENDING = "Pending"
@@ -46,17 +47,11 @@ FAILED = "Failed"
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
 ARTIFACT_KEYS = ("lora", "kohyaLora", "validationImages")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MAX_MESSAGE = 2000
 
 
 def is_terminal(status: Mapping[str, Any] | None) -> bool:
     """Whether the fine-tune has finished (its status will not change any more)."""
     return bool(status) and (status or {}).get("phase") in TERMINAL_PHASES
-
-
-def _short(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= MAX_MESSAGE else "..." + text[-(MAX_MESSAGE - 3):]
 
 
 def initial_status(*, job_name: str, now: datetime.datetime, generation: int) -> dict[str, Any]:
@@ -79,7 +74,7 @@ def failed_status(
     previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Status of a fine-tune that failed before its Job could run (e.g. the API refused the Job)."""
-    message = _short(message)
+    message = tail_of(message)
     conditions = merge_conditions((previous or {}).get("conditions"), [
         make_condition("Ready", False, reason.value, message, now=now, generation=generation),
     ])
@@ -96,7 +91,7 @@ def invalid_spec_status(
     errors: Sequence[str], *, now: datetime.datetime, generation: int, previous: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Status of a fine-tune whose spec failed validation: Failed / InvalidSpec, no Job."""
-    message = _short("; ".join(errors))
+    message = tail_of("; ".join(errors))
     conditions = merge_conditions((previous or {}).get("conditions"), [
         make_condition("Accepted", False, FailureReason.INVALID_SPEC.value, message, now=now, generation=generation),
         make_condition("Ready", False, FailureReason.INVALID_SPEC.value, message, now=now, generation=generation),
@@ -140,7 +135,7 @@ def _failure_of(
     reported = parse_reason(result.get("reason")) if result and result.get("status") == FAILED else None
     reported_message = str(result.get("message") or "") if result else ""
     if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
-        return reported, _short(reported_message or f"the trainer failed with {reported.value}"), exit_code
+        return reported, tail_of(reported_message or f"the trainer failed with {reported.value}"), exit_code
     if terminated and terminated.get("reason") == "OOMKilled":
         return (FailureReason.OUT_OF_MEMORY,
                 "the trainer was killed for exceeding its memory limit (OOMKilled). Raise spec.resources.memory, "
@@ -152,11 +147,11 @@ def _failure_of(
         backoff = (job.get("spec") or {}).get("backoffLimit")
         tries = f" {int(backoff) + 1} times" if isinstance(backoff, int) else ""
         return (FailureReason.BACKOFF_LIMIT_EXCEEDED,
-                _short(f"the training pod failed{tries}{exit_text}; the Job gave up.{detail_text}"), exit_code)
+                tail_of(f"the training pod failed{tries}{exit_text}; the Job gave up.{detail_text}"), exit_code)
     if reported is FailureReason.INTERNAL_ERROR:
-        return FailureReason.INTERNAL_ERROR, _short(reported_message or "the trainer failed"), exit_code
+        return FailureReason.INTERNAL_ERROR, tail_of(reported_message or "the trainer failed"), exit_code
     return (FailureReason.INTERNAL_ERROR,
-            _short(f"the training Job failed ({job_reason or 'no reason given'}: {job_message}){exit_text}.{detail_text}"),
+            tail_of(f"the training Job failed ({job_reason or 'no reason given'}: {job_message}){exit_text}.{detail_text}"),
             exit_code)
 
 
@@ -298,19 +293,4 @@ def _running_or_pending(
     status["phase"] = TRAINING
     condition("Training", True, "Running", "the trainer is running")
     condition("Ready", False, TRAINING, "training is in progress")
-
-
-def status_patch(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch turning ``previous`` into ``new``: keys that disappeared are set to None."""
-    patch: dict[str, Any] = {}
-    for key, value in new.items():
-        old = (previous or {}).get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping):
-            patch[key] = status_patch(old, value)
-        else:
-            patch[key] = value
-    for key in previous or {}:
-        if key not in new:
-            patch[key] = None
-    return patch
 

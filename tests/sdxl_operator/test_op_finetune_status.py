@@ -12,8 +12,8 @@ from sdxl_operator.finetune_status import (
     compute_finetune_status,
     initial_status,
     invalid_spec_status,
-    status_patch,
 )
+from sdxl_operator.status_patch import status_patch
 from sdxl_operator.workload_output import last_progress, parse_progress_line, parse_result
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.timezone.utc)
