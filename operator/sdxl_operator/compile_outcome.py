@@ -16,12 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sdxl_operator.compile_job import ARTIFACT_ANNOTATION
-from sdxl_operator.failure_reasons import FailureReason, parse_reason
+from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.pod_problems import (
     PodProblem,
     PodWaiting,
     diagnose_pod,
     job_condition,
+    last_exit,
     last_terminated,
     newest_pod,
 )
@@ -91,11 +92,8 @@ def compile_outcome(
 
 def _failure(job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
              ) -> CompileFailed:
-    terminated = last_terminated(pods) or {}
-    exit_code = terminated.get("exitCode")
-    exit_code = exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None
-    raw = str(terminated.get("message") or "")
-    result = parse_result(raw)
+    ended = last_exit(pods)
+    exit_code = ended.exit_code
     when = condition.get("lastTransitionTime")
     if condition.get("reason") == "DeadlineExceeded":
         deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
@@ -103,15 +101,14 @@ def _failure(job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequenc
         return CompileFailed(FailureReason.DEADLINE_EXCEEDED,
                              f"the compile did not finish within its deadline{limit} and was stopped; ask the "
                              "operator's administrator for a longer SDXL_COMPILE_DEADLINE_SECONDS", exit_code, when)
-    reported = parse_reason(result.get("reason")) if result and result.get("status") == "Failed" else None
-    message = str((result or {}).get("message") or "")
+    reported, message = ended.reported_reason, ended.reported_message
     if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
         return CompileFailed(reported, tail_of(message or f"the compile failed with {reported.value}"), exit_code, when)
-    if terminated.get("reason") == "OOMKilled":
+    if ended.oom_killed:
         return CompileFailed(FailureReason.OUT_OF_MEMORY,
                              "the compile was killed for exceeding its memory limit (OOMKilled); compiling SDXL "
                              "needs a node with about 128 GiB of memory in the compile pool", exit_code, when)
-    detail = message or raw or str(condition.get("message") or "")
+    detail = message or ended.message or str(condition.get("message") or "")
     exit_text = f" (exit code {exit_code})" if exit_code is not None else ""
     return CompileFailed(FailureReason.COMPILE_FAILED,
                          tail_of(f"the compile Job failed{exit_text}: {detail or condition.get('reason') or 'no reason given'}"),

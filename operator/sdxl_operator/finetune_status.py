@@ -27,12 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sdxl_operator.conditions import UNKNOWN, make_condition, merge_conditions, rfc3339
-from sdxl_operator.failure_reasons import FailureReason, parse_reason
+from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.pod_problems import (
     PodProblem,
     PodWaiting,
     diagnose_pod,
     job_condition,
+    last_exit,
     last_terminated,
     newest_pod,
     terminated_state,
@@ -119,11 +120,8 @@ def _progress(
 def _failure_of(
     job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
 ) -> tuple[FailureReason, str, int | None]:
-    terminated = last_terminated(pods)
-    exit_code = terminated.get("exitCode") if terminated else None
-    exit_code = exit_code if isinstance(exit_code, int) else None
-    raw_message = str((terminated or {}).get("message") or "")
-    result = parse_result(raw_message)
+    ended = last_exit(pods)
+    exit_code = ended.exit_code
     job_reason = condition.get("reason") or ""
     job_message = condition.get("message") or ""
     if job_reason == "DeadlineExceeded":
@@ -132,15 +130,14 @@ def _failure_of(
         return (FailureReason.DEADLINE_EXCEEDED,
                 f"training did not finish within the deadline{limit} and was stopped. Lower training.maxSteps "
                 "or ask the operator's administrator for a longer SDXL_TRAIN_DEADLINE_SECONDS.", exit_code)
-    reported = parse_reason(result.get("reason")) if result and result.get("status") == FAILED else None
-    reported_message = str(result.get("message") or "") if result else ""
+    reported, reported_message = ended.reported_reason, ended.reported_message
     if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
         return reported, tail_of(reported_message or f"the trainer failed with {reported.value}"), exit_code
-    if terminated and terminated.get("reason") == "OOMKilled":
+    if ended.oom_killed:
         return (FailureReason.OUT_OF_MEMORY,
                 "the trainer was killed for exceeding its memory limit (OOMKilled). Raise spec.resources.memory, "
                 "or lower training.resolution or training.batchSize.", exit_code)
-    detail = reported_message or raw_message
+    detail = reported_message or ended.message
     detail_text = f" Last error: {detail}" if detail else ""
     exit_text = f" (exit code {exit_code})" if exit_code is not None else ""
     if job_reason == "BackoffLimitExceeded":

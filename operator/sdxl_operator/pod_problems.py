@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sdxl_operator.conditions import find_condition, parse_time
-from sdxl_operator.failure_reasons import FailureReason
+from sdxl_operator.failure_reasons import FailureReason, parse_reason
 from sdxl_operator.workload_output import parse_result
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
@@ -68,6 +68,39 @@ def last_terminated(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | No
     """The termination state of the newest pod that has one."""
     pod = newest_pod(pod for pod in pods if terminated_state(pod) is not None)
     return terminated_state(pod) if pod is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class LastExit:
+    """How the newest container that ended among a Job's pods ended."""
+
+    exit_code: int | None
+    oom_killed: bool
+    message: str  # the termination message as written (the result JSON, or a log tail)
+    result: Mapping[str, Any] | None  # the workload's result, when the message is one
+
+    @property
+    def reported_reason(self) -> FailureReason | None:
+        """The reason the workload gave for failing, when it reported a failure."""
+        if self.result and self.result.get("status") == "Failed":
+            return parse_reason(self.result.get("reason"))
+        return None
+
+    @property
+    def reported_message(self) -> str:
+        return str((self.result or {}).get("message") or "")
+
+
+def last_exit(pods: Iterable[Mapping[str, Any]]) -> LastExit:
+    terminated = last_terminated(pods) or {}
+    exit_code = terminated.get("exitCode")
+    message = str(terminated.get("message") or "")
+    return LastExit(
+        exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
+        oom_killed=terminated.get("reason") == "OOMKilled",
+        message=message,
+        result=parse_result(message),
+    )
 
 
 def job_condition(job: Mapping[str, Any], *types: str) -> Mapping[str, Any] | None:
