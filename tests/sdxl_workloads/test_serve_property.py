@@ -22,6 +22,8 @@ from sdxl_workloads.server.diffusers_backend import DiffusersBackend
 from sdxl_workloads.server.model import ServedModel
 from sdxl_workloads.server.settings import ServerSettings
 
+pytestmark = pytest.mark.compat
+
 
 @pytest.fixture(scope="module")
 def live_server(tiny_model_path: Path) -> Iterator[str]:

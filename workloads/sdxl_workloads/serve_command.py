@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully, which would
     # turn a clean drain into "killed by SIGTERM" (exit 143). With a Python handler installed
     # before it starts, that re-raise lands here and the process exits 0.
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, lambda signum, frame: None)
     try:

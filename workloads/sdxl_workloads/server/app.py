@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -91,8 +91,9 @@ def _describe_validation(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _error_json(status: int, detail: Any, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, headers=headers,
+def _error_json(status: int, detail: Any, kind: str, message: str,
+                headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, headers=dict(headers) if headers else None,
                         content={"detail": detail, "error": {"type": kind, "message": message}})
 
 
