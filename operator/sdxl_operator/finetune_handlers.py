@@ -113,7 +113,7 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
     namespace = body["metadata"]["namespace"]
     api = context.api
     try:
-        job = await api.read_job(namespace, job_name)
+        job = await api.read("Job", namespace, job_name)
         if job is None:
             logger.warning(f"training Job {job_name} is missing; creating it again")
             await _create_children(body, context, logger)

@@ -25,15 +25,8 @@ import urllib3
 
 T = TypeVar("T")
 
-# kind -> (API class, create method): the child kinds the controllers create.
-_CREATORS: dict[str, tuple[str, str]] = {
-    "ConfigMap": ("CoreV1Api", "create_namespaced_config_map"),
-    "Service": ("CoreV1Api", "create_namespaced_service"),
-    "Job": ("BatchV1Api", "create_namespaced_job"),
-    "Deployment": ("AppsV1Api", "create_namespaced_deployment"),
-    "HorizontalPodAutoscaler": ("AutoscalingV2Api", "create_namespaced_horizontal_pod_autoscaler"),
-}
-# kind -> (API class, method suffix): read_namespaced_<suffix>, patch_namespaced_<suffix>, ...
+# The child kinds the controllers create, read, patch and delete.
+# kind -> (API class, method suffix): create_namespaced_<suffix>, read_namespaced_<suffix>, ...
 _KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("CoreV1Api", "config_map"),
     "Service": ("CoreV1Api", "service"),
@@ -68,7 +61,7 @@ def load_configuration() -> kubernetes.client.Configuration:
 
 
 class KubeApi:
-    """Async access to ConfigMaps, Jobs, Pods and pod logs."""
+    """Async access to the child kinds, Jobs and pods by label, pod logs and the custom resources."""
 
     def __init__(self, configuration: kubernetes.client.Configuration, max_workers: int = 16) -> None:
         configuration.connection_pool_maxsize = max_workers
@@ -107,32 +100,18 @@ class KubeApi:
     async def create(self, manifest: Mapping[str, Any]) -> bool:
         """Create a namespaced object; True if created, False if it already existed (HTTP 409)."""
         kind = str(manifest.get("kind"))
-        if kind not in _CREATORS:
-            raise ValueError(f"no create call for kind {kind!r}; add it to kube_api._CREATORS")
-        api_class, method_name = _CREATORS[kind]
-        api = getattr(kubernetes.client, api_class)(self._client)
+        create = self._kind_method(kind, "create")
         namespace = manifest["metadata"]["namespace"]
         try:
             # The answer is not read: skipping its deserialization into client models saves most of the
             # call's CPU time when hundreds of children are created at once.
-            await self._run(functools.partial(getattr(api, method_name), namespace, dict(manifest),
-                                              _preload_content=False))
+            await self._run(functools.partial(create, namespace, dict(manifest), _preload_content=False))
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:
                 return False
             raise KubeApiError(f"creating {kind} {namespace}/{manifest['metadata']['name']}: {exc.reason}: "
                                f"{_message(exc)}", exc.status) from exc
         return True
-
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Job, or None when it does not exist."""
-        try:
-            job: dict[str, Any] = await self._json(self._batch.read_namespaced_job, name, namespace)
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise KubeApiError(f"reading Job {namespace}/{name}: {exc.reason}", exc.status) from exc
-        return job
 
     def _kind_method(self, kind: str, verb: str) -> Callable[..., Any]:
         if kind not in _KINDS:

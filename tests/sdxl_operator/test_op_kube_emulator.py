@@ -134,17 +134,17 @@ async def test_kube_api_maps_answers_and_unreachable_servers() -> None:
                         "data": {"a": "b"}}
             assert await api.create(manifest) is True
             assert await api.create(manifest) is False  # 409: already there
-            assert await api.read_job("ns", "missing") is None
+            assert await api.read("Job", "ns", "missing") is None
             assert await api.list_pods("ns", "a=b") == []
             assert await api.read_pod_log_tail("ns", "missing", "trainer", 5) is None
-            with pytest.raises(ValueError, match="no create call for kind 'Secret'"):
+            with pytest.raises(ValueError, match="no API calls for kind 'Secret'"):
                 await api.create({**manifest, "kind": "Secret"})
         finally:
             api.close()
     unreachable = KubeApi.for_server(url, max_workers=1)  # the server is gone now
     try:
         with pytest.raises(KubeApiError, match="cannot reach the Kubernetes API server") as error:
-            await unreachable.read_job("ns", "j")
+            await unreachable.read("Job", "ns", "j")
         assert error.value.status is None
     finally:
         unreachable.close()
