@@ -121,12 +121,15 @@ class KubeApi:
 
     async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A namespaced object of one of the child kinds, or None when it does not exist."""
+        return await self._read_or_none(f"{kind} {namespace}/{name}", self._kind_method(kind, "read"), name, namespace)
+
+    async def _read_or_none(self, what: str, method: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await self._json(self._kind_method(kind, "read"), name, namespace)
+            found: dict[str, Any] = await self._json(method, *args)
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None
-            raise KubeApiError(f"reading {kind} {namespace}/{name}: {exc.reason}", exc.status) from exc
+            raise KubeApiError(f"reading {what}: {exc.reason}", exc.status) from exc
         return found
 
     async def patch(self, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
@@ -162,14 +165,8 @@ class KubeApi:
                           ) -> dict[str, Any] | None:
         """A namespaced custom resource, or None when it does not exist."""
         api = kubernetes.client.CustomObjectsApi(self._client)
-        try:
-            found: dict[str, Any] = await self._json(
-                api.get_namespaced_custom_object, group, version, namespace, plural, name)
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise KubeApiError(f"reading {plural}.{group} {namespace}/{name}: {exc.reason}", exc.status) from exc
-        return found
+        return await self._read_or_none(f"{plural}.{group} {namespace}/{name}", api.get_namespaced_custom_object,
+                                        group, version, namespace, plural, name)
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Pods matching ``label_selector``."""
