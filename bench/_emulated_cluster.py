@@ -9,6 +9,7 @@ since the emulator serves the operator from the same event loop.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -202,6 +203,14 @@ async def emulated_cluster(namespace: str, interval: float,
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def scale_arguments(parser: argparse.ArgumentParser, *, timeout: float, json_name: str) -> None:
+    """The options both scale benchmarks take."""
+    parser.add_argument("--interval", type=float, default=10.0,
+                        help="operator status interval, seconds (the production default)")
+    parser.add_argument("--timeout", type=float, default=timeout, help="give up after this many seconds per stage")
+    parser.add_argument("--json", type=Path, default=RESULTS / json_name)
 
 
 def megabytes(size: int) -> float:

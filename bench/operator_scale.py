@@ -31,17 +31,16 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from _emulated_cluster import (
     FINETUNES,
-    RESULTS,
     EmulatedCluster,
     emulated_cluster,
     machine,
     megabytes,
     report,
+    scale_arguments,
     wait_until,
 )
 
@@ -105,10 +104,7 @@ async def bench(count: int, interval: float, timeout: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200, help="fine-tunes created at once")
-    parser.add_argument("--interval", type=float, default=10.0,
-                        help="operator status interval, seconds (the production default)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds per stage")
-    parser.add_argument("--json", type=Path, default=RESULTS / "operator_scale.json")
+    scale_arguments(parser, timeout=120.0, json_name="operator_scale.json")
     args = parser.parse_args(argv)
 
     result = asyncio.run(bench(args.count, args.interval, args.timeout))

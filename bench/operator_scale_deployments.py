@@ -31,18 +31,17 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from _emulated_cluster import (
     DEPLOYMENTS,
     FINETUNES,
-    RESULTS,
     EmulatedCluster,
     emulated_cluster,
     machine,
     megabytes,
     report,
+    scale_arguments,
     wait_until,
 )
 
@@ -121,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200, help="SDXLDeployments created at once")
     parser.add_argument("--finetunes", type=int, default=50, help="fine-tunes they serve")
-    parser.add_argument("--interval", type=float, default=10.0,
-                        help="operator status interval, seconds (the production default)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds per stage")
-    parser.add_argument("--json", type=Path, default=RESULTS / "operator_scale_deployments.json")
+    scale_arguments(parser, timeout=180.0, json_name="operator_scale_deployments.json")
     args = parser.parse_args(argv)
 
     result = asyncio.run(bench(args.count, args.finetunes, args.interval, args.timeout))
