@@ -56,7 +56,8 @@ def run_operator(args: argparse.Namespace) -> int:
     try:
         settings = OperatorSettings.from_env()
     except SettingsError as exc:
-        print(f"sdxl-operator: bad setting: {exc}", file=sys.stderr)
+        print(f"sdxl-operator: bad setting: {exc}. Fix it in the operator's environment (with the Helm chart: "
+              "its values) and start the operator again.", file=sys.stderr)
         return 2
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet, log_format=log_format[args.log_format])

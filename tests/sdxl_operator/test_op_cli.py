@@ -34,7 +34,8 @@ def test_namespace_and_all_namespaces_exclude_each_other() -> None:
 def test_bad_settings_stop_before_kopf_starts(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.setenv("SDXL_TRAIN_TOLERATIONS", "{not json")
     assert cli.main(["run", "-A"]) == 2
-    assert "SDXL_TRAIN_TOLERATIONS: not valid JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "SDXL_TRAIN_TOLERATIONS: not valid JSON" in err and "the operator's environment" in err
 
 
 def test_sandbox_is_dispatched_lazily_with_its_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
