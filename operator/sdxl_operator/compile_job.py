@@ -27,7 +27,6 @@ hit that ends in seconds. Choices worth knowing:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,7 +81,7 @@ def build_compile_configmap(owner: Mapping[str, Any], resolved_spec: Mapping[str
         "metadata": child_metadata(owner, compile_job_name(name, key), compile_labels(name, key),
                                    {COMPILE_KEY: key}),
         "immutable": True,
-        "data": {volumes.SPEC_FILE: json.dumps(resolved_spec, indent=2, sort_keys=True) + "\n"},
+        "data": volumes.spec_data(resolved_spec),
     }
 
 

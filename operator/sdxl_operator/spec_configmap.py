@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from sdxl_operator.labels import finetune_labels
 from sdxl_operator.naming import finetune_configmap_name
 from sdxl_operator.ownership import child_metadata
-from sdxl_operator.volumes import SPEC_FILE
+from sdxl_operator.volumes import spec_data
 
 
 def build_spec_configmap(owner: Mapping[str, Any], resolved_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The ConfigMap manifest for the SDXLFineTune ``owner``. Pure.
-
-    The JSON is canonical (sorted keys) so the same spec always gives the same bytes.
-    """
+    """The ConfigMap manifest for the SDXLFineTune ``owner``. Pure."""
     name = owner["metadata"]["name"]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": child_metadata(owner, finetune_configmap_name(name), finetune_labels(name)),
-        "data": {SPEC_FILE: json.dumps(resolved_spec, indent=2, sort_keys=True) + "\n"},
+        "data": spec_data(resolved_spec),
     }

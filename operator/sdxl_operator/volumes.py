@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sdxl_operator.naming import child_name
@@ -65,6 +66,11 @@ def shm_volume() -> dict[str, Any]:
 
 def shm_mount() -> dict[str, Any]:
     return {"name": SHM_VOLUME, "mountPath": "/dev/shm"}
+
+
+def spec_data(resolved_spec: Mapping[str, Any]) -> dict[str, str]:
+    """A spec ConfigMap's ``data``: canonical JSON (sorted keys), so one spec always gives the same bytes."""
+    return {SPEC_FILE: json.dumps(resolved_spec, indent=2, sort_keys=True) + "\n"}
 
 
 def spec_volume(configmap_name: str) -> dict[str, Any]:
