@@ -19,6 +19,8 @@ S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 PVC_URI = re.compile(r"^pvc://[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(/.*)?$")
 REVISION = re.compile(r"^[A-Za-z0-9._/-]+$")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+DEFAULT_BASE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+DEFAULT_REVISION = "main"
 TOLERATION_OPERATORS = ("Exists", "Equal")
 TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 MAX_UINT32 = 4294967295
@@ -61,8 +63,8 @@ def _uri(builtins: tuple[str, ...] = (), **kwargs: Any) -> Rule:
 
 
 FIELDS: Schema = {
-    "baseModel": _uri(("builtin:tiny", "builtin:tiny-mid"), default="stabilityai/stable-diffusion-xl-base-1.0"),
-    "baseModelRevision": Rule("string", default="main", min_length=1, max_length=255, pattern=REVISION),
+    "baseModel": _uri(("builtin:tiny", "builtin:tiny-mid"), default=DEFAULT_BASE_MODEL),
+    "baseModelRevision": Rule("string", default=DEFAULT_REVISION, min_length=1, max_length=255, pattern=REVISION),
     "vae": _uri(),
     "instanceImages": _uri(("builtin:sample-subject",), required=True),
     "instancePrompt": Rule("string", required=True, min_length=1, max_length=1000),

@@ -3,7 +3,8 @@
 ``spec.lora`` needs no waiting. ``spec.fineTune`` names an SDXLFineTune in the same namespace: until it
 has succeeded the deployment waits (phase Pending, condition FineTuneReady=False with one of the
 reasons below); a failed fine-tune fails the deployment with FineTuneFailed and the fine-tune's own
-message. The base model defaults to the fine-tune's, so the LoRA is compiled onto what it was trained on.
+message. The base model defaults to the fine-tune's (itself defaulted as SDXLFineTune validation does), so
+the LoRA is compiled onto what it was trained on.
 Pure: the caller reads the fine-tune.
 """
 
@@ -14,9 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_operator.failure_reasons import FailureReason
+from sdxl_operator.finetune_validation import DEFAULT_BASE_MODEL, DEFAULT_REVISION
 
-DEFAULT_BASE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"  # the SDXLFineTune default
-DEFAULT_REVISION = "main"
 NOT_FOUND = "FineTuneNotFound"
 TRAINING = "FineTuneTraining"
 PENDING = "FineTunePending"
