@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_operator import volumes
+from sdxl_operator.accelerators import GPU_RESOURCE
 from sdxl_operator.labels import finetune_labels
 from sdxl_operator.naming import finetune_configmap_name, finetune_job_name
 from sdxl_operator.ownership import child_metadata
@@ -33,7 +34,6 @@ from sdxl_operator.workload_pod import (
 )
 
 CONTAINER = "trainer"
-GPU_RESOURCE = "nvidia.com/gpu"
 INVALID_INPUT_EXIT_CODE = 2
 
 
