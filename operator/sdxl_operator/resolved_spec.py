@@ -30,7 +30,7 @@ def resolve_finetune_spec(
     artifact_store: str,
 ) -> dict[str, Any]:
     """A new dict: ``spec`` with defaults applied, output resolved, and metadata added. Pure."""
-    resolved = _with_defaults(spec, FIELDS)
+    resolved = with_defaults(spec, FIELDS)
     if not resolved.get("output"):
         resolved["output"] = default_output(artifact_store, namespace, name, uid)
     resolved["metadata"] = {"name": name, "namespace": namespace, "uid": uid}
@@ -39,10 +39,6 @@ def resolve_finetune_spec(
 
 def with_defaults(value: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     """A new dict: ``value`` with the defaults of a field table filled in (nested objects created)."""
-    return _with_defaults(value, schema)
-
-
-def _with_defaults(value: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     result: dict[str, Any] = {key: copy.deepcopy(item) for key, item in value.items() if item is not None}
     for key, rule in schema.items():
         if isinstance(rule, Rule):
@@ -50,5 +46,5 @@ def _with_defaults(value: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
                 result[key] = copy.deepcopy(rule.default)
         else:
             nested = result.get(key)
-            result[key] = _with_defaults(nested if isinstance(nested, Mapping) else {}, rule)
+            result[key] = with_defaults(nested if isinstance(nested, Mapping) else {}, rule)
     return result
