@@ -71,4 +71,4 @@ sync-crds:
 	cp crds/*.yaml charts/sdxl-operator/crds/
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) .sandbox demo-output .pytest_cache .mypy_cache .ruff_cache
