@@ -50,6 +50,9 @@ BUILTIN_RESOURCES = {"cpu": "1", "memory": "2Gi"}
 # Kubernetes waits this long past the startup budget before reporting a stuck rollout.
 PROGRESS_MARGIN_SECONDS = 600
 REVISION_HISTORY = 3
+# On SIGTERM the server drains: it finishes accepted requests, each bounded by the request timeout.
+# Kubernetes must wait that long (plus a margin for shutdown) before it kills the pod.
+DRAIN_MARGIN_SECONDS = 15
 
 
 def serve_command(resolved_spec: Mapping[str, Any], artifact: str) -> tuple[list[str], list[str]]:
@@ -117,6 +120,9 @@ def build_inference_deployment(
     )
     pod_spec = workload_pod_spec(container, pod_volumes, settings, run_once=False,
                                  node_selector=node_selector, tolerations=tolerations)
+    pod_spec["terminationGracePeriodSeconds"] = (
+        int(resolved_spec["server"]["requestTimeoutSeconds"]) + DRAIN_MARGIN_SECONDS
+    )
 
     spec: dict[str, Any] = {}
     if not resolved_spec.get("autoscaling"):

@@ -225,6 +225,8 @@ def _expected_neuron_deployment() -> dict[str, Any]:
             "spec": {
                 "automountServiceAccountToken": False,
                 "securityContext": SECURE_POD,
+                # requestTimeoutSeconds (300) + margin: SIGTERM drains accepted requests first
+                "terminationGracePeriodSeconds": 315,
                 "containers": [{
                     "name": "server",
                     "image": SETTINGS.image_neuron,
