@@ -52,7 +52,7 @@ def emit_progress(step: int, total_steps: int, loss: float | None = None,
     if loss is not None:
         fields["loss"] = round(float(loss), 6)
     if eta_seconds is not None:
-        fields["etaSeconds"] = int(round(eta_seconds))
+        fields["etaSeconds"] = round(eta_seconds)
     emit_event("progress", **fields, **extra)
 
 
