@@ -25,13 +25,6 @@ pytestmark = pytest.mark.compat
 PROMPT = "a photo of sks person"
 
 
-@pytest.fixture(scope="module")
-def loaded_model(tiny_model_path: Path) -> ServedModel:
-    model = ServedModel(DiffusersBackend(str(tiny_model_path)))
-    model.load()
-    return model
-
-
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app), httpx.AsyncClient(

@@ -15,7 +15,6 @@ import pytest
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.server.app import create_app
 from sdxl_workloads.server.auth import key_matches, presented_key, read_api_key
-from sdxl_workloads.server.diffusers_backend import DiffusersBackend
 from sdxl_workloads.server.model import ServedModel
 from sdxl_workloads.server.settings import ServerSettings
 
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.compat
 
 SETTINGS = ServerSettings(default_steps=1, max_steps=20, max_images=4, max_body_bytes=4096)
 OK = {"prompt": "a photo of sks person"}
-
-
-@pytest.fixture(scope="module")
-def loaded_model(tiny_model_path: Path) -> ServedModel:
-    model = ServedModel(DiffusersBackend(str(tiny_model_path)))
-    model.load()
-    return model
 
 
 @contextlib.asynccontextmanager
