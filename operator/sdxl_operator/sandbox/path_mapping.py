@@ -49,6 +49,17 @@ class PodFilesystem:
         return pattern.sub(lambda match: by_path[match.group(1)], text)
 
 
+def _project(folder: Path, volume_name: str, source: Mapping[str, Any], what: str,
+             files: dict[str, bytes] | None) -> None:
+    """Write a ConfigMap's or Secret's ``files`` into ``folder``; a missing object is an error unless optional."""
+    if files is not None:
+        _write_items(folder, files, source.get("items"))
+    elif source.get("optional"):
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        raise VolumeNotReady(f"{what} (volume {volume_name!r}) not found")
+
+
 def _write_items(folder: Path, data: Mapping[str, bytes], items: list[dict[str, Any]] | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     wanted = [(item["key"], item.get("path") or item["key"]) for item in items] if items else \
@@ -97,24 +108,14 @@ def prepare_volumes(
             folder.mkdir(parents=True, exist_ok=True)
         elif "configMap" in volume:
             source = volume["configMap"]
-            configmap = configmaps.get(source["name"])
-            if configmap is None:
-                if source.get("optional"):
-                    folder.mkdir(parents=True, exist_ok=True)
-                else:
-                    raise VolumeNotReady(f"ConfigMap {source['name']!r} (volume {volume['name']!r}) not found")
-            else:
-                _write_items(folder, _configmap_files(configmap), source.get("items"))
+            found = configmaps.get(source["name"])
+            _project(folder, volume["name"], source, f"ConfigMap {source['name']!r}",
+                     None if found is None else _configmap_files(found))
         elif "secret" in volume:
             source = volume["secret"]
-            secret = secrets.get(source["secretName"])
-            if secret is None:
-                if source.get("optional"):
-                    folder.mkdir(parents=True, exist_ok=True)
-                else:
-                    raise VolumeNotReady(f"Secret {source['secretName']!r} (volume {volume['name']!r}) not found")
-            else:
-                _write_items(folder, _secret_files(secret), source.get("items"))
+            found = secrets.get(source["secretName"])
+            _project(folder, volume["name"], source, f"Secret {source['secretName']!r}",
+                     None if found is None else _secret_files(found))
         else:
             kinds = sorted(set(volume) - {"name"})
             raise ValueError(f"volume {volume['name']!r}: type {kinds} is not emulated by the sandbox "
