@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,28 @@ def test_pod_state_lines() -> None:
     assert pod_state(pod("Running", {"running": {}}, ready=True)) == "Running, ready"
     assert pod_state(pod("Failed", {"terminated": {"exitCode": 2}})) == "Failed (exit 2)"
     assert pod_state(pod("Succeeded", {"terminated": {"exitCode": 0}})) == "Succeeded"
+
+
+@pytest.mark.parametrize(("kind", "source_key"), [("configMap", "name"), ("secret", "secretName")])
+def test_a_missing_configmap_or_secret_volume_waits_unless_optional(tmp_path: Path, kind: str, source_key: str) -> None:
+    container = {"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/etc/v"}]}
+
+    def pod(optional: bool) -> dict[str, Any]:
+        return {"volumes": [{"name": "v", kind: {source_key: "absent", "optional": optional}}]}
+
+    with pytest.raises(VolumeNotReady, match=r"'absent'.*volume 'v'.*not found"):
+        prepare_volumes(pod(False), container, pod_dir=tmp_path / "a", pvc_root=tmp_path / "pvc",
+                        configmaps={}, secrets={})
+    filesystem = prepare_volumes(pod(True), container, pod_dir=tmp_path / "b", pvc_root=tmp_path / "pvc",
+                                 configmaps={}, secrets={})
+    folder = Path(filesystem.local_path("/etc/v"))
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
+def test_secret_volume_files_are_decoded(tmp_path: Path) -> None:
+    container = {"name": "c", "volumeMounts": [{"name": "key", "mountPath": "/etc/sdxl/auth"}]}
+    pod = {"volumes": [{"name": "key", "secret": {"secretName": "api", "items": [{"key": "api-key", "path": "k"}]}}]}
+    secrets = {"api": {"data": {"api-key": base64.b64encode(b"s3cret").decode()}}}
+    filesystem = prepare_volumes(pod, container, pod_dir=tmp_path, pvc_root=tmp_path / "pvc",
+                                 configmaps={}, secrets=secrets)
+    assert Path(filesystem.local_path("/etc/sdxl/auth/k")).read_bytes() == b"s3cret"
