@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from sdxl_workloads import cli
+
 
 def _photos(folder: Path, count: int, size: int = 96) -> str:
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,12 +75,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_training(tmp_path: P
 def test_a_spec_without_any_output_is_refused(tmp_path: Path, kit: Any) -> None:
     import yaml
 
-    from sdxl_workloads import cli
-
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(kit.spec_with()))
     log = tmp_path / "log"
-    assert cli.main(["train", "--spec", str(spec_file), "--termination-log", str(log)]) == 2
+    assert cli.main(["train", "--spec", str(spec_file), "--termination-log", str(log)]) == cli.PERMANENT_FAILURE_EXIT_CODE
     assert "spec.output" in log.read_text()
 
 
@@ -95,8 +95,8 @@ def test_a_run_failing_mid_training_publishes_nothing(tmp_path: Path, kit: Any,
 
     monkeypatch.setattr(training_loop, "micro_step_loss", explode)
     output = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="simulated"):
-        kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 6}}), output=output)
+    run = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 6}}), output=output)
+    assert run.exit_code == cli.RETRYABLE_FAILURE_EXIT_CODE  # unexpected errors get the Job's retries
     assert not output.exists()
     log = (tmp_path / "run-termination-log").read_text()
     assert '"reason":"InternalError"' in log and "simulated device failure" in log
