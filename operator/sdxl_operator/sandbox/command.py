@@ -170,6 +170,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         code = await _watch(sandbox, applied, reporter, args)
         if code == 0 and args.keep:
             reporter.say("\nEverything keeps running; press Ctrl-C to stop.")
+            reporter.say(f"inspect with: KUBECONFIG={sandbox.kubeconfig} kubectl get sdxl")
             await asyncio.Event().wait()
         return code
 

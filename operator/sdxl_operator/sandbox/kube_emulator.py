@@ -20,11 +20,20 @@ one behaviour the operator (or Kopf) depends on, and nothing more:
 * **Pod logs** — ``GET .../pods/<name>/log`` (with ``tailLines``) serves text set by whoever plays
   the kubelet (:meth:`KubeEmulator.set_pod_log`); KMock would return the pod object instead.
 * **List kind/apiVersion** — ``kind: <Kind>List`` on lists, which ``kubectl get`` requires.
+* **Discovery as kubectl reads it** — KMock copies short names and categories onto the
+  ``<plural>/status`` entries (a real server does not; ``kubectl get sdxl`` then fails with
+  ``the server doesn't have a resource type "sdxlfinetunes/status"``) and names the core group
+  ``/v1`` instead of ``v1`` (kubectl then resolves ``pods`` to ``metrics.k8s.io`` PodMetrics).
+* **Server-side printing (``as=Table``)** — ``kubectl get`` asks for a ``meta.k8s.io/v1`` Table; for
+  the SDXL resources the emulator answers one built from the CRDs' ``additionalPrinterColumns``
+  (simple ``.a.b[0].c`` JSONPaths; ``date`` columns rendered as an age), so kubectl shows PHASE,
+  STEP, LOSS, … instead of only NAME and AGE. Other resources, and watches, stay plain JSON (kubectl
+  then prints what it can).
 * **No request log** — KMock records every request and scans that record to route each new one,
   so the n-th request costs O(n); only the requests in flight are kept (``emulator.requests``
   assertions are not available).
 
-Not emulated: ``GET /api/v1/namespaces`` (KMock's path parser fails on it), so run the operator with
+Not emulated: printer columns on watches (``kubectl get -w``), ``GET /api/v1/namespaces`` (KMock's path parser fails on it), so run the operator with
 ``--all-namespaces``, or with exact namespaces and Kopf's scanning disabled; server-side validation,
 defaulting, pruning and CEL rules.
 
@@ -37,14 +46,17 @@ import collections
 import contextlib
 import copy
 import datetime
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
+import yaml
 from kmock._internal import dicts as kmock_dicts  # the same patch semantics KMock applies
 from kmock._internal import rendering
 
@@ -59,6 +71,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _last_version: int = attrs.field(default=0, init=False)
     # (user agent, verb, API group, resource[/subresource]) -> count: what each client did, for RBAC checks.
     audit: collections.Counter[tuple[str, str, str, str]] = attrs.field(factory=collections.Counter, init=False)
+    # (API group, plural) -> the CRD's additionalPrinterColumns, for ``as=Table`` answers.
+    printer_columns: dict[tuple[str, str], list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
 
     # ----- public helpers for whoever plays the kubelet / controllers -----
 
@@ -217,7 +231,37 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for uid in gone:
             await self._collect_dependents(uid)
 
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        payload = await super()._serve_version(request)
+        # A real server lists short names and categories on the resource only, never on its
+        # subresources; kubectl would otherwise expand ``sdxl`` to ``sdxlfinetunes/status`` too.
+        # And it calls the core group version ``v1``, which kubectl needs to find ``pods`` there.
+        if isinstance(payload, dict):
+            if str(payload.get("groupVersion", "")).startswith("/"):
+                payload["groupVersion"] = payload["groupVersion"][1:]  # the core group is "v1", not "/v1"
+            for entry in payload.get("resources", []):
+                if "/" in str(entry.get("name", "")):
+                    entry.pop("shortNames", None)
+                    entry.pop("categories", None)
+        return payload
+
+    def _table_columns(self, request: rendering.Request) -> list[dict[str, Any]] | None:
+        """The printer columns when the client asked for a Table of a resource that declares them."""
+        if request.resource is None or request.subresource is not None:
+            return None
+        accept = next((value for key, value in request.headers.items() if key.lower() == "accept"), "")
+        if "as=Table" not in accept or "g=meta.k8s.io" not in accept:
+            return None
+        return self.printer_columns.get((str(request.resource.group or ""), str(request.resource.plural)))
+
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        payload = await self._serve_plain_list(request)
+        columns = self._table_columns(request)
+        if columns is not None and isinstance(payload, dict):
+            return _table(columns, payload["items"], payload["metadata"], request.params.get("includeObject"))
+        return payload
+
+    async def _serve_plain_list(self, request: rendering.Request) -> rendering.Payload:
         payload = await super()._serve_list(request)
         assert isinstance(payload, dict)  # KMock's list is always a dict
         requirements = parse_selector(request.params.get("labelSelector", ""))
@@ -308,6 +352,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 text = "".join(lines[-int(tail):]) if int(tail) > 0 else ""
             # The real API server answers text/plain; the kubernetes client refuses other types.
             return rendering.Response(payload=text.encode("utf-8"), headers={"Content-Type": "text/plain"})
+        columns = self._table_columns(request)
+        if columns is not None:
+            return _table(columns, [raw], {"resourceVersion": str(self._last_version)},
+                          request.params.get("includeObject"))
         return raw
 
     async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
@@ -335,6 +383,100 @@ def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return labels if isinstance(labels, Mapping) else {}
 
 
+_NAME_COLUMN = {
+    "name": "Name", "type": "string", "format": "name", "priority": 0,
+    "description": "Name must be unique within a namespace.",
+}
+
+
+def _table(
+    columns: list[dict[str, Any]], items: list[dict[str, Any]], list_meta: dict[str, Any], include_object: str | None
+) -> dict[str, Any]:
+    """A ``meta.k8s.io/v1`` Table as the API server renders one for a custom resource."""
+    definitions = [_NAME_COLUMN] + [
+        {"name": column["name"], "type": column.get("type", "string"), "format": column.get("format", ""),
+         "description": column.get("description", ""), "priority": int(column.get("priority", 0))}
+        for column in columns
+    ]
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        meta = item.get("metadata", {})
+        cells: list[Any] = [meta.get("name")]
+        for column in columns:
+            value = _json_path(item, str(column.get("jsonPath", "")))
+            if column.get("type") == "date" and isinstance(value, str):
+                value = _age(value)
+            cells.append(value)
+        row: dict[str, Any] = {"cells": cells}
+        if include_object == "Object":
+            row["object"] = item
+        elif include_object != "None":
+            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+        rows.append(row)
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+            "columnDefinitions": definitions, "rows": rows}
+
+
+_PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _json_path(obj: Any, path: str) -> Any:
+    """``.status.progress.step`` or ``.status.conditions[0].type``; None when absent (or unsupported)."""
+    value = obj
+    for name, index in _PATH_STEP.findall(path):
+        if name and isinstance(value, Mapping):
+            value = value.get(name)
+        elif index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        else:
+            return None
+    return value
+
+
+def _age(timestamp: str) -> str:
+    """Time since ``timestamp`` the way kubectl writes an age (k8s.io/apimachinery duration.HumanDuration)."""
+    try:
+        then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return "<invalid>"
+    seconds = max(0, int((datetime.datetime.now(tz=datetime.timezone.utc) - then).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 192:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 730:
+        return f"{days}d"
+    return f"{days // 365}y{days % 365}d" if days < 2920 and days % 365 else f"{days // 365}y"
+
+
+def load_printer_columns(crd_dir: Path | None = None) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(group, plural) -> additionalPrinterColumns of the served version, from the CRD files in ``crd_dir``.
+
+    Defaults to ``crds/`` in this source tree; returns nothing when that folder is absent (an
+    installed package), so kubectl then shows only NAME and AGE.
+    """
+    folder = crd_dir if crd_dir is not None else Path(__file__).resolve().parents[3] / "crds"
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        crd = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = crd.get("spec", {})
+        for version in spec.get("versions", []):
+            if version.get("served") and version.get("additionalPrinterColumns"):
+                found[(str(spec["group"]), str(spec["names"]["plural"]))] = list(version["additionalPrinterColumns"])
+    return found
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -359,6 +501,8 @@ def declare_sdxl_resources(emulator: kmock.KubernetesEmulator) -> None:
         kind="SDXLDeployment", singular="sdxldeployment", shortnames={"sdxldep"}, categories={"sdxl"},
         namespaced=True, subresources={"status"}, verbs=verbs,
     )
+    if isinstance(emulator, KubeEmulator):
+        emulator.printer_columns.update(load_printer_columns())
 
 
 @contextlib.asynccontextmanager
