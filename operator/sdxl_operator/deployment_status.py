@@ -94,16 +94,30 @@ def _failure(reason: str, message: str, now: datetime.datetime, previous: Mappin
     return failure
 
 
-def _rollout(deployment: Mapping[str, Any]) -> tuple[bool, int, int, int, int]:
-    """(rolled out, wanted, replicas, ready, available) as ``kubectl rollout status`` judges it."""
+def rollout_done(deployment: Mapping[str, Any]) -> bool:
+    """Whether every pod of the Deployment runs its current template and is ready.
+
+    The Deployment controller must have seen the current spec (``observedGeneration``), and
+    ``replicas == updatedReplicas == readyReplicas`` (at least the wanted number): while an old
+    replica still exists (``replicas > updatedReplicas``) the old model still answers requests, so
+    the new one is not live yet.
+    """
     meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
     replicas = int(status.get("replicas") or 0)
     wanted = int(spec["replicas"]) if isinstance(spec.get("replicas"), int) else replicas
     updated, ready = int(status.get("updatedReplicas") or 0), int(status.get("readyReplicas") or 0)
     available = int(status.get("availableReplicas") or 0)
     observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 1)
-    done = observed and updated >= wanted and replicas <= updated and available >= updated
-    return done, wanted, replicas, ready, available
+    return observed and replicas == updated == ready and updated >= wanted and available >= updated
+
+
+def _rollout(deployment: Mapping[str, Any]) -> tuple[bool, int, int, int, int]:
+    """(rolled out, wanted, replicas, ready, available)."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    replicas = int(status.get("replicas") or 0)
+    wanted = int(spec["replicas"]) if isinstance(spec.get("replicas"), int) else replicas
+    ready, available = int(status.get("readyReplicas") or 0), int(status.get("availableReplicas") or 0)
+    return rollout_done(deployment), wanted, replicas, ready, available
 
 
 def compute_deployment_status(obs: DeploymentObservation) -> dict[str, Any]:

@@ -90,6 +90,12 @@ def validate_deployment_spec(spec: object) -> list[str]:
     if spec.get("neuron") is not None and accelerator != "neuron":
         errors.append(f"spec.neuron: only allowed with spec.accelerator: neuron (it is {accelerator}); remove "
                       "spec.neuron or set spec.accelerator to neuron")
+    auth = spec.get("auth")
+    secret_key = auth.get("apiKeySecretKey") if isinstance(auth, Mapping) else None
+    if isinstance(secret_key, str) and (secret_key == "." or secret_key.startswith("..")):
+        # The CRD's CEL rule; Kubernetes refuses such a key in the Secret volume of the server pods.
+        errors.append(f"spec.auth.apiKeySecretKey: must be a valid Secret key, not '.' and not starting with "
+                      f"'..' (got {secret_key!r}); for example api-key")
     scaling = spec.get("autoscaling")
     if isinstance(scaling, Mapping):
         low, high = scaling.get("minReplicas", 1), scaling.get("maxReplicas")

@@ -80,10 +80,14 @@ def compile_job_name(deployment: str, key: str) -> str:
 def deployment_name(deployment: str) -> str:
     """The inference Deployment (and its Service) of an SDXLDeployment: ``<dep>``.
 
-    Services need a DNS-1035 label (starting with a letter); a name starting with a digit gets a
-    ``d-`` prefix.
+    Services need a DNS-1035 label (starting with a letter). A name that is one is used as it is; any
+    other gets a readable form with a hash of the whole name, ``d-<slug>-<hash8>``. The hash is what
+    keeps the mapping one-to-one: a plain ``d-`` prefix would give ``1abc`` the child name of an
+    SDXLDeployment called ``d-1abc``.
     """
-    name = child_name(deployment)
-    if not name[0].isalpha():
-        name = child_name(f"d-{deployment}")
-    return name
+    if deployment[:1].isalpha():
+        return child_name(deployment)  # the name itself, or slug + hash when too long
+    digest = short_hash(deployment)
+    tail = f"-{digest}"
+    slug = slugify(deployment)[: MAX_LABEL - len(tail) - 2].rstrip("-")
+    return f"d-{slug}{tail}" if slug else f"d{tail}"

@@ -247,10 +247,15 @@ def test_cel_rules_compile_and_point_at_declared_fields(crd_validation: ModuleTy
 def test_failure_reasons_are_the_workload_protocols_closed_list(
     crd_validation: ModuleType, file_name: str
 ) -> None:
+    from sdxl_operator.failure_reasons import ALL_REASONS
     from sdxl_workloads.protocol import REASONS
 
     reason = _node_at(_schema(crd_validation, file_name), "status.failure.reason")
-    assert set(reason["enum"]) == set(REASONS)
+    # Every reason the workloads report, plus those only the operator finds (NameConflict, ...).
+    assert set(REASONS) <= set(reason["enum"])
+    assert set(reason["enum"]) == set(ALL_REASONS)
+    for value in ALL_REASONS:  # `kubectl explain` lists each one
+        assert value in reason["description"], f"{file_name}: status.failure.reason does not describe {value}"
 
 
 # --- examples -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sdxl_operator.failure_reasons import ALL_REASONS
+from sdxl_operator.failure_reasons import WORKLOAD_REASONS
 from sdxl_operator.resolved_spec import resolve_finetune_spec
 from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.spec_configmap import build_spec_configmap
@@ -99,7 +99,7 @@ def test_job_environment_and_paths_match_the_trainer() -> None:
 
 
 def test_failure_reasons_and_exit_codes_agree() -> None:
-    assert set(ALL_REASONS) == set(protocol.REASONS)
+    assert set(WORKLOAD_REASONS) == set(protocol.REASONS)
     # The Job fails at once on the exit code the CLI uses for permanent failures (bad input) and
     # retries the rest (a storage hiccup or a lost node), resuming from the last checkpoint.
     assert cli.exit_code_for("InvalidInput") == INVALID_INPUT_EXIT_CODE

@@ -18,6 +18,7 @@ from sdxl_operator.deployment_status import (
     DeploymentObservation,
     compute_deployment_status,
     invalid_spec_status,
+    rollout_done,
 )
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.failure_reasons import FailureReason
@@ -127,6 +128,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str | None, dict[str, tuple[str,
     "new key compiled, rollout under way": (
         {"previous": COMPILED_BEFORE, "deployment": deployment(KEY, ARTIFACT, updated=1, total=3, generation=4)},
         "Deploying", None, {}),
+    "new key on every wanted pod, an old pod still serving": (
+        {"previous": COMPILED_BEFORE, "deployment": deployment(KEY, ARTIFACT, updated=2, ready=3, total=3)},
+        "Deploying", None, {"Ready": ("False", "RollingOut")}),
     "new key failed while the old serves": (
         {"previous": COMPILED_BEFORE, "deployment": deployment(OLD_KEY, OLD_ARTIFACT),
          "compile": CompileView(KEY, "j", CompileFailed(FailureReason.OUT_OF_MEMORY, "OOMKilled", 137, None))},
@@ -161,6 +165,29 @@ def test_live_artifact_follows_the_completed_rollout_only() -> None:
     assert after["url"] == URL and (after["replicas"], after["readyReplicas"]) == (2, 2)
     stale = observe(previous=during, deployment=deployment(KEY, ARTIFACT, generation=5, observed=4))
     assert stale["phase"] == "Deploying"  # the Deployment controller has not seen the newest spec
+
+
+# (wanted, replicas, updated, ready, generation, observed) -> done: `kubectl rollout status`'s rule.
+ROLLOUTS = {
+    "all current and ready": ((2, 2, 2, 2, 3, 3), True),
+    "scaled to zero": ((0, 0, 0, 0, 3, 3), True),
+    "an old replica still serves beside the new ones": ((2, 3, 2, 3, 3, 3), False),
+    "an old replica still serves, the new one not ready": ((2, 3, 2, 2, 3, 3), False),
+    "a new replica not ready yet": ((2, 2, 2, 1, 3, 3), False),
+    "fewer replicas than wanted": ((3, 2, 2, 2, 3, 3), False),
+    "controller has not seen the spec": ((2, 2, 2, 2, 4, 3), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROLLOUTS))
+def test_rollout_is_done_only_when_every_replica_is_updated_and_ready(case: str) -> None:
+    (wanted, replicas, updated, ready, generation, observed), done = ROLLOUTS[case]
+    found = deployment(KEY, ARTIFACT, replicas=wanted, updated=updated, ready=ready, total=replicas,
+                       generation=generation, observed=observed)
+    assert rollout_done(found) is done
+    status = observe(previous=COMPILED_BEFORE, deployment=found, generation=3)
+    assert (status["phase"] == "Ready") is done
+    assert status["liveArtifact"] == (ARTIFACT if done else OLD_ARTIFACT)
 
 
 def test_failure_time_and_transition_times_hold_while_nothing_changes() -> None:
@@ -241,6 +268,9 @@ def test_model_source_from_finetune_states() -> None:
     ({"fineTune": "ft", "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "must not be greater than"),
     ({"fineTune": "ft", "autoscaling": {}}, "spec.autoscaling.maxReplicas: required"),
     ({"fineTune": "ft", "auth": {}}, "spec.auth.apiKeySecret: required"),
+    ({"fineTune": "ft", "auth": {"apiKeySecret": "k", "apiKeySecretKey": ".."}}, "spec.auth.apiKeySecretKey: must be"),
+    ({"fineTune": "ft", "auth": {"apiKeySecret": "k", "apiKeySecretKey": "..key"}}, "spec.auth.apiKeySecretKey"),
+    ({"fineTune": "ft", "auth": {"apiKeySecret": "k", "apiKeySecretKey": "."}}, "spec.auth.apiKeySecretKey"),
     ({"lora": "builtin:x", "baseModel": "builtin:tiny"}, "there is no embedded LoRA"),
     ({"fineTune": "ft", "resources": {"memory": 24}}, "spec.resources.memory: must be a string"),
     ({"fineTune": "ft", "accelerator": "tpu"}, "spec.accelerator: must be one of neuron, nvidia, cpu"),

@@ -66,3 +66,37 @@ def test_label_value(value: str, expected_same: bool) -> None:
 def test_bad_suffix_is_refused() -> None:
     with pytest.raises(ValueError, match="suffix"):
         naming.child_name("ft", "Train!")
+
+
+# Names that look alike once a prefix or a slug is applied: each pair must keep distinct children.
+# (Only a name copied from another's hashed child name, deliberately, could still collide.)
+LOOKALIKES = [
+    ("1abc", "d-1abc"),
+    ("1.abc", "1-abc"),
+    ("web.v1", "web-v1"),
+    ("9" * 70, "9" * 69 + "8"),
+    ("0", "d-0"),
+    ("a" * 63, "a" * 64),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), LOOKALIKES)
+def test_deployment_names_are_one_to_one(first: str, second: str) -> None:
+    one, other = naming.deployment_name(first), naming.deployment_name(second)
+    assert one != other, f"{first!r} and {second!r} would share the Deployment/Service {one!r}"
+    for name in (one, other):
+        assert naming.is_dns_label(name) and name[0].isalpha(), name  # a Service needs DNS-1035
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("dep", "dep"),
+        ("d-1abc", "d-1abc"),
+        ("1abc", "d-1abc-" + naming.short_hash("1abc")),
+        ("9" * 70, "d-" + "9" * 52 + "-" + naming.short_hash("9" * 70)),
+    ],
+)
+def test_deployment_name_table(name: str, expected: str) -> None:
+    assert naming.deployment_name(name) == expected
+    assert len(expected) <= naming.MAX_LABEL
