@@ -4,14 +4,21 @@ A checkpoint carries everything a restarted pod needs to continue as if it had n
 the LoRA weights, optimizer and learning-rate schedule state, the noise generator and global RNG
 states, the step, the loss history and the spec it was made with. The data order needs no state
 (see training_data). A checkpoint counts only once complete: on a local or mounted volume it is
-written to a temp folder and renamed into place; on object storage its `COMPLETE` marker is
-uploaded last. So a pod killed mid-write loses at most `checkpointEvery` steps, never the run.
+written to a temp folder, its files fsynced, and renamed into place; on object storage its
+`COMPLETE` marker is uploaded last. So a pod killed mid-write loses at most `checkpointEvery`
+steps, never the run. Should the newest checkpoint still be unreadable (a node crash can tear
+what the page cache had not written), resuming falls back to the newest one that reads.
+
+Nothing is unpickled: the weights are safetensors, the spec JSON, and the training state is
+loaded with `torch.load(weights_only=True)` (tensors, numbers, strings, lists, tuples and dicts
+only), so a checkpoint in a shared store cannot run code in the pod that resumes from it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
 import shutil
@@ -68,8 +75,13 @@ def load_trainable_state(models: dict[str, Any], state: dict[str, torch.Tensor],
 
 
 def rng_state() -> dict[str, Any]:
+    """The global RNG states as tensors and plain values (what `weights_only` loading accepts)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
-        "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                  float(cached)),
+        "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -77,8 +89,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -91,7 +105,7 @@ def write_checkpoint_files(folder: Path, *, models: dict[str, Any], optimizer: A
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file(trainable_state(models), str(folder / LORA_FILE))
-    torch.save({
+    _save_state({
         "step": step,
         "losses": losses,
         "optimizer": optimizer.state_dict(),
@@ -102,6 +116,18 @@ def write_checkpoint_files(folder: Path, *, models: dict[str, Any], optimizer: A
     }, folder / STATE_FILE)
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
     (folder / COMPLETE_MARKER).write_text(str(step))
+    # On disk before anything renames or uploads them (the store's copy fsyncs its own files too).
+    for name in (LORA_FILE, STATE_FILE, SPEC_FILE, COMPLETE_MARKER):
+        fsync_file(folder / name)
+
+
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    torch.save(state, path)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def save_checkpoint(output: Output, step: int, keep: int = KEEP_CHECKPOINTS, **contents: Any) -> str:
@@ -135,12 +161,32 @@ def complete_steps(output: Output) -> list[int]:
 
 
 def fetch_latest_checkpoint(output: Output) -> Path | None:
-    """A local copy of the newest complete checkpoint under the output, or None if there is none."""
+    """A local copy of the newest complete checkpoint under the output that reads, or None.
+
+    A checkpoint that does not read (a torn file after a node crash, a file removed by hand) is
+    reported and skipped for the next older one: retrying the newest would fail the same way on
+    every attempt and burn the Job's retries.
+    """
     steps = complete_steps(output)
-    if not steps:
-        return None
-    return check_checkpoint_folder(output.download(f"{CHECKPOINT_DIR}/{step_dir_name(steps[-1])}"),
-                                   output.uri_of(f"{CHECKPOINT_DIR}/{step_dir_name(steps[-1])}"))
+    for step in reversed(steps):
+        relpath = f"{CHECKPOINT_DIR}/{step_dir_name(step)}"
+        location = output.uri_of(relpath)
+        try:
+            folder = check_checkpoint_folder(output.download(relpath), location)
+            read_training_state(folder)
+            checkpoint_spec(folder)
+        except Exception as err:  # whatever a torn file raises: EOFError, RuntimeError, JSON, safetensors
+            protocol.emit_event("log", level="warning", message=(
+                f"checkpoint {location} is unreadable ({type(err).__name__}: {err}); trying an older one"))
+            shutil.rmtree(output.local_dir / relpath, ignore_errors=True)
+            continue
+        protocol.emit_event("log", message=f"resuming from checkpoint {location} (step {step})")
+        return folder
+    if steps:
+        protocol.emit_event("log", level="warning", message=(
+            f"none of the {len(steps)} checkpoint(s) under {output.uri_of(CHECKPOINT_DIR)} is readable; "
+            "starting at step 0"))
+    return None
 
 
 def check_checkpoint_folder(folder: Path, location: str) -> Path:
@@ -176,7 +222,8 @@ def spec_differences(old: dict[str, Any], new: dict[str, Any], path: tuple[str, 
 def read_training_state(folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    # weights_only=False: the file also holds Python/numpy RNG states; it is one we wrote.
-    state: dict[str, Any] = torch.load(io.BytesIO((folder / STATE_FILE).read_bytes()), weights_only=False)
+    # weights_only=True: the RNG states are stored as tensors and plain values (rng_state), so
+    # nothing in a checkpoint is unpickled as code.
+    state: dict[str, Any] = torch.load(io.BytesIO((folder / STATE_FILE).read_bytes()), weights_only=True)
     state["lora"] = load_file(str(folder / LORA_FILE))
     return state

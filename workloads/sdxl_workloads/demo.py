@@ -119,6 +119,7 @@ def subject_denoising_error(pipe: Any, resolution: int) -> float:
     import torch
     from diffusers import DDPMScheduler
 
+    from sdxl_workloads import random_draws
     from sdxl_workloads.embedding_cache import cache_latents, encode_prompts
     from sdxl_workloads.instance_data import load_instance_data
     from sdxl_workloads.sample_images import ensure_sample_images
@@ -130,7 +131,8 @@ def subject_denoising_error(pipe: Any, resolution: int) -> float:
     with torch.no_grad():
         latents = torch.stack([d.mean for d in cache_latents(
             pipe.vae, pixels_from_images([e.image for e in examples]), "cpu")])
-        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1234))
+        noise = random_draws.randn(latents.shape, generator=random_draws.training_generator("cpu", 1234),
+                                   device="cpu")
         timesteps = torch.linspace(50, 950, len(latents)).long()
         embeds, pooled = encode_prompts([pipe.text_encoder, pipe.text_encoder_2], [pipe.tokenizer, pipe.tokenizer_2],
                                         [PROMPTS[0]] * len(latents))
@@ -140,10 +142,10 @@ def subject_denoising_error(pipe: Any, resolution: int) -> float:
 
 def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tuple[list[Path], float, float]:
     """The same prompts and seeds with and without the LoRA, saved one by one and as one grid."""
-    import torch
     from diffusers import StableDiffusionXLPipeline
     from PIL import Image, ImageDraw
 
+    from sdxl_workloads import random_draws
     from sdxl_workloads.storage import resolve_model
 
     model = resolve_model("builtin:tiny")
@@ -159,7 +161,7 @@ def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tupl
         for label, pipe in (("base", base), ("lora", tuned)):
             pipe.set_progress_bar_config(disable=True)
             image = pipe(prompt, height=resolution, width=resolution, num_inference_steps=steps,
-                         generator=torch.Generator().manual_seed(index)).images[0]
+                         generator=random_draws.pipeline_generator(index)).images[0]
             path = images_dir / f"{index}-{label}.png"
             image.save(path)
             written.append(path)

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from sdxl_workloads import random_draws
+
 # Images per VAE forward while caching: bounds activation memory at 1024 px.
 VAE_CHUNK = 4
 
@@ -32,8 +34,8 @@ class LatentDistribution:
     mean: torch.Tensor  # [4, H/8, W/8]
     std: torch.Tensor
 
-    def sample(self, generator: torch.Generator | None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def sample(self, generator: torch.Generator) -> torch.Tensor:
+        noise = random_draws.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * noise
 
 

@@ -1,7 +1,7 @@
 """Write the trained LoRA in the formats people load.
 
 - `lora/pytorch_lora_weights.safetensors`: diffusers' LoRA file, `pipe.load_lora_weights(dir)`,
-  with the adapter config (rank, target modules) in its metadata.
+  with the adapter config (rank, alpha, target modules only) in its metadata.
 - `lora/<name>_kohya.safetensors`: kohya/A1111/ComfyUI keys (`lora_unet_*`, `lora_te1_*`,
   `lora_te2_*`, `.lora_down/.lora_up` plus an `.alpha` tensor per module).
 - `training_args.json`: the resolved spec and library versions, so a LoRA can be traced back.
@@ -41,11 +41,21 @@ def exported_lora_state(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, 
         key: value * scale if ".lora_B." in key and scale != 1.0 else value
         for key, value in peft_lora_state(model).items()
     }
-    metadata = config.to_dict()
-    metadata["lora_alpha"] = config.r
-    # peft keeps target_modules as a set, whose order changes from process to process; sorted,
-    # the same weights always give the same file (its sha256 keys the compile cache).
-    return state, {k: sorted(v) if isinstance(v, set | frozenset) else v for k, v in metadata.items()}
+    return state, adapter_metadata(config.r, config.target_modules)
+
+
+# The adapter config keys every supported loader knows. diffusers passes the metadata verbatim to
+# peft's `LoraConfig`, and the Neuron image's peft 0.17 rejects the keys newer peft releases add
+# (`TypeError: LoraConfig class could not be instantiated`), so the file records only these.
+ADAPTER_METADATA_KEYS = ("r", "lora_alpha", "target_modules")
+
+
+def adapter_metadata(rank: int, target_modules: Any) -> dict[str, Any]:
+    """The adapter config to record: rank, alpha = rank (the scale is folded into lora_B) and the
+    target modules, sorted (peft keeps them as a set whose order changes from process to process;
+    sorted, the same weights always give the same file, whose sha256 keys the compile cache)."""
+    targets = sorted(target_modules) if isinstance(target_modules, set | frozenset | list | tuple) else target_modules
+    return {"r": int(rank), "lora_alpha": int(rank), "target_modules": targets}
 
 
 def save_diffusers_lora(directory: Path, unet: Any, text_encoder_one: Any | None = None,

@@ -45,6 +45,17 @@ def add_text_encoder_lora(text_encoder: Any, rank: int, alpha: float) -> None:
                             adapter_name="default")
 
 
+def enable_text_encoder_checkpointing(text_encoder: Any) -> None:
+    """Gradient checkpointing that lets the text-encoder LoRA learn under every transformers release.
+
+    transformers 4.x checkpoints reentrantly by default; a reentrant segment whose inputs need no
+    gradient (the frozen token embeddings' output) returns outputs that need none either, so the
+    LoRA inside gets no gradient at all. Non-reentrant checkpointing (transformers 5's default)
+    tracks the parameters themselves; asking for it explicitly makes both library sets agree.
+    """
+    text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def upcast_lora_to_fp32(models: Iterable[Any]) -> None:
     """Keep the trainable LoRA weights in fp32 while the frozen weights run in fp16/bf16.
 

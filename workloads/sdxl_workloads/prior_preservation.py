@@ -10,13 +10,14 @@ first; the missing ones are generated, as diffusers' script does, and saved with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sdxl_workloads import protocol
+from sdxl_workloads import image_sampling, protocol
 
 CLASS_IMAGE_DIR = "class_images"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -45,11 +46,13 @@ def generated_image_name(index: int) -> str:
 def ensure_class_images(pipe: Any, class_prompt: str, num_class_images: int, out_dir: Path, *,
                         existing: Sequence[Path] = (), resolution: int, seed: int,
                         num_inference_steps: int = CLASS_IMAGE_STEPS,
-                        guidance_scale: float = CLASS_IMAGE_GUIDANCE) -> list[Path]:
+                        guidance_scale: float = CLASS_IMAGE_GUIDANCE,
+                        autocast: Callable[[], Any] = contextlib.nullcontext) -> list[Path]:
     """Return `num_class_images` class image paths, generating the missing ones into out_dir.
 
     Image i is generated from seed + i, so a resumed or repeated run makes the same images and
-    already generated files in out_dir are reused.
+    already generated files in out_dir are reused. `autocast` is the training run's (the frozen
+    UNet is in bf16/fp16 while the VAE stays fp32; image_sampling decodes in the VAE's dtype).
     """
     paths = list(existing[:num_class_images])
     missing = num_class_images - len(paths)
@@ -59,9 +62,9 @@ def ensure_class_images(pipe: Any, class_prompt: str, num_class_images: int, out
     for index in range(missing):
         target = out_dir / generated_image_name(index)
         if not target.is_file():
-            generator = torch.Generator(device="cpu").manual_seed(seed + index)
-            image = pipe(class_prompt, height=resolution, width=resolution, num_inference_steps=num_inference_steps,
-                         guidance_scale=guidance_scale, generator=generator).images[0]
+            image = image_sampling.sample_image(
+                pipe, class_prompt, resolution=resolution, num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale, seed=seed + index, autocast=autocast)
             partial = target.with_suffix(".partial.png")
             image.save(partial)
             partial.replace(target)

@@ -13,8 +13,10 @@ so a restarted pod (`--resume latest`) loses at most `checkpointEvery` steps.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +26,14 @@ import torch
 from sdxl_workloads import (
     checkpoints,
     embedding_cache,
+    graceful_stop,
     lora_export,
     lora_setup,
     model_loading,
     optimizers,
     prior_preservation,
     protocol,
+    random_draws,
     storage,
     training_data,
     training_loop,
@@ -83,11 +87,17 @@ def make_accelerator(spec: FineTuneSpec) -> Any:
     first so that runs in one process (tests, the demo) may use different precisions."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import DistributedDataParallelKwargs
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+    # SDXL conditions on the text encoders' penultimate layer, so the first encoder's last layer
+    # LoRA never gets a gradient; DDP waits for every parameter unless told some may be unused
+    # ("Expected to have finished reduction"), as diffusers' script tells it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=spec.training.train_text_encoder)
     accelerator = Accelerator(mixed_precision=spec.training.mixed_precision,
-                              gradient_accumulation_steps=spec.training.gradient_accumulation)
+                              gradient_accumulation_steps=spec.training.gradient_accumulation,
+                              kwargs_handlers=[ddp])
     if spec.training.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise protocol.WorkloadError(
             "InvalidInput",
@@ -186,8 +196,9 @@ def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict
 # Stage 2: model, class images, LoRA, caches, optimizer
 
 
-def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> list[Any]:
-    """Class images (existing + generated with the base model, before any LoRA is attached)."""
+def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> Iterator[Any]:
+    """Class images (existing + generated with the base model, before any LoRA is attached),
+    each opened only when the caller reaches it (see latent_examples)."""
     from sdxl_workloads.instance_data import open_rgb, prepare_example
 
     spec = plan.spec
@@ -200,30 +211,40 @@ def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> list[An
     paths = prior_preservation.ensure_class_images(
         model_loading.build_pipeline(model), class_prompt, prior.num_class_images, out_dir,
         existing=existing, resolution=spec.training.resolution, seed=spec.training.seed,
+        autocast=plan.accelerator.autocast,
     )
     if out_dir.is_dir() and plan.accelerator.is_main_process:
         plan.output.publish(prior_preservation.CLASS_IMAGE_DIR)
-    return [prepare_example(path, open_rgb(path), class_prompt, False, spec.training.resolution)
-            for path in paths]
+    return (prepare_example(path, open_rgb(path), class_prompt, False, spec.training.resolution)
+            for path in paths)
 
 
-def latent_examples(examples: list[Any], vae: Any, device: torch.device, random_flip: bool,
+def latent_examples(examples: Iterable[Any], vae: Any, device: torch.device, random_flip: bool,
                     ) -> list[training_data.TrainingExample]:
-    """instance_data examples -> cached latents (and those of the mirror image for randomFlip)."""
-    latents = embedding_cache.cache_latents(
-        vae, training_data.pixels_from_images([e.image for e in examples]), device)
-    result = [
-        training_data.TrainingExample(latents=lat, caption=e.caption,
-                                      time_ids=training_data.time_ids_tensor(e.time_ids()))
-        for e, lat in zip(examples, latents, strict=True)
-    ]
-    if random_flip:
-        mirrored = [e.flipped() for e in examples]
-        flipped = embedding_cache.cache_latents(
-            vae, training_data.pixels_from_images([e.image for e in mirrored]), device)
-        for item, e, lat in zip(result, mirrored, flipped, strict=True):
-            item.flipped_latents = lat
-            item.flipped_time_ids = training_data.time_ids_tensor(e.time_ids())
+    """instance_data examples -> cached latents (and those of the mirror image for randomFlip).
+
+    Images are decoded to pixels one VAE chunk at a time, and `examples` may be a lazy iterable
+    (class images are opened as they are reached): host memory stays the same for 10 or 10,000
+    class images (12.6 MB of fp32 pixels per image at 1024 px) while only latents are kept.
+    """
+    result: list[training_data.TrainingExample] = []
+    iterator = iter(examples)
+    while chunk := list(itertools.islice(iterator, embedding_cache.VAE_CHUNK)):
+        latents = embedding_cache.cache_latents(
+            vae, training_data.pixels_from_images([e.image for e in chunk]), device)
+        items = [
+            training_data.TrainingExample(latents=lat, caption=e.caption,
+                                          time_ids=training_data.time_ids_tensor(e.time_ids()))
+            for e, lat in zip(chunk, latents, strict=True)
+        ]
+        if random_flip:
+            mirrored = [e.flipped() for e in chunk]
+            flipped = embedding_cache.cache_latents(
+                vae, training_data.pixels_from_images([e.image for e in mirrored]), device)
+            for item, e, lat in zip(items, mirrored, flipped, strict=True):
+                item.flipped_latents = lat
+                item.flipped_time_ids = training_data.time_ids_tensor(e.time_ids())
+        result.extend(items)
     return result
 
 
@@ -238,7 +259,7 @@ def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
         plan.model_path, revision=spec.base_model_revision, vae_path=plan.vae_path,
         weight_dtype=weight_dtype, device=accelerator.device,
     )
-    class_images = class_examples_for(plan, model) if spec.prior_preservation.enabled else []
+    class_images = class_examples_for(plan, model) if spec.prior_preservation.enabled else iter(())
 
     set_seed(training.seed)
     lora_setup.add_unet_lora(model.unet, training.rank, training.alpha, training.target_modules)
@@ -252,11 +273,10 @@ def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
         model.unet.enable_gradient_checkpointing()
         if training.train_text_encoder:
             for text_encoder in text_encoders:
-                text_encoder.gradient_checkpointing_enable()
+                lora_setup.enable_text_encoder_checkpointing(text_encoder)
 
     instance_examples = latent_examples(plan.instance_images, model.vae, accelerator.device, training.random_flip)
-    class_examples = (latent_examples(class_images, model.vae, accelerator.device, training.random_flip)
-                      if class_images else [])
+    class_examples = latent_examples(class_images, model.vae, accelerator.device, training.random_flip)
     prompt_cache = None
     if not training.train_text_encoder:
         captions = [e.caption for e in instance_examples + class_examples]
@@ -298,7 +318,8 @@ def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
         lr_scheduler=lr_scheduler, trainable_params=trainable, settings=settings,
         instance_examples=instance_examples, class_examples=class_examples, prompt_cache=prompt_cache,
         weight_dtype=weight_dtype,
-        generator=torch.Generator().manual_seed(plan_noise_seed(training.seed, accelerator.process_index)),
+        generator=random_draws.training_generator(
+            accelerator.device, plan_noise_seed(training.seed, accelerator.process_index)),
     )
 
 
@@ -342,20 +363,29 @@ def restore(run: training_loop.TrainingRun, folder: Path) -> None:
 # Stage 3: hooks run after optimizer steps
 
 
-def checkpoint_hook(plan: RunPlan) -> training_loop.StepHook:
+def save_checkpoint(plan: RunPlan, run: training_loop.TrainingRun) -> str:
+    """Checkpoint the run at its current step (written by the main process; all processes wait)."""
+    uri = plan.output.uri_of(f"{checkpoints.CHECKPOINT_DIR}/{checkpoints.step_dir_name(run.step)}")
+    if run.accelerator.is_main_process:
+        uri = checkpoints.save_checkpoint(
+            plan.output, run.step, models=unwrapped_models(run), optimizer=run.optimizer,
+            lr_scheduler=run.lr_scheduler, generator=run.generator, losses=run.losses,
+            spec=plan.spec_dict, scaler=getattr(run.accelerator, "scaler", None),
+        )
+        protocol.emit_event("checkpoint", step=run.step, uri=uri)
+    run.accelerator.wait_for_everyone()
+    return uri
+
+
+def checkpoint_hook(plan: RunPlan, saved: dict[str, int]) -> training_loop.StepHook:
+    """Every `checkpointEvery` steps; `saved["step"]` records the last step checkpointed."""
     every = plan.spec.training.checkpoint_every
 
     def save(run: training_loop.TrainingRun) -> None:
         if every <= 0 or run.step % every or run.step >= run.settings.max_steps:
             return  # the final state is exported as the LoRA itself
-        if run.accelerator.is_main_process:
-            uri = checkpoints.save_checkpoint(
-                plan.output, run.step, models=unwrapped_models(run), optimizer=run.optimizer,
-                lr_scheduler=run.lr_scheduler, generator=run.generator, losses=run.losses,
-                spec=plan.spec_dict, scaler=getattr(run.accelerator, "scaler", None),
-            )
-            protocol.emit_event("checkpoint", step=run.step, uri=uri)
-        run.accelerator.wait_for_everyone()
+        save_checkpoint(plan, run)
+        saved["step"] = run.step
 
     return save
 
@@ -383,12 +413,11 @@ def save_validation(plan: RunPlan, run: training_loop.TrainingRun) -> str:
     for model in models.values():
         model.eval()
     try:
-        with run.accelerator.autocast():
-            validation_images.save_validation_grid(
-                pipe, plan.validation_prompts, plan.output.local_dir / relpath,
-                resolution=plan.spec.training.resolution, num_inference_steps=validation.num_inference_steps,
-                guidance_scale=validation.guidance_scale, seed=validation.seed,
-            )
+        validation_images.save_validation_grid(
+            pipe, plan.validation_prompts, plan.output.local_dir / relpath,
+            resolution=plan.spec.training.resolution, num_inference_steps=validation.num_inference_steps,
+            guidance_scale=validation.guidance_scale, seed=validation.seed, autocast=run.accelerator.autocast,
+        )
     finally:
         for model in models.values():
             model.train()
@@ -437,8 +466,12 @@ def publish_results(output: storage.Output) -> None:
         output.publish(entry.name)
 
 
-def train(plan: RunPlan, started: float) -> dict[str, Any]:
-    """Stages 2-4 for a checked plan; returns the result's artifacts and metrics."""
+def train(plan: RunPlan, started: float, stop: graceful_stop.StopRequest | None = None) -> dict[str, Any]:
+    """Stages 2-4 for a checked plan; returns the result's artifacts and metrics.
+
+    When `stop` is requested (SIGTERM) the loop ends after the step it is in, the run is
+    checkpointed at that step and graceful_stop.TrainingStopped is raised.
+    """
     run = build_training_run(plan)
     if plan.resume_from is not None:
         restore(run, plan.resume_from)
@@ -449,7 +482,14 @@ def train(plan: RunPlan, started: float) -> dict[str, Any]:
             f"{len(run.instance_examples)} instance images, {len(run.class_examples)} class images, "
             f"{run.accelerator.num_processes} process(es) on {run.accelerator.device.type}"))
     loop_started = time.monotonic()
-    training_loop.train(run, after_step=[checkpoint_hook(plan), validation_hook(plan)])
+    saved = {"step": first_step}
+    try:
+        training_loop.train(run, after_step=[checkpoint_hook(plan, saved), validation_hook(plan)],
+                            should_stop=lambda: stop is not None and stop.requested)
+    except graceful_stop.TrainingStopped as stopped:
+        if run.step > saved["step"]:  # progress since the last checkpoint: keep it
+            stopped.checkpoint = save_checkpoint(plan, run)
+        raise
     loop_seconds = time.monotonic() - loop_started
     run.accelerator.wait_for_everyone()
     if not run.accelerator.is_main_process:
@@ -477,7 +517,18 @@ def run(args: argparse.Namespace) -> int:
     spec, spec_dict, name = load_spec(args.spec, getattr(args, "output", None))
     plan = check_everything(spec, spec_dict, name, getattr(args, "resume", None))
     try:
-        result = train(plan, started)
+        with graceful_stop.stop_on_sigterm() as stop:
+            result = train(plan, started, stop)
+    except graceful_stop.TrainingStopped as stopped:
+        where = (f"checkpoint {stopped.checkpoint} holds it" if stopped.checkpoint
+                 else "no step was made since the last checkpoint")
+        # Retryable (not the permanent-failure exit code): the Job's next pod resumes from here.
+        protocol.report_failure(
+            "InternalError",
+            f"stopped by {stop.signal_name or 'a signal'} at step {stopped.step} (pod eviction or node shutdown); "
+            f"{where}; the next attempt resumes with --resume latest",
+            getattr(args, "termination_log", None))
+        return graceful_stop.EXIT_CODE
     finally:
         plan.output.close()
         shutil.rmtree(plan.output.local_dir, ignore_errors=True)

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sdxl_workloads import protocol
+from sdxl_workloads import protocol, random_draws
 from sdxl_workloads.embedding_cache import PromptEmbedding, encode_prompts
+from sdxl_workloads.graceful_stop import TrainingStopped
 from sdxl_workloads.model_loading import BaseModel
 from sdxl_workloads.training_data import TrainingExample, picks_for_micro_batch
 
@@ -65,7 +66,8 @@ class TrainingRun:
     # caption -> embeddings; None when the text encoders are trained (then encoded every step)
     prompt_cache: dict[str, PromptEmbedding] | None = None
     weight_dtype: torch.dtype = torch.float32  # the frozen weights' dtype (training.mixedPrecision)
-    generator: torch.Generator = field(default_factory=torch.Generator)
+    # The noise stream, on the accelerator's device (random_draws.training_generator).
+    generator: torch.Generator = field(default_factory=lambda: random_draws.training_generator("cpu", 0))
     step: int = 0  # optimizer steps done
     losses: list[float] = field(default_factory=list)  # loss of every optimizer step so far
 
@@ -162,14 +164,16 @@ def micro_step_loss(run: TrainingRun, micro_index: int) -> torch.Tensor:
         c_latents, c_ids, c_captions = _micro_batch(run, run.class_examples, micro_index, settings.seed + 7919)
         latents, ids, captions = torch.cat([latents, c_latents]), torch.cat([ids, c_ids]), captions + c_captions
     latents = latents.to(device)
-    noise = torch.randn(latents.shape, generator=run.generator).to(device)
+    # Drawn on the latents' device from the run's generator, which lives there (random_draws).
+    noise = random_draws.randn(latents.shape, generator=run.generator, device=device)
     if settings.noise_offset > 0:
         # Offset noise (Guttenberg 2023): a per-channel constant lets the model shift overall
         # brightness, so very dark or bright images become reachable.
-        offset = torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=run.generator)
-        noise = noise + settings.noise_offset * offset.to(device)
+        offset = random_draws.randn((latents.shape[0], latents.shape[1], 1, 1), generator=run.generator, device=device)
+        noise = noise + settings.noise_offset * offset
     num_train_timesteps = run.model.noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0],), generator=run.generator).to(device)
+    timesteps = random_draws.randint(0, num_train_timesteps, (latents.shape[0],), generator=run.generator,
+                                     device=device)
     with run.accelerator.autocast():
         embeds, pooled = _text_conditioning(run, captions)
         per_example = denoising_loss(
@@ -188,8 +192,13 @@ def micro_step_loss(run: TrainingRun, micro_index: int) -> torch.Tensor:
     return loss
 
 
-def train(run: TrainingRun, after_step: Sequence[StepHook] = ()) -> None:
-    """Run optimizer steps from `run.step` to `settings.max_steps`, calling hooks after each."""
+def train(run: TrainingRun, after_step: Sequence[StepHook] = (),
+          should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Run optimizer steps from `run.step` to `settings.max_steps`, calling hooks after each.
+
+    After each step (and its hooks) `should_stop` is asked; when any process says yes, every
+    process leaves the loop at that same step by raising graceful_stop.TrainingStopped.
+    """
     settings = run.settings
     accelerator = run.accelerator
     models = [run.unet, *(run.text_encoders if settings.train_text_encoder else [])]
@@ -235,8 +244,20 @@ def train(run: TrainingRun, after_step: Sequence[StepHook] = ()) -> None:
             last_report = now
         for hook in after_step:
             hook(run)
+        if _any_process(accelerator, should_stop()) and run.step < settings.max_steps:
+            if bar is not None:
+                bar.close()
+            raise TrainingStopped(run.step)
     if bar is not None:
         bar.close()
+
+
+def _any_process(accelerator: Any, flag: bool) -> bool:
+    """`flag` or'ed over all processes: each must leave the loop at the same step, or the others
+    would wait forever in the next step's gradient all-reduce."""
+    if accelerator.num_processes <= 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "sum") > 0)
 
 
 def recent_loss(run: TrainingRun, window: int = FINAL_LOSS_WINDOW) -> float:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
+
+from sdxl_workloads import image_sampling
 
 
 def image_grid(images: Sequence[Image.Image], columns: int | None = None) -> Image.Image:
@@ -26,22 +29,21 @@ def image_grid(images: Sequence[Image.Image], columns: int | None = None) -> Ima
 
 @torch.no_grad()
 def generate_images(pipe: Any, prompts: Sequence[str], *, resolution: int, num_inference_steps: int,
-                    guidance_scale: float, seed: int) -> list[Image.Image]:
+                    guidance_scale: float, seed: int,
+                    autocast: Callable[[], Any] = contextlib.nullcontext) -> list[Image.Image]:
     """One image per prompt, each from its own seeded generator so a prompt's image is
-    comparable across steps and runs."""
-    images: list[Image.Image] = []
-    for index, prompt in enumerate(prompts):
-        generator = torch.Generator(device="cpu").manual_seed(seed + index)
-        result = pipe(prompt, height=resolution, width=resolution, num_inference_steps=num_inference_steps,
-                      guidance_scale=guidance_scale, generator=generator)
-        images.append(result.images[0])
-    return images
+    comparable across steps and runs. `autocast` is the training run's; the VAE decodes in its own
+    dtype (see image_sampling)."""
+    return [image_sampling.sample_image(pipe, prompt, resolution=resolution, num_inference_steps=num_inference_steps,
+                                        guidance_scale=guidance_scale, seed=seed + index, autocast=autocast)
+            for index, prompt in enumerate(prompts)]
 
 
 def save_validation_grid(pipe: Any, prompts: Sequence[str], out_file: Path, *, resolution: int,
-                         num_inference_steps: int, guidance_scale: float, seed: int) -> Path:
+                         num_inference_steps: int, guidance_scale: float, seed: int,
+                         autocast: Callable[[], Any] = contextlib.nullcontext) -> Path:
     images = generate_images(pipe, prompts, resolution=resolution, num_inference_steps=num_inference_steps,
-                             guidance_scale=guidance_scale, seed=seed)
+                             guidance_scale=guidance_scale, seed=seed, autocast=autocast)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images).save(out_file)
     return out_file
