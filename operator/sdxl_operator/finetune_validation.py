@@ -87,7 +87,7 @@ FIELDS: Schema = {
         ),
         "resolution": Rule("integer", default=1024, minimum=64, maximum=2048, multiple_of=8),
         "batchSize": Rule("integer", default=1, minimum=1, maximum=64),
-        "gradientAccumulation": Rule("integer", default=1, minimum=1, maximum=128),
+        "gradientAccumulation": Rule("integer", default=4, minimum=1, maximum=128),
         "trainTextEncoder": Rule("boolean", default=False),
         "mixedPrecision": Rule("string", default="bf16", enum=("no", "fp16", "bf16")),
         "gradientCheckpointing": Rule("boolean", default=True),

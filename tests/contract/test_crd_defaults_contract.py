@@ -30,7 +30,7 @@ FINETUNE_CONTRACT_DEFAULTS: dict[str, Any] = {
     "training": {
         "maxSteps": 500, "learningRate": 1e-4, "textEncoderLearningRate": 5e-6, "rank": 4, "alpha": 4,
         "targetModules": ["to_q", "to_k", "to_v", "to_out.0"], "resolution": 1024, "batchSize": 1,
-        "gradientAccumulation": 1, "trainTextEncoder": False, "mixedPrecision": "bf16",
+        "gradientAccumulation": 4, "trainTextEncoder": False, "mixedPrecision": "bf16",
         "gradientCheckpointing": True, "optimizer": "adamw", "lrScheduler": "constant", "lrWarmupSteps": 0,
         "snrGamma": 5.0, "noiseOffset": 0.0, "maxGradNorm": 1.0, "seed": 42, "checkpointEvery": 250,
         "crop": "center", "randomFlip": True,

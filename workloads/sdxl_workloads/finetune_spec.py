@@ -67,7 +67,8 @@ class Training:
     resolution: int = field(  # square training size in pixels
         default=1024, metadata=rule(low=64, high=2048, multiple_of=8, why="(the VAE downsamples by 8)"))
     batch_size: int = field(default=1, metadata=rule(low=1, high=64))  # images per micro-batch per GPU
-    gradient_accumulation: int = field(default=1, metadata=rule(low=1, high=128))  # micro-batches per step
+    # micro-batches per step; 4 makes the default 2,000 samples of diffusers' SDXL DreamBooth-LoRA recipe
+    gradient_accumulation: int = field(default=4, metadata=rule(low=1, high=128))
     train_text_encoder: bool = False  # also put LoRA on both text encoders
     mixed_precision: str = field(default="bf16", metadata=rule(choices=MIXED_PRECISIONS))  # compute dtype
     gradient_checkpointing: bool = True  # trade compute for activation memory
