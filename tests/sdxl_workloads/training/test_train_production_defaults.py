@@ -25,7 +25,8 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "crds" / "examples" / "finetune.
 
 def _lora_prefixes(lora_file: Path) -> set[str]:
     with safe_open(str(lora_file), "pt") as handle:
-        return {key.split(".", 1)[0] for key in handle.keys()}
+        keys = list(handle.keys())
+    return {key.split(".", 1)[0] for key in keys}
 
 
 def _check_trained(result: Any, steps: int) -> None:
