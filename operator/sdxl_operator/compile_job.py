@@ -143,6 +143,8 @@ def build_compile_job(
             "backoffLimit": COMPILE_BACKOFF_LIMIT,
             "activeDeadlineSeconds": settings.compile_deadline_seconds,
             "podFailurePolicy": pod_failure_policy(CONTAINER),
+            # The result is in the custom resource's status long before this (settings.py).
+            "ttlSecondsAfterFinished": settings.finished_job_ttl_seconds,
             "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod_spec},
         },
     }

@@ -25,6 +25,7 @@ from sdxl_operator.pod_problems import (
     last_exit,
     last_terminated,
     newest_pod,
+    pod_creation_failure,
 )
 from sdxl_operator.status_message import tail_of
 from sdxl_operator.workload_output import parse_result
@@ -58,9 +59,12 @@ CompileOutcome = CompileDone | CompileFailed | CompileRunning
 
 def compile_outcome(
     job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], *, now: datetime.datetime,
-    pending_grace_seconds: float,
+    pending_grace_seconds: float, events: Sequence[Mapping[str, Any]] = (),
 ) -> CompileOutcome:
-    """The state of the compile Job ``job`` (see the module docstring)."""
+    """The state of the compile Job ``job`` (see the module docstring).
+
+    ``events``: the Job's ``FailedCreate`` Events, which say why it has no pod (PodCreationFailed).
+    """
     if job_condition(job, "Complete", "SuccessCriteriaMet") is not None:
         succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
         result = parse_result(str((last_terminated(succeeded) or {}).get("message") or "")) or {}
@@ -79,6 +83,9 @@ def compile_outcome(
         return dataclasses.replace(failure, message=tail_of(failure.message.rstrip(".") + "." + hint))
     pod = newest_pod(pods)
     if pod is None:
+        refused = pod_creation_failure(job, events)
+        if refused is not None:
+            return CompileRunning(refused.reason.value, refused.message, refused)
         return CompileRunning("CompileJobPending", "the compile Job has not started a pod yet")
     diagnosis = diagnose_pod(pod, now=now, pending_grace_seconds=pending_grace_seconds)
     if isinstance(diagnosis, PodProblem):

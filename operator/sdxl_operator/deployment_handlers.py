@@ -29,13 +29,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from sdxl_operator.accelerators import NEURON, image_for
 from sdxl_operator.autoscaler import build_autoscaler
-from sdxl_operator.child_creation import RETRY_DELAY_SECONDS, create_child
+from sdxl_operator.child_creation import RETRY_DELAY_SECONDS, ChildRejected, create_child, is_refusal, refusal
+from sdxl_operator.child_ownership import (
+    DEPLOYMENT_KIND,
+    NameConflict,
+    controller_reference,
+    is_controlled_by,
+    require_controlled,
+    shared_compile_owner,
+)
 from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.compile_key import compile_key, lora_digest
 from sdxl_operator.compile_outcome import (
@@ -50,15 +58,20 @@ from sdxl_operator.custom_resources import DEPLOYMENTS, FINETUNES, GROUP, VERSIO
 from sdxl_operator.deployment_status import (
     CompileView,
     DeploymentObservation,
+    blocked_status,
     compute_deployment_status,
     invalid_spec_status,
+    is_settled,
 )
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.inference_deployment import TEMPLATE_HASH, build_inference_deployment
 from sdxl_operator.inference_service import build_inference_service, service_url
-from sdxl_operator.kube_api import KubeApiError
+from sdxl_operator.kube_api import KubeApi, KubeApiError
 from sdxl_operator.labels import (
     COMPILE_KEY,
+    MANAGED_BY,
+    MANAGED_BY_KEY,
+    NAME_KEY,
     SERVER,
     compile_key_label,
     deployment_labels,
@@ -68,9 +81,11 @@ from sdxl_operator.labels import (
 from sdxl_operator.model_source import FineTuneWait, ModelSource, model_source
 from sdxl_operator.naming import compile_job_name, deployment_name
 from sdxl_operator.operator_context import OperatorContext
+from sdxl_operator.pod_problems import failed_create_selector
 from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.status_patch import status_patch
+from sdxl_operator.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 
 
 def key_of(resolved: Mapping[str, Any], settings: OperatorSettings) -> str:
@@ -116,21 +131,51 @@ async def ensure_compile(
         return await _find_or_create_compile(body, resolved, key, context, logger)
 
 
+async def _trusted_compile_jobs(
+    body: kopf.Body, jobs: list[dict[str, Any]], context: OperatorContext
+) -> list[dict[str, Any]]:
+    """The Jobs with the key that this deployment may follow: its own, or a live SDXLDeployment's.
+
+    A Job another SDXLDeployment of the namespace controls is shared only while that deployment still
+    exists with that uid (not a leftover of an older object of that name); a Job no SDXLDeployment
+    controls is never read as a compile result, whatever its labels say.
+    """
+    namespace = body["metadata"]["namespace"]
+    alive: dict[tuple[str, str], bool] = {}
+    trusted = []
+    for job in jobs:
+        if is_controlled_by(job, body):
+            trusted.append(job)
+            continue
+        owner = shared_compile_owner(job)
+        if owner is None:
+            continue
+        if owner not in alive:
+            found = await context.api.read_custom(GROUP, VERSION, DEPLOYMENTS, namespace, owner[0])
+            alive[owner] = found is not None and (found.get("metadata") or {}).get("uid") == owner[1]
+        if alive[owner]:
+            trusted.append(job)
+    return trusted
+
+
 async def _find_or_create_compile(
     body: kopf.Body, resolved: Mapping[str, Any], key: str, context: OperatorContext, logger: kopf.Logger
 ) -> tuple[str | None, CompileOutcome]:
     api, settings, now = context.api, context.settings, context.clock()
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     own = compile_job_name(name, key)
-    jobs = [job for job in await api.list_jobs(namespace, f"{COMPILE_KEY}={compile_key_label(key)}")
-            if ((job.get("metadata") or {}).get("annotations") or {}).get(COMPILE_KEY) == key]
+    listed = [job for job in await api.list_jobs(namespace, f"{COMPILE_KEY}={compile_key_label(key)}")
+              if ((job.get("metadata") or {}).get("annotations") or {}).get(COMPILE_KEY) == key]
+    jobs = await _trusted_compile_jobs(body, listed, context)
     jobs.sort(key=lambda job: job["metadata"]["name"] != own)  # this deployment's own Job first
     own_failure: CompileFailed | None = None
     running: tuple[str, CompileRunning] | None = None
 
     async def with_pods(job: Mapping[str, Any]) -> CompileOutcome:
         pods = await api.list_pods(namespace, job_pods_selector(job["metadata"]["name"]))
-        return compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds)
+        events = [] if pods else await api.list_events(namespace, failed_create_selector(job))
+        return compile_outcome(job, pods, now=now, pending_grace_seconds=settings.pending_grace_seconds,
+                               events=events)
 
     for job in jobs:
         job_name = job["metadata"]["name"]
@@ -151,8 +196,12 @@ async def _find_or_create_compile(
         return running
     if own_failure is not None:
         return own, own_failure
-    for manifest in (build_compile_configmap(body, resolved, key), build_compile_job(body, resolved, key, settings)):
-        await create_child(api, manifest, logger)
+    job_manifest = build_compile_job(body, resolved, key, settings)
+    if await ensure_workload_prerequisites(api, namespace, [job_manifest["spec"]["template"]["spec"]], settings):
+        logger.info(f"created the workload ServiceAccount {settings.workload_service_account}")
+    # A Job of this name that is not this deployment's (found by neither lookup) is a NameConflict here.
+    for manifest in (build_compile_configmap(body, resolved, key), job_manifest):
+        await create_child(api, manifest, body, logger)
     kopf.event(body, type="Normal", reason="CompileJobCreated", message=f"created compile Job {own} for key {key[:8]}")
     return own, CompileRunning("CompileJobCreated", f"created compile Job {own}")
 
@@ -169,27 +218,44 @@ async def ensure_serving(
     desired = build_inference_deployment(body, resolved, key=key, artifact=artifact, settings=context.settings)
     changed = False
     if current is None:
-        await create_child(api, desired, logger)
+        if await ensure_workload_prerequisites(api, namespace, [desired["spec"]["template"]["spec"]],
+                                               context.settings):
+            logger.info(f"created the workload ServiceAccount {context.settings.workload_service_account}")
+        await create_child(api, desired, body, logger)
         changed = True
     elif ((current.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH) != \
             desired["metadata"]["annotations"][TEMPLATE_HASH]:
         meta = desired["metadata"]
-        await api.patch("Deployment", namespace, meta["name"], {
+        await _patch_child(api, "Deployment", namespace, meta["name"], {
             "metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": desired["spec"]})
         logger.info(f"patched Deployment {meta['name']} (model {key[:8]})")
         changed = True
     if changed or full:
-        await create_child(api, build_inference_service(body), logger)
+        await create_child(api, build_inference_service(body), body, logger)
         hpa = build_autoscaler(body, resolved)
         hpa_name = deployment_name(body["metadata"]["name"])
+        existing = await api.read("HorizontalPodAutoscaler", namespace, hpa_name)
         if hpa is None:
-            if current is not None and await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
+            # Only this deployment's own autoscaler goes; another application's of that name stays.
+            if existing is not None and is_controlled_by(existing, body) and \
+                    await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
                 logger.info(f"deleted HorizontalPodAutoscaler {hpa_name}: spec.autoscaling was removed")
-        elif await api.read("HorizontalPodAutoscaler", namespace, hpa_name) is None:
-            await create_child(api, hpa, logger)
+        elif existing is None:
+            await create_child(api, hpa, body, logger)
         else:
-            await api.patch("HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
+            require_controlled(existing, body, "HorizontalPodAutoscaler")
+            await _patch_child(api, "HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
     return desired if changed else None
+
+
+async def _patch_child(api: KubeApi, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+    """A patch the API server refuses (e.g. an immutable field) is a failure with its message."""
+    try:
+        await api.patch(kind, namespace, name, body)
+    except KubeApiError as exc:
+        if is_refusal(exc):
+            raise refusal(exc) from exc
+        raise
 
 
 async def _scale_only(
@@ -200,7 +266,7 @@ async def _scale_only(
         return
     wanted = int(resolved["replicas"])
     if (current.get("spec") or {}).get("replicas") != wanted:
-        await context.api.patch("Deployment", body["metadata"]["namespace"], current["metadata"]["name"],
+        await _patch_child(context.api, "Deployment", body["metadata"]["namespace"], current["metadata"]["name"],
                                 {"spec": {"replicas": wanted}})
 
 
@@ -227,6 +293,8 @@ async def reconcile(
             finetune = await api.read_custom(GROUP, VERSION, FINETUNES, namespace, str(spec["fineTune"]))
         source: ModelSource | FineTuneWait = model_source(spec, finetune)
         deployment = await api.read("Deployment", namespace, deployment_name(name))
+        # Never read, patch or scale another application's Deployment (or an older object's).
+        require_controlled(deployment, body, "Deployment")
         view: CompileView | None = None
         server_pods: list[dict[str, Any]] | None = None
         if isinstance(source, ModelSource):
@@ -247,6 +315,13 @@ async def reconcile(
         if server_pods is None:
             server_pods = await api.list_pods(namespace, selector(deployment_labels(name, SERVER))) \
                 if deployment else []
+    except (NameConflict, ChildRejected, StorageNotFound) as exc:
+        # Nothing more is created or changed; the next pass tries again (the object may be gone by then).
+        logger.warning(f"blocked: {exc.message}")
+        new = blocked_status(exc.reason, exc.message, now=now, generation=generation, previous=previous,
+                             selector=selector(deployment_labels(name, SERVER)))
+        _write_status(body, patch, previous, new)
+        return
     except KubeApiError as exc:
         logger.warning(f"cannot reconcile yet: {exc}")
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
@@ -254,6 +329,7 @@ async def reconcile(
         generation=generation, now=now, previous=previous, source=source, compile=view, deployment=deployment,
         server_pods=server_pods, url=service_url(name, namespace),
         pending_grace_seconds=context.settings.pending_grace_seconds,
+        selector=selector(deployment_labels(name, SERVER)),
     ))
     _write_status(body, patch, previous, new)
 
@@ -297,7 +373,11 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     # The first tick waits one interval: the create/resume handler has just done the same work.
     interval = context.settings.status_interval_seconds
 
-    @kopf.timer(GROUP, VERSION, DEPLOYMENTS, registry=registry, interval=interval, initial_delay=interval)
+    def unsettled(body: kopf.Body, **_: Any) -> bool:
+        return not is_settled(body)
+
+    @kopf.timer(GROUP, VERSION, DEPLOYMENTS, registry=registry, interval=interval, initial_delay=interval,
+                when=unsettled)
     async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         if context.kube is None:
             return  # the operator is stopping: its API client is already closed
@@ -306,3 +386,50 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             logger.warning(f"status refresh skipped: {exc}")
 
+    # A settled (Ready) SDXLDeployment has no timer: a change of its server Deployment (a pod lost,
+    # crashing, a rollout) or of its SDXLFineTune (deleted, replaced) recomputes its status from
+    # here; once it is no longer settled its timer takes over again. Event handlers need no finalizer.
+    @kopf.on.event("apps", "v1", "deployments", registry=registry,
+                   labels={MANAGED_BY_KEY: MANAGED_BY, NAME_KEY: SERVER})
+    async def server_deployment_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reference = controller_reference(body) or {}
+        namespace = body["metadata"].get("namespace")
+        if context.kube is None or reference.get("kind") != DEPLOYMENT_KIND or not namespace:
+            return
+        try:
+            owner = await context.api.read_custom(GROUP, VERSION, DEPLOYMENTS, namespace, str(reference.get("name")))
+        except KubeApiError as exc:
+            logger.warning(f"cannot read the SDXLDeployment of this Deployment yet: {exc}")
+            return
+        if owner is not None and (owner.get("metadata") or {}).get("uid") == reference.get("uid"):
+            await refresh_settled(owner, logger, context, locks)
+
+    @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry)
+    async def finetune_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        namespace, name = body["metadata"].get("namespace"), body["metadata"].get("name")
+        if context.kube is None or not namespace:
+            return
+        try:
+            users = [d for d in await context.api.list_custom(GROUP, VERSION, DEPLOYMENTS, namespace)
+                     if (d.get("spec") or {}).get("fineTune") == name and is_settled(d)]
+        except KubeApiError as exc:
+            logger.warning(f"cannot list the SDXLDeployments of this fine-tune yet: {exc}")
+            return
+        for user in users:
+            await refresh_settled(user, logger, context, locks)
+
+
+async def refresh_settled(owner: Mapping[str, Any], logger: kopf.Logger, context: OperatorContext,
+                          locks: CompileLocks) -> None:
+    """Recompute the status of a settled SDXLDeployment (one whose timer has stopped) and write it."""
+    if not is_settled(owner):
+        return  # followed by its own timer
+    meta = owner.get("metadata") or {}
+    try:
+        patch = kopf.Patch()
+        await reconcile(kopf.Body(cast(kopf.RawBody, owner)), patch, logger, context, locks, full=False)
+        if patch.get("status"):
+            await context.api.patch_custom_status(GROUP, VERSION, DEPLOYMENTS, str(meta.get("namespace")),
+                                                  str(meta.get("name")), {"status": patch["status"]})
+    except (KubeApiError, kopf.TemporaryError, kopf.PermanentError) as exc:
+        logger.warning(f"cannot refresh SDXLDeployment {meta.get('name')} yet: {exc}")

@@ -31,7 +31,7 @@ from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.inference_deployment import served_artifact
 from sdxl_operator.labels import COMPILE_KEY
 from sdxl_operator.model_source import FineTuneWait, ModelSource
-from sdxl_operator.pod_problems import PodProblem, diagnose_pod
+from sdxl_operator.pod_problems import PodProblem, deployment_problem, diagnose_pod
 from sdxl_operator.status_message import head_of
 
 PENDING = "Pending"
@@ -63,16 +63,48 @@ class DeploymentObservation:
     server_pods: Sequence[Mapping[str, Any]]
     url: str
     pending_grace_seconds: float
+    # The server pods' label selector, as a string: the scale subresource's labelSelectorPath, which an
+    # HPA or KEDA needs to find the pods of an SDXLDeployment it scales.
+    selector: str = ""
+
+
+def is_settled(body: Mapping[str, Any]) -> bool:
+    """Whether the status of an SDXLDeployment stays as it is until something it watches changes.
+
+    Ready on the current generation (only its server Deployment can change that: the controller
+    follows that Deployment's events), or Failed with InvalidSpec (only a spec change can fix it). Its
+    status timer stops then, and with it Kopf's finalizer: deleting the resource, or its namespace,
+    does not wait for a running operator. Anything else (pending, compiling, deploying, a conflict
+    or a failure the cluster may still resolve) keeps the timer, and the finalizer, until it settles.
+    """
+    status = body.get("status") or {}
+    generation = int((body.get("metadata") or {}).get("generation") or 1)
+    if int(status.get("observedGeneration") or 0) != generation:
+        return False
+    if status.get("phase") == READY:
+        return True
+    return status.get("phase") == FAILED and (status.get("failure") or {}).get("reason") == \
+        FailureReason.INVALID_SPEC.value
 
 
 def invalid_spec_status(errors: Sequence[str], *, now: datetime.datetime, generation: int,
                         previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Failed / InvalidSpec; anything already served keeps being described."""
-    message = head_of("; ".join(errors))
+    return blocked_status(FailureReason.INVALID_SPEC, "; ".join(errors), now=now, generation=generation,
+                          previous=previous)
+
+
+def blocked_status(reason_of: FailureReason, message: str, *, now: datetime.datetime, generation: int,
+                   previous: Mapping[str, Any] | None = None, selector: str | None = None) -> dict[str, Any]:
+    """Failed with ``reason_of`` (an invalid spec, a NameConflict, a child the API server refused, a
+    missing claim); anything already served keeps being described."""
+    message = head_of(message)
     previous = previous or {}
     status = {key: previous[key] for key in ("compileKey", "compiledArtifact", "compileJob", "liveArtifact",
-                                              "replicas", "readyReplicas", "url") if key in previous}
-    reason = FailureReason.INVALID_SPEC.value
+                                              "replicas", "readyReplicas", "url", "selector") if key in previous}
+    if selector:
+        status["selector"] = selector
+    reason = reason_of.value
     status.update({
         "phase": FAILED,
         "observedGeneration": generation,
@@ -124,6 +156,8 @@ def compute_deployment_status(obs: DeploymentObservation) -> dict[str, Any]:
     """The new ``status`` (see the module docstring)."""
     previous, now, generation = obs.previous, obs.now, obs.generation
     status: dict[str, Any] = {"observedGeneration": generation}
+    if obs.selector:
+        status["selector"] = obs.selector
     updates: list[dict[str, Any]] = []
 
     def condition(type_: str, value: bool, reason: str, message: str) -> None:
@@ -210,7 +244,8 @@ def compute_deployment_status(obs: DeploymentObservation) -> dict[str, Any]:
         phase = READY
     else:
         phase = DEPLOYING
-        problem = _server_problem(obs, status.get("compileKey"))
+        problem = deployment_problem(obs.deployment) if obs.deployment is not None else None
+        problem = problem or _server_problem(obs, status.get("compileKey"))
         if problem is not None:
             failure = _failure(problem.reason.value, problem.message, now, previous)
     status["phase"] = phase

@@ -19,7 +19,8 @@ from typing import Any
 
 import kopf
 
-from sdxl_operator.child_creation import create_child
+from sdxl_operator.child_creation import ChildRejected, create_child, handler_error
+from sdxl_operator.child_ownership import NameConflict, require_controlled
 from sdxl_operator.custom_resources import FINETUNES, GROUP, VERSION
 from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.finetune_status import (
@@ -31,18 +32,20 @@ from sdxl_operator.finetune_status import (
     initial_status,
     invalid_spec_status,
     is_terminal,
+    waiting_status,
 )
 from sdxl_operator.finetune_validation import validate_finetune_spec
 from sdxl_operator.kube_api import KubeApiError
 from sdxl_operator.labels import job_pods_selector
 from sdxl_operator.naming import finetune_job_name
 from sdxl_operator.operator_context import OperatorContext
-from sdxl_operator.pod_problems import newest_pod
+from sdxl_operator.pod_problems import failed_create_selector, job_condition, newest_pod
 from sdxl_operator.resolved_spec import resolve_finetune_spec
 from sdxl_operator.spec_configmap import build_spec_configmap
 from sdxl_operator.status_patch import status_patch
 from sdxl_operator.training_job import CONTAINER, build_training_job
 from sdxl_operator.workload_output import last_progress
+from sdxl_operator.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 
 LOG_TAIL_LINES = 20
 
@@ -52,13 +55,21 @@ def _is_unfinished(status: Mapping[str, Any], **_: Any) -> bool:
 
 
 async def _create_children(body: kopf.Body, context: OperatorContext, logger: kopf.Logger) -> None:
+    """The ServiceAccount and claims the pod needs, then the spec ConfigMap and the training Job.
+
+    Raises NameConflict, ChildRejected, StorageNotFound, or KubeApiError (temporary).
+    """
     meta = body["metadata"]
     resolved = resolve_finetune_spec(
         body.get("spec", {}), name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
         artifact_store=context.settings.artifact_store,
     )
-    for manifest in (build_spec_configmap(body, resolved), build_training_job(body, resolved, context.settings)):
-        await create_child(context.api, manifest, logger)
+    job = build_training_job(body, resolved, context.settings)
+    if await ensure_workload_prerequisites(context.api, meta["namespace"], [job["spec"]["template"]["spec"]],
+                                           context.settings):
+        logger.info(f"created the workload ServiceAccount {context.settings.workload_service_account}")
+    for manifest in (build_spec_configmap(body, resolved), job):
+        await create_child(context.api, manifest, body, logger)
 
 
 def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
@@ -77,15 +88,25 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
             raise kopf.PermanentError(f"invalid spec: {new['failure']['message']}")
         try:
             await _create_children(body, context, logger)
-        except kopf.PermanentError as exc:
-            new = failed_status(FailureReason.INTERNAL_ERROR, f"the API server refused a child object: {exc}",
-                                now=context.clock(), generation=generation, previous=status)
+        except StorageNotFound as exc:
+            # Waiting, not failed: the claim may be created now; the handler tries again.
+            new = waiting_status(exc.reason, exc.message, now=context.clock(), generation=generation, previous=status)
             patch["status"] = status_patch(status, new)
-            kopf.event(body, type="Warning", reason=FailureReason.INTERNAL_ERROR.value, message=new["failure"]["message"])
-            raise
-        if first_time or not status.get("trainingJob"):
+            if (status.get("failure") or {}).get("reason") != exc.reason.value:
+                kopf.event(body, type="Warning", reason=exc.reason.value, message=exc.message)
+            raise kopf.TemporaryError(exc.message, delay=context.settings.status_interval_seconds) from exc
+        except (NameConflict, ChildRejected) as exc:
+            new = failed_status(exc.reason, exc.message, now=context.clock(), generation=generation, previous=status)
+            patch["status"] = status_patch(status, new)
+            kopf.event(body, type="Warning", reason=exc.reason.value, message=new["failure"]["message"])
+            raise kopf.PermanentError(exc.message) from exc
+        except KubeApiError as exc:
+            raise handler_error(exc) from exc
+        if first_time or not status.get("trainingJob") or (status.get("failure") or {}).get("reason") == \
+                FailureReason.STORAGE_NOT_FOUND.value:
             job_name = finetune_job_name(body["metadata"]["name"])
-            patch["status"] = initial_status(job_name=job_name, now=context.clock(), generation=generation)
+            patch["status"] = status_patch(status, initial_status(job_name=job_name, now=context.clock(),
+                                                                  generation=generation))
             kopf.event(body, type="Normal", reason="JobCreated", message=f"created training Job {job_name}")
 
     @kopf.on.create(GROUP, VERSION, FINETUNES, registry=registry)
@@ -112,30 +133,40 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
         return  # the create/resume handler has not finished (or the run is over)
     namespace = body["metadata"]["namespace"]
     api = context.api
+    generation = int(previous.get("observedGeneration") or body["metadata"].get("generation") or 1)
+    events: list[dict[str, Any]] = []
     try:
         job = await api.read("Job", namespace, job_name)
         if job is None:
             logger.warning(f"training Job {job_name} is missing; creating it again")
             await _create_children(body, context, logger)
             return
+        # Never read another object's Job as this run's result (an older SDXLFineTune of this name).
+        require_controlled(job, body, "Job")
         pods = await api.list_pods(namespace, job_pods_selector(job_name))
         pod = newest_pod(pods)
         log_tail = None
         if pod is not None and (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"):
             log_tail = await api.read_pod_log_tail(namespace, pod["metadata"]["name"], CONTAINER, LOG_TAIL_LINES)
+        if pod is None and not job_condition(job, "Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"):
+            events = await api.list_events(namespace, failed_create_selector(job))
+    except (NameConflict, ChildRejected, StorageNotFound) as exc:
+        new = failed_status(exc.reason, exc.message, now=context.clock(), generation=generation, previous=previous)
+        patch["status"] = status_patch(previous, new)
+        _post_transition_events(body, previous, new)
+        return
     except KubeApiError as exc:
         logger.warning(f"cannot read the training Job's state yet: {exc}")
         return
     # The run uses the spec it started with (the CRD makes spec immutable): report that generation,
     # not a newer one written past the CRD's rule (e.g. where the CRD is installed without CEL).
-    generation = int(previous.get("observedGeneration") or body["metadata"].get("generation") or 1)
     if int(body["metadata"].get("generation") or generation) != generation:
         logger.warning("the spec changed after training started; the running Job keeps the old spec. "
                        "Create a new SDXLFineTune to train with other settings.")
     new = compute_finetune_status(
         job_name=job_name, job=job, pods=pods, progress=last_progress(log_tail), now=context.clock(),
         previous=previous, generation=generation,
-        pending_grace_seconds=context.settings.pending_grace_seconds,
+        pending_grace_seconds=context.settings.pending_grace_seconds, events=events,
     )
     if new == dict(previous):
         return

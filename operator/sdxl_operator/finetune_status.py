@@ -36,6 +36,7 @@ from sdxl_operator.pod_problems import (
     last_exit,
     last_terminated,
     newest_pod,
+    pod_creation_failure,
     terminated_state,
 )
 from sdxl_operator.status_message import tail_of
@@ -85,6 +86,29 @@ def failed_status(
         "conditions": conditions,
         "failure": {"reason": reason.value, "message": message, "time": rfc3339(now)},
         "completionTime": rfc3339(now),
+    }
+
+
+def waiting_status(
+    reason: FailureReason, message: str, *, now: datetime.datetime, generation: int,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status of a fine-tune that cannot start yet for a reason someone can fix (a missing claim).
+
+    Phase Pending with ``failure`` set, as for an unschedulable pod: the run starts once it is fixed.
+    """
+    previous = previous or {}
+    message = tail_of(message)
+    old = previous.get("failure") or {}
+    return {
+        "phase": PENDING,
+        "observedGeneration": generation,
+        "conditions": merge_conditions(previous.get("conditions"), [
+            make_condition("Accepted", False, reason.value, message, now=now, generation=generation),
+            make_condition("Ready", False, reason.value, message, now=now, generation=generation),
+        ]),
+        "failure": {"reason": reason.value, "message": message,
+                    "time": old["time"] if old.get("reason") == reason.value and old.get("time") else rfc3339(now)},
     }
 
 
@@ -173,8 +197,12 @@ def compute_finetune_status(
     previous: Mapping[str, Any] | None,
     generation: int,
     pending_grace_seconds: float,
+    events: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The new ``status`` of a fine-tune whose Job was created (see the module docstring)."""
+    """The new ``status`` of a fine-tune whose Job was created (see the module docstring).
+
+    ``events``: the Job's ``FailedCreate`` Events, read while it has no pod (PodCreationFailed).
+    """
     previous = previous or {}
     if is_terminal(previous):
         return dict(previous)  # finished runs never change
@@ -232,7 +260,7 @@ def compute_finetune_status(
         condition("Training", False, reason.value, message)
         condition("Ready", False, reason.value, message)
     else:
-        _running_or_pending(status, condition, job, pods, now, pending_grace_seconds, previous)
+        _running_or_pending(status, condition, job, pods, now, pending_grace_seconds, previous, events)
 
     if new_progress is not None:
         status["progress"] = new_progress
@@ -248,8 +276,20 @@ def _running_or_pending(
     now: datetime.datetime,
     pending_grace_seconds: float,
     previous: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
 ) -> None:
     pod = newest_pod(pods)
+    refused = pod_creation_failure(job, events) if job is not None and pod is None else None
+    if refused is not None:
+        # Waiting, not failed: the Job controller keeps trying, and a fixed quota or account resumes it.
+        status["phase"] = PENDING
+        old = previous.get("failure") or {}
+        status["failure"] = {"reason": refused.reason.value, "message": refused.message,
+                             "time": old["time"] if old.get("reason") == refused.reason.value and old.get("time")
+                             else rfc3339(now)}
+        condition("Scheduled", UNKNOWN, refused.reason.value, refused.message)
+        condition("Ready", False, refused.reason.value, refused.message)
+        return
     if job is None or pod is None:
         what = "the training Job does not exist yet" if job is None else "the Job has not created a pod yet"
         status["phase"] = PENDING

@@ -29,6 +29,8 @@ T = TypeVar("T")
 # kind -> (API class, method suffix): create_namespaced_<suffix>, read_namespaced_<suffix>, ...
 _KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("CoreV1Api", "config_map"),
+    "ServiceAccount": ("CoreV1Api", "service_account"),
+    "PersistentVolumeClaim": ("CoreV1Api", "persistent_volume_claim"),
     "Service": ("CoreV1Api", "service"),
     "Job": ("BatchV1Api", "job"),
     "Deployment": ("AppsV1Api", "deployment"),
@@ -161,12 +163,43 @@ class KubeApi:
         """Jobs matching ``label_selector``."""
         return await self._list("Jobs", self._batch.list_namespaced_job, namespace, label_selector)
 
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """Core v1 Events matching ``field_selector`` (e.g. ``involvedObject.name=x,reason=FailedCreate``)."""
+        try:
+            listed = await self._json(self._core.list_namespaced_event, namespace, field_selector=field_selector)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"listing Events in {namespace} ({field_selector}): {exc.reason}", exc.status) from exc
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
+
     async def read_custom(self, group: str, version: str, plural: str, namespace: str, name: str
                           ) -> dict[str, Any] | None:
         """A namespaced custom resource, or None when it does not exist."""
         api = kubernetes.client.CustomObjectsApi(self._client)
         return await self._read_or_none(f"{plural}.{group} {namespace}/{name}", api.get_namespaced_custom_object,
                                         group, version, namespace, plural, name)
+
+    async def list_custom(self, group: str, version: str, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """The custom resources of one kind in ``namespace``."""
+        api = kubernetes.client.CustomObjectsApi(self._client)
+        try:
+            listed = await self._json(api.list_namespaced_custom_object, group, version, namespace, plural)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"listing {plural}.{group} in {namespace}: {exc.reason}", exc.status) from exc
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
+
+    async def patch_custom_status(self, group: str, version: str, plural: str, namespace: str, name: str,
+                                  body: Mapping[str, Any]) -> None:
+        """A JSON merge patch of a custom resource's status subresource."""
+        api = kubernetes.client.CustomObjectsApi(self._client)
+        call = functools.partial(api.patch_namespaced_custom_object_status, group, version, namespace, plural, name,
+                                 dict(body), _content_type=MERGE_PATCH, _preload_content=False)
+        try:
+            await self._run(call)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"patching the status of {plural}.{group} {namespace}/{name}: {exc.reason}: "
+                               f"{_message(exc)}", exc.status) from exc
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Pods matching ``label_selector``."""

@@ -7,6 +7,7 @@ CLI, the sandbox and the tests all start the operator through it, so they run th
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import kopf
@@ -22,8 +23,15 @@ FINALIZER = "sdxl.io/kopf-finalizer"
 WATCH_SERVER_TIMEOUT_SECONDS = 600
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
+REPORTING_COMPONENT = "sdxl-operator"
+
+
+def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorSettings | None = None) -> None:
     """Kopf settings every deployment of the operator uses.
+
+    Events name the operator (``reportingComponent: sdxl-operator``, shown as "From" by ``kubectl
+    describe``) and its pod (``reportingInstance``, from ``SDXL_POD_NAME``, else the host name, which is
+    the pod's name in a cluster), not Kopf's defaults ``kopf``/``dev``.
 
     Handler progress and the diff-base go to annotations: the CRDs' status schemas are strict and
     would prune Kopf's own status fields. Only warnings and errors of Kopf's own logging become
@@ -36,6 +44,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = (
+        (operator_settings.pod_name if operator_settings else None) or socket.gethostname() or REPORTING_COMPONENT
+    )
     # Re-establish watches regularly: a watch connection that a load balancer drops silently would
     # otherwise leave the operator blind without an error (Kopf's docs, "Configuration").
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
@@ -56,7 +68,7 @@ def build_registry(
 
     @kopf.on.startup(registry=registry)
     async def start_up(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings)
+        configure_kopf(settings, context.settings)
         if context.kube is None:
             context.kube = KubeApi.for_server(api_server) if api_server else KubeApi.from_environment()
 

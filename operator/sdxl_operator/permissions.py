@@ -10,8 +10,9 @@ starts using a new API must add it here first. Two parts:
 * ``APPLICATION`` — what our handlers do: watch and patch our custom resources and their status,
   create and read the children, list pods and read their logs for progress.
 
-Verbs are the least the code uses: nothing deletes children (ownerReferences let the garbage collector
-do it), nothing updates with PUT.
+Verbs are the least the code uses: nothing deletes children except an HPA the operator created when
+``spec.autoscaling`` goes (ownerReferences let the garbage collector do the rest, and finished Jobs
+carry ``ttlSecondsAfterFinished``), nothing updates with PUT.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ APPLICATION: tuple[Permission, ...] = (
     Permission("batch", ("jobs",), ("get", "list", "watch", "create"), "training and compile Jobs"),
     Permission("", ("pods",), ("get", "list", "watch"), "read Job pods to explain Pending/failed states"),
     Permission("", ("pods/log",), ("get",), "read the training progress lines from the pod log"),
+    Permission("", ("events",), ("list",), "read a Job's FailedCreate Events: why it has no pod (quota, admission)"),
+    Permission(
+        "", ("serviceaccounts",), ("get", "create"),
+        "create the workload ServiceAccount in a namespace that has none (never modified afterwards)",
+    ),
+    Permission("", ("persistentvolumeclaims",), ("get",), "check that the claims a workload pod mounts exist"),
     Permission("", ("services",), ("get", "create", "patch"), "the inference Service of an SDXLDeployment"),
     Permission("apps", ("deployments",), ("get", "list", "watch", "create", "patch"), "the inference Deployment"),
     Permission(

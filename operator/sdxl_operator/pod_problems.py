@@ -173,3 +173,67 @@ def diagnose_pod(
                                   f"({waiting['reason']}{detail})")
         return PodWaiting("Starting", "the pod is starting")
     return None
+
+
+FAILED_CREATE = "FailedCreate"
+
+
+def failed_create_selector(job: Mapping[str, Any]) -> str:
+    """The field selector of the Events the Job controller posts when it cannot create the Job's pod."""
+    meta = job.get("metadata") or {}
+    return f"involvedObject.kind=Job,involvedObject.name={meta.get('name')},reason={FAILED_CREATE}"
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or
+               (event.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def pod_creation_failure(job: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> PodProblem | None:
+    """Why the Job controller cannot create the Job's pod, in the API server's words, or None.
+
+    From the newest ``FailedCreate`` Event about this Job (this uid: an older Job of the same name is
+    not this one): a missing ServiceAccount, an exceeded ResourceQuota, an admission webhook or policy
+    that denied the pod. The Job controller keeps trying, so the resource keeps waiting with the reason.
+    """
+    meta = job.get("metadata") or {}
+    mine = [event for event in events
+            if event.get("reason") == FAILED_CREATE
+            and (event.get("involvedObject") or {}).get("kind") == "Job"
+            and (event.get("involvedObject") or {}).get("name") == meta.get("name")
+            and (event.get("involvedObject") or {}).get("uid") in (None, meta.get("uid"))]
+    if not mine:
+        return None
+    newest = max(mine, key=_event_time)
+    return PodProblem(
+        FailureReason.POD_CREATION_FAILED,
+        f"the Job {meta.get('name')} cannot create its pod: {newest.get('message') or 'no message'}. Fix what the "
+        "message names (the namespace's ServiceAccount, ResourceQuota or admission policy); the Job keeps trying",
+    )
+
+
+def deployment_problem(deployment: Mapping[str, Any]) -> PodProblem | None:
+    """A Deployment's own report that it is stuck, in its controller's words, or None.
+
+    ``ReplicaFailure=True``: its ReplicaSet cannot create pods (quota, admission, a missing
+    ServiceAccount). ``Progressing=False`` with ``ProgressDeadlineExceeded``: the rollout made no
+    progress within ``progressDeadlineSeconds``.
+    """
+    conditions = (deployment.get("status") or {}).get("conditions")
+    failure = find_condition(conditions, "ReplicaFailure")
+    if failure is not None and failure.get("status") == "True":
+        return PodProblem(
+            FailureReason.REPLICA_FAILURE,
+            f"the server Deployment cannot create pods ({failure.get('reason') or 'ReplicaFailure'}): "
+            f"{failure.get('message') or 'no message'}. Fix what the message names (the namespace's "
+            "ServiceAccount, ResourceQuota or admission policy)",
+        )
+    progressing = find_condition(conditions, "Progressing")
+    if progressing is not None and progressing.get("status") == "False" and \
+            progressing.get("reason") == "ProgressDeadlineExceeded":
+        return PodProblem(
+            FailureReason.PROGRESS_DEADLINE_EXCEEDED,
+            f"the server Deployment's rollout stopped progressing: {progressing.get('message') or 'no message'}. "
+            "Look at the server pods (kubectl describe pods -l sdxl.io/deployment=NAME) for why",
+        )
+    return None

@@ -22,11 +22,15 @@ SDXL_COMPILE_ON_NEURON              true | false: compile on a Neuron node      
 SDXL_ARTIFACT_STORE                 URI where outputs go by default             pvc://sdxl-artifacts/store
 SDXL_HF_TOKEN_SECRET                Secret (key ``token``) with a HF token      unset: no token
 SDXL_WORKLOAD_SERVICE_ACCOUNT       service account of workload pods            unset: namespace default
+SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT  create it where missing (true | false)    true
+SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS  JSON object of annotations it gets   {}
 SDXL_TRAIN_DEADLINE_SECONDS         activeDeadlineSeconds of training Jobs      86400
 SDXL_COMPILE_DEADLINE_SECONDS       activeDeadlineSeconds of compile Jobs       14400
 SDXL_TRAIN_BACKOFF_LIMIT            backoffLimit of training Jobs               2
 SDXL_STATUS_INTERVAL_SECONDS        how often status is recomputed (seconds)    10
 SDXL_PENDING_GRACE_SECONDS          unschedulable this long => failure shown    120
+SDXL_FINISHED_JOB_TTL_SECONDS       ttlSecondsAfterFinished of Jobs (>= 60)     86400
+SDXL_POD_NAME                       reportingInstance of the operator's Events  the host name
 ==================================  ==========================================  ===================================
 
 Malformed values raise :class:`SettingsError` naming the variable and what it expects, so a bad Helm
@@ -48,6 +52,8 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SDXL_TRAIN_NODE_SELECTOR", "SDXL_TRAIN_TOLERATIONS", "SDXL_COMPILE_NODE_SELECTOR", "SDXL_COMPILE_TOLERATIONS",
     "SDXL_NEURON_NODE_SELECTOR", "SDXL_NEURON_TOLERATIONS", "SDXL_NVIDIA_NODE_SELECTOR", "SDXL_NVIDIA_TOLERATIONS",
     "SDXL_COMPILE_ON_NEURON", "SDXL_ARTIFACT_STORE", "SDXL_HF_TOKEN_SECRET", "SDXL_WORKLOAD_SERVICE_ACCOUNT",
+    "SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT", "SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS", "SDXL_FINISHED_JOB_TTL_SECONDS",
+    "SDXL_POD_NAME",
     "SDXL_TRAIN_DEADLINE_SECONDS", "SDXL_COMPILE_DEADLINE_SECONDS", "SDXL_TRAIN_BACKOFF_LIMIT",
     "SDXL_STATUS_INTERVAL_SECONDS", "SDXL_PENDING_GRACE_SECONDS",
 )
@@ -79,12 +85,20 @@ class OperatorSettings:
     artifact_store: str = "pvc://sdxl-artifacts/store"
     hf_token_secret: str | None = None
     workload_service_account: str | None = None
+    create_workload_service_account: bool = True
+    workload_service_account_annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     train_deadline_seconds: int = 86400
     compile_deadline_seconds: int = 14400
     train_backoff_limit: int = 2
     # Float so tests can poll quickly; Helm passes whole seconds.
     status_interval_seconds: float = 10.0
     pending_grace_seconds: float = 120.0
+    # Finished Jobs (and their pods) are deleted this long after they end: the operator records their
+    # result within seconds, and the pods' logs stay readable for a day. (A training Job gone while the
+    # operator was down for longer would be started again, resuming from its last checkpoint.)
+    finished_job_ttl_seconds: int = 86400
+    # Who posts the operator's Events (``reportingInstance``): the chart passes the pod's name.
+    pod_name: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -123,6 +137,14 @@ class OperatorSettings:
             artifact_store=_artifact_store(text("SDXL_ARTIFACT_STORE", defaults.artifact_store)),
             hf_token_secret=optional_text("SDXL_HF_TOKEN_SECRET"),
             workload_service_account=optional_text("SDXL_WORKLOAD_SERVICE_ACCOUNT"),
+            create_workload_service_account=_boolean(env, "SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT",
+                                                     defaults.create_workload_service_account),
+            workload_service_account_annotations=_string_map(
+                env, "SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS",
+                '{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sdxl-artifacts"}'),
+            finished_job_ttl_seconds=_integer(env, "SDXL_FINISHED_JOB_TTL_SECONDS",
+                                              defaults.finished_job_ttl_seconds, 60),
+            pod_name=optional_text("SDXL_POD_NAME"),
             train_deadline_seconds=_integer(env, "SDXL_TRAIN_DEADLINE_SECONDS", defaults.train_deadline_seconds, 1),
             compile_deadline_seconds=_integer(
                 env, "SDXL_COMPILE_DEADLINE_SECONDS", defaults.compile_deadline_seconds, 1
@@ -149,12 +171,15 @@ def _json(env: Mapping[str, str], name: str, example: str) -> Any:
 
 
 def _node_selector(env: Mapping[str, str], name: str) -> dict[str, str]:
-    example = '{"node.kubernetes.io/instance-type": "g5.2xlarge"}'
+    return _string_map(env, name, '{"node.kubernetes.io/instance-type": "g5.2xlarge"}')
+
+
+def _string_map(env: Mapping[str, str], name: str, example: str) -> dict[str, str]:
     value = _json(env, name, example)
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise SettingsError(f"{name}: expected a JSON object of string labels, e.g. {example}; got {value!r}")
+        raise SettingsError(f"{name}: expected a JSON object of strings, e.g. {example}; got {value!r}")
     return dict(value)
 
 

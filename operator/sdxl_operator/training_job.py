@@ -102,6 +102,8 @@ def build_training_job(
             "backoffLimit": settings.train_backoff_limit,
             "activeDeadlineSeconds": settings.train_deadline_seconds,
             "podFailurePolicy": pod_failure_policy(CONTAINER),
+            # The result is in the custom resource's status long before this (settings.py).
+            "ttlSecondsAfterFinished": settings.finished_job_ttl_seconds,
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
     }

@@ -113,6 +113,8 @@ def test_compile_job_on_a_neuron_node_whole_manifest() -> None:
                 {"action": "FailJob", "onExitCodes": {"containerName": "compiler", "operator": "In", "values": [2]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
+            # Deleted a day after it ends: its result is in the custom resource's status by then.
+            "ttlSecondsAfterFinished": 86400,
             "template": {
                 "metadata": {"labels": COMPILER_LABELS, "annotations": annotations},
                 "spec": {

@@ -67,6 +67,8 @@ def _expected_job() -> dict[str, Any]:
                 {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [2]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
+            # Deleted a day after it ends: its result is in the custom resource's status by then.
+            "ttlSecondsAfterFinished": 86400,
             "template": {
                 "metadata": {"labels": LABELS},
                 "spec": {

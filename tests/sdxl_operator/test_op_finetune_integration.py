@@ -233,11 +233,11 @@ async def test_a_job_the_api_server_refuses_fails_the_run_with_a_reason(cluster:
     async with operator_runner():
         await cluster.create_finetune("refused")
         status = await cluster.wait_for_status("refused", lambda s: s.get("phase") == "Failed")
-        assert status["failure"]["reason"] == "InternalError"
+        assert status["failure"]["reason"] == "Rejected"
         assert "denied by policy" in status["failure"]["message"]
         # (KMock stores intercepted writes anyway, so the Job's absence cannot be checked here.)
         await cluster.wait_for("the Warning event", lambda: any(
-            e["reason"] == "InternalError" and "denied by policy" in e["message"]
+            e["reason"] == "Rejected" and "denied by policy" in e["message"]
             for e in cluster.emulator.live_objects("v1/events", "team-a")))
         await cluster.wait_for("the finalizer to go",
                                lambda: not cluster.finetune("refused")["metadata"].get("finalizers"))

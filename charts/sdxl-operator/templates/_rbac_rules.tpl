@@ -50,6 +50,18 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+# application: read a Job's FailedCreate Events: why it has no pod (quota, admission)
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
+# application: create the workload ServiceAccount in a namespace that has none (never modified afterwards)
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create"]
+# application: check that the claims a workload pod mounts exist
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # application: the inference Service of an SDXLDeployment
 - apiGroups: [""]
   resources: ["services"]

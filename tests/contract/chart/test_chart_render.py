@@ -130,7 +130,8 @@ def _validate(manifest: dict[str, Any]) -> list[str]:
 
 def _env(deployment: dict[str, Any]) -> dict[str, str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item["value"] for item in container["env"]}
+    # Values only: SDXL_POD_NAME comes from the downward API (the pod's own name).
+    return {item["name"]: item["value"] for item in container["env"] if "value" in item}
 
 
 def _args(deployment: dict[str, Any]) -> list[str]:
@@ -248,6 +249,20 @@ def test_default_env_parses_into_operator_settings(render: Callable[..., Any]) -
     workload_accounts = [sa["metadata"]["name"] for sa in result.of_kind("ServiceAccount")
                          if sa["metadata"]["labels"]["app.kubernetes.io/component"] == "workload"]
     assert workload_accounts == [settings.workload_service_account]
+    # Cluster-wide, the operator creates that account in every other namespace that runs work.
+    assert settings.create_workload_service_account is True
+    assert settings.finished_job_ttl_seconds == 86400
+    env = result.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "SDXL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+
+
+def test_workload_account_annotations_reach_the_operator(render: Callable[..., Any]) -> None:
+    role = "arn:aws:iam::123456789012:role/sdxl-artifacts"
+    values = {"workloadServiceAccount": {"annotations": {"eks.amazonaws.com/role-arn": role}}}
+    settings = OperatorSettings.from_env(_env(render(values).one("Deployment")))
+    assert settings.workload_service_account_annotations == {"eks.amazonaws.com/role-arn": role}
+    off = OperatorSettings.from_env(_env(render({"workloadServiceAccount": {"create": False}}).one("Deployment")))
+    assert off.create_workload_service_account is False
 
 
 def test_custom_env_parses_into_operator_settings(render: Callable[..., Any]) -> None:
