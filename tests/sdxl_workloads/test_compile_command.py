@@ -187,10 +187,9 @@ def test_a_second_run_is_a_cache_hit_that_loads_nothing(tmp_path: Path, capsys: 
     assert marker.stat().st_mtime_ns == before
     assert not [e for e in second.events if e.get("stage") in ("loading", "fusing", "saving")]
 
-    # With --key (the operator's case) the LoRA is not even fetched.
+    # With --key (the operator's case) the same LoRA is a hit too, once its bytes are hashed.
     key = first.result["metrics"]["key"]
-    gone = write_spec(tmp_path, lora=str(tmp_path / "deleted.safetensors"))
-    third = run_compile(capsys, tmp_path, gone, store, "--key", key)
+    third = run_compile(capsys, tmp_path, spec, store, "--key", key)
     assert third.rc == 0 and third.result["metrics"] == {**third.result["metrics"], "key": key, "cacheHit": True}
 
 
@@ -520,3 +519,137 @@ def test_the_server_loads_a_compiled_folder_with_from_pretrained(tmp_path: Path,
     monkeypatch.setattr(sys.modules["optimum.neuron"], "NeuronStableDiffusionXLPipeline", FakePipeline)
     assert neuron_export.load_neuron_pipeline(tmp_path / "compiled" / "k") == "pipeline"
     assert loaded == [((str(tmp_path / "compiled" / "k"),), {})]
+
+
+# ---------------------------------------------------------------------------------------------
+# no digest from outside is trusted; concurrent compiles of one key
+
+
+def _cached_artifact(capsys: pytest.CaptureFixture[str], tmp_path: Path, lora_file: Path, store: Path) -> str:
+    first = run_compile(capsys, tmp_path, write_spec(tmp_path, lora=str(lora_file)), store)
+    assert first.rc == 0 and first.result["metrics"]["cacheHit"] is False, first.result
+    return str(first.result["metrics"]["key"])
+
+
+def test_a_forged_sha256_is_refused_before_any_cache_hit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         lora_file: Path) -> None:
+    """A tenant names someone else's digest next to their own LoRA: the bytes decide, not the claim."""
+    store = tmp_path / "store"
+    key = _cached_artifact(capsys, tmp_path, lora_file, store)
+    victim_sha = lora_input.file_sha256(lora_file)
+    own = tmp_path / "mine" / lora_input.DEFAULT_WEIGHT_NAME
+    own.parent.mkdir()
+    save_file({"unet.x.lora_A.weight": torch.ones(4, 4)}, str(own))
+
+    for extra in ([], ["--key", key]):
+        forged = run_compile(capsys, tmp_path, write_spec(tmp_path, lora=str(own), loraSha256=victim_sha),
+                             store, *extra)
+        assert forged.rc == 2 and forged.result["reason"] == "InvalidInput", forged.result
+        assert victim_sha in forged.result["message"] and lora_input.file_sha256(own) in forged.result["message"]
+        assert "compiled" not in forged.result.get("artifacts", {})
+
+
+def test_an_unreadable_lora_with_a_known_sha256_and_key_is_not_a_cache_hit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], lora_file: Path, s3_bucket: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--lora s3://nobody/x.safetensors` plus a known digest and key used to answer `cacheHit: true`."""
+    monkeypatch.setattr(storage, "cache_root", lambda: tmp_path / "cache")
+    store = tmp_path / "store"
+    key = _cached_artifact(capsys, tmp_path, lora_file, store)
+    sha = lora_input.file_sha256(lora_file)
+    spec = write_spec(tmp_path, lora=f"s3://{s3_bucket}/nobody/x.safetensors", loraSha256=sha)
+    run = run_compile(capsys, tmp_path, spec, store, "--key", key, "--lora-sha256", sha)
+    assert run.rc == 2 and run.result["reason"] == "InvalidInput", run.result
+    assert "nobody/x.safetensors" in run.result["message"]
+
+
+def test_a_complete_artifact_built_from_other_bytes_is_not_served(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  lora_file: Path) -> None:
+    """A key that names an artifact built from another LoRA (a URI-keyed file that changed, or a key
+    taken from elsewhere) is refused with both digests, and the artifact is left as it was."""
+    store = tmp_path / "store"
+    key = _cached_artifact(capsys, tmp_path, lora_file, store)
+    info_file = store / "compiled" / key / compile_command.INFO_FILE
+    before = info_file.read_bytes()
+    other = tmp_path / "other" / lora_input.DEFAULT_WEIGHT_NAME
+    other.parent.mkdir()
+    save_file({"unet.x.lora_A.weight": torch.zeros(4, 4)}, str(other))
+    run = run_compile(capsys, tmp_path, write_spec(tmp_path, lora=str(other)), store, "--key", key)
+    assert run.rc == 2 and run.result["reason"] == "InvalidInput", run.result
+    assert lora_input.file_sha256(lora_file) in run.result["message"]
+    assert lora_input.file_sha256(other) in run.result["message"]
+    assert info_file.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_compile_that_loses_the_publish_race_reuses_the_winners_artifact(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], lora_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two compiles of one key: B checks the cache (empty), builds, and meanwhile A compiles and
+    publishes the same key. B ends cleanly on A's artifact (one winner, files untouched), where it
+    used to fail with a raw `Directory not empty`."""
+    store = tmp_path / "store"
+    spec = write_spec(tmp_path, lora=str(lora_file))
+    real_build = compile_command._build
+    winner: list[Run] = []
+
+    started_a: list[bool] = []
+
+    def build_while_another_compile_finishes(*args: Any) -> dict[str, Any]:
+        details = real_build(*args)
+        if not started_a:  # A runs (whole, in this process) while B sits between its build and publish
+            started_a.append(True)
+            winner.append(run_compile(capsys, tmp_path / "a", spec, store))
+        return details
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(compile_command, "_build", build_while_another_compile_finishes)
+    loser = run_compile(capsys, tmp_path, spec, store)
+    assert winner and winner[0].rc == 0 and winner[0].result["metrics"]["cacheHit"] is False
+    assert loser.rc == 0, loser.result
+    assert loser.result["artifacts"] == winner[0].result["artifacts"]
+    assert loser.result["metrics"]["cacheHit"] is True
+    folder = Path(winner[0].result["artifacts"]["compiled"])
+    assert (folder / "COMPLETE").is_file() and compiled_dirs(store) == [folder]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "no temp folder left behind"
+
+
+def test_a_folder_rename_that_loses_the_race_reports_already_published(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage side of the race: both writers found no folder and copied theirs; the second
+    rename gets AlreadyPublished (a named StorageError) and the winner's files stay as they were."""
+    dest = tmp_path / "store"
+    outputs = [storage.Output(str(dest)), storage.Output(str(dest))]
+    for index, out in enumerate(outputs):
+        (out.local_dir / "compiled" / "k").mkdir(parents=True)
+        (out.local_dir / "compiled" / "k" / "weights").write_text(f"writer {index}")
+    real_fsync_tree = storage._fsync_tree
+    import threading
+
+    barrier = threading.Barrier(2, timeout=30)
+
+    def fsync_then_meet(folder: Path) -> None:
+        real_fsync_tree(folder)
+        barrier.wait()  # both copies are staged before either renames: the race, made certain
+
+    monkeypatch.setattr(storage, "_fsync_tree", fsync_then_meet)
+    results: list[Any] = [None, None]
+
+    def publish(index: int) -> None:
+        try:
+            results[index] = outputs[index].publish("compiled/k")
+        except Exception as err:  # the assertion below says which
+            results[index] = err
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(lost) == 1 and isinstance(lost[0], storage.AlreadyPublished), results
+    assert lost[0].reason == "StorageError" and "already published by another writer" in lost[0].message
+    winner = results.index(next(r for r in results if not isinstance(r, BaseException)))
+    assert (dest / "compiled" / "k" / "weights").read_text() == f"writer {winner}"
+    assert sorted(p.name for p in (dest / "compiled").iterdir()) == ["k"], "the loser's temp folder is gone"
+    for out in outputs:
+        out.close()

@@ -4,7 +4,17 @@ accelerator neuron: compile for Inferentia2 with optimum-neuron (neuron_export).
 "prepare" a fused diffusers pipeline (pipeline_prepare). Either way the result is published to
 `<store>/compiled/<key>/` with `compile_info.json`, and a `COMPLETE` marker published after every
 other file. An existing `COMPLETE` under the same key means the work is done: the command reports
-success at once (`cacheHit: true`) without loading anything.
+success (`cacheHit: true`) without loading any model.
+
+No digest a user gives is trusted: the LoRA is always fetched and hashed first, a `loraSha256`
+(spec or flag) that differs from the bytes is InvalidInput, and a finished artifact counts as a
+hit only when its `compile_info.json` records that same sha256. So knowing another tenant's
+digest (or compile key) never yields their compiled model: an artifact is shared only between
+identical LoRA files.
+
+Two compiles of one key may run at once (two deployments, a retried Job): the first to publish
+wins; the other finds its artifact complete (before publishing, or when its own folder rename
+loses) and reports it as a cache hit instead of failing.
 
 Stages, each a progress line (step/totalSteps plus `stage` and `message`): resolving, loading,
 fusing (prepare) or compiling (neuron), saving, publishing.
@@ -161,28 +171,27 @@ def run(args: argparse.Namespace) -> int:
     request = resolve_request(spec, args)
     _progress("resolving", f"accelerator {request.accelerator}, base {request.base_model}")
 
-    # The key first: with --key (the operator's case) a finished artifact is found before the LoRA
-    # is even fetched. Without it, the key pins the LoRA file's own digest.
-    lora_file: Path | None = None
-    lora_sha: str | None = request.lora_sha256
-    if request.key is None:
-        lora_file, lora_sha = _fetch_lora(request)
+    # The LoRA's bytes first, before any cache lookup: its sha256 is what a finished artifact must
+    # have been built from (a digest or key given from outside only names where to look).
+    lora_file, lora_sha = _fetch_lora(request)
     key = request.key or key_for(request, lora_sha)
     relpath = f"{COMPILED_PREFIX}/{key}"
 
+    def cache_hit(out: storage.Output) -> bool:
+        if not _finished_for(out, relpath, lora_sha, request.lora_uri):
+            return False
+        protocol.emit_event("log", message=f"{out.uri_of(relpath)} is complete; nothing to do")
+        protocol.report_success(
+            {"compiled": out.uri_of(relpath)},
+            {"key": key, "cacheHit": True, "seconds": round(time.monotonic() - started, 3)},
+            args.termination_log,
+        )
+        return True
+
     with storage.Output(request.store) as out:
-        if out.exists(f"{relpath}/{COMPLETE_MARKER}"):
-            protocol.emit_event("log", message=f"{out.uri_of(relpath)} is complete; nothing to do")
-            protocol.report_success(
-                {"compiled": out.uri_of(relpath)},
-                {"key": key, "cacheHit": True, "seconds": round(time.monotonic() - started, 3)},
-                args.termination_log,
-            )
+        if cache_hit(out):
             return 0
         storage.check_writable(request.store)
-        if lora_file is None:
-            lora_file, lora_sha = _fetch_lora(request)
-        assert lora_sha is not None
 
         lora_file = lora_input.stage_lora_file(lora_file, out.local_dir / "inputs" / "lora")
         resolved_base = storage.resolve_model(request.base_model)
@@ -213,7 +222,18 @@ def run(args: argparse.Namespace) -> int:
         (stage_dir / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
         _progress("publishing", f"publishing to {out.uri_of(relpath)}")
-        out.publish(relpath)
+        if cache_hit(out):  # another compile of this key finished while this one worked
+            return 0
+        try:
+            out.publish(relpath)
+        except storage.AlreadyPublished:
+            # Another compile's folder took the name first; it is whole (one rename). Reuse it once
+            # its marker is there rather than overwrite it file by file under a server loading it.
+            if _wait_for_marker(out, relpath) and cache_hit(out):
+                return 0
+            raise WorkloadError("StorageError", f"{out.uri_of(relpath)}: another compile of this key published "
+                                                "its folder but not its COMPLETE marker; it may have "
+                                                "crashed. Retry: an incomplete artifact is rebuilt") from None
         # Only now, with every other file in place, the marker that makes the artifact usable.
         (stage_dir / COMPLETE_MARKER).write_text(key + "\n")
         out.publish(f"{relpath}/{COMPLETE_MARKER}")
@@ -223,6 +243,46 @@ def run(args: argparse.Namespace) -> int:
             args.termination_log,
         )
     return 0
+
+
+# How long a compile that lost the publish race waits for the winner's COMPLETE marker (the
+# winner publishes it right after its folder rename).
+MARKER_WAIT_SECONDS = 60.0
+
+
+def _wait_for_marker(out: storage.Output, relpath: str, timeout: float = MARKER_WAIT_SECONDS) -> bool:
+    deadline = time.monotonic() + timeout
+    while not out.exists(f"{relpath}/{COMPLETE_MARKER}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _finished_for(out: storage.Output, relpath: str, lora_sha: str, lora_uri: str) -> bool:
+    """Whether `relpath` holds a complete artifact built from the LoRA whose sha256 is `lora_sha`.
+
+    A complete artifact built from other bytes (its key named by URI and the file changed since, or
+    a key taken from elsewhere) is refused with InvalidInput naming both digests: serving it would
+    serve another LoRA, and rebuilding over it would replace a model other servers may be loading.
+    """
+    if not out.exists(f"{relpath}/{COMPLETE_MARKER}"):
+        return False
+    try:
+        info = json.loads(out.download(f"{relpath}/{INFO_FILE}").read_text())
+        recorded = info.get("loraSha256") if isinstance(info, dict) else None
+    except (WorkloadError, OSError, ValueError):
+        recorded = None
+    if recorded is None:
+        # Complete but without a readable record: rebuild it (publishing over it file by file).
+        protocol.emit_event("log", message=f"{out.uri_of(relpath)} has no readable {INFO_FILE}; rebuilding")
+        return False
+    if recorded != lora_sha:
+        raise WorkloadError("InvalidInput", f"lora: {lora_uri} has sha256 {lora_sha}, but the compiled artifact "
+                                            f"{out.uri_of(relpath)} was built from a LoRA with sha256 {recorded}; "
+                                            "the file changed since it was compiled. Set spec.loraSha256 to the "
+                                            "new digest (a new compile key), or restore the original file")
+    return True
 
 
 def _fetch_lora(request: CompileRequest) -> tuple[Path, str]:

@@ -15,12 +15,16 @@ preempted run never leaves a truncated LoRA or checkpoint behind.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +86,36 @@ def local_path(uri: str) -> Path:
     return Path(uri).expanduser().absolute()
 
 
+def safe_relpath(relpath: str, what: str) -> str:
+    """`relpath` with its `.` and empty segments dropped, refusing anything that leaves its folder.
+
+    Object keys come from the store and paths from specs: an S3 key such as `photos/../../x` or
+    `photos//etc/x` is a legal object name, but joined to a local folder it would land outside it.
+    `what` names the thing in the error (the URI, the listed key).
+    """
+    if relpath.startswith("/"):
+        raise WorkloadError("InvalidInput", f"{what}: {relpath!r} is an absolute path where a path inside its "
+                                            "folder was expected; rename the object or choose another prefix")
+    parts = [part for part in relpath.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise WorkloadError("InvalidInput", f"{what}: {relpath!r} leaves its folder ('..'); object keys and paths "
+                                            "must stay inside the prefix they were listed under")
+    return "/".join(parts)
+
+
+def _join_inside(folder: Path, relpath: str, what: str) -> Path:
+    """`folder / relpath`, once `relpath` is known to stay inside `folder`."""
+    rel = safe_relpath(relpath, what)
+    return folder / rel if rel else folder
+
+
 def split_s3(uri: str) -> tuple[str, str]:
-    """`s3://bucket/key/prefix` -> ('bucket', 'key/prefix')."""
+    """`s3://bucket/key/prefix` -> ('bucket', 'key/prefix'), the key normalised (see safe_relpath)."""
     rest = uri[len("s3://"):]
     bucket, _, key = rest.partition("/")
-    if not bucket:
+    if not bucket or bucket in (".", ".."):
         raise WorkloadError("InvalidInput", f"{uri}: not a valid s3:// URI; write s3://<bucket>/<prefix>")
-    return bucket, key.strip("/")
+    return bucket, safe_relpath(key.lstrip("/"), uri)
 
 
 def s3_filesystem() -> Any:
@@ -103,6 +130,16 @@ def s3_filesystem() -> Any:
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
     return fsspec.filesystem("s3", **options)
+
+
+class AlreadyPublished(WorkloadError):
+    """Another writer published this folder first (two compiles of one key, two trainers on one
+    output); the folder at the destination is theirs, whole. The caller decides whether to reuse it."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__("StorageError", f"{uri}: already published by another writer while this one was "
+                                         "publishing; its copy is whole and was kept, this one was dropped")
+        self.uri = uri
 
 
 def _storage_error(uri: str, action: str, err: BaseException) -> WorkloadError:
@@ -187,6 +224,8 @@ def _download_s3(uri: str) -> Path:
         listing = {}
     except Exception as err:
         raise _storage_error(uri, "list the objects", err) from err
+    # Every listed key must land inside the cache folder: refuse the whole input otherwise.
+    listing = {safe_relpath(name, f"{uri}: object {name!r}") if name else "": info for name, info in listing.items()}
     if not listing:
         raise WorkloadError("InvalidInput", f"{uri}: no such object or prefix (or no permission to list it)")
     manifest = {name: [info.get("size"), str(info.get("ETag", ""))] for name, info in sorted(listing.items())}
@@ -203,9 +242,9 @@ def _download_s3(uri: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for rel in listing:
-            source = f"{remote}/{rel}" if rel else remote
-            dest = staging / "object" / rel if rel else staging / "object"
+        for rel, info in listing.items():
+            source = info.get("name") or (f"{remote}/{rel}" if rel else remote)
+            dest = _join_inside(staging / "object", rel, uri)
             dest.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(source, str(dest))
         if cached():
@@ -213,8 +252,22 @@ def _download_s3(uri: str) -> Path:
             return target
         if target.exists():
             # A stale copy: move it aside (one rename) rather than delete it in place.
-            os.rename(target, staging / "stale")
-        os.rename(staging / "object", target)
+            with contextlib.suppress(FileNotFoundError):  # another process moved it aside first
+                os.rename(target, staging / "stale")
+        try:
+            os.rename(staging / "object", target)
+        except OSError as err:
+            # Another process renamed its own copy into place between our check and our rename; its
+            # manifest follows at once. Use that copy rather than fail.
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                raise
+            deadline = time.monotonic() + 30
+            while not cached():
+                if time.monotonic() > deadline:
+                    raise WorkloadError("StorageError", f"{uri}: another process is writing the cached copy "
+                                                        f"at {target} and has not finished; retry") from err
+                time.sleep(0.1)
+            return target
         (staging / "manifest.json").write_text(json.dumps(manifest))
         os.replace(staging / "manifest.json", manifest_file)  # readers never see half a manifest
     except WorkloadError:
@@ -309,21 +362,26 @@ class Output:
 
     # -- addressing --------------------------------------------------------------------------
 
+    def _rel(self, relpath: str) -> str:
+        """`relpath` normalised; refused if it would leave the output's folder."""
+        return safe_relpath(relpath, f"{self.uri}: path")
+
     def uri_of(self, relpath: str = "") -> str:
         """The URI a published file will have (what goes into the result's `artifacts`)."""
-        relpath = relpath.strip("/")
+        relpath = self._rel(relpath)
         if self.kind == "local":
             assert self._dest is not None
             return str(self._dest / relpath) if relpath else str(self._dest)
         return f"{self.uri}/{relpath}" if relpath else self.uri
 
     def _remote(self, relpath: str) -> str:
-        return "/".join(part for part in (self._bucket, self._key, relpath.strip("/")) if part)
+        return "/".join(part for part in (self._bucket, self._key, self._rel(relpath)) if part)
 
     # -- reading the destination (resume) -----------------------------------------------------
 
     def exists(self, relpath: str) -> bool:
         """Whether `relpath` (file or folder) is already published at the destination."""
+        relpath = self._rel(relpath)
         if self._dest is not None:
             return (self._dest / relpath).exists()
         fs = s3_filesystem()
@@ -334,6 +392,7 @@ class Output:
 
     def listdir(self, relpath: str = "") -> list[str]:
         """Names directly under `relpath` at the destination (sorted; [] if absent)."""
+        relpath = self._rel(relpath)
         if self._dest is not None:
             folder = self._dest / relpath
             return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -346,7 +405,12 @@ class Output:
             raise _storage_error(self.uri_of(relpath), "list it", err) from err
 
     def download(self, relpath: str) -> Path:
-        """A local copy of a published file or folder, placed at the same relpath in local_dir."""
+        """A local copy of a published file or folder, placed at the same relpath in local_dir.
+
+        Every object key under an S3 prefix must stay inside it (no `..`, no absolute remainder):
+        a planted key such as `checkpoints/../../../x` is refused, never written outside local_dir.
+        """
+        relpath = self._rel(relpath)
         target = self.local_dir / relpath
         if self._dest is not None:
             source = self._dest / relpath
@@ -368,8 +432,10 @@ class Output:
             found = fs.find(remote)
             if not found:
                 raise WorkloadError("InvalidInput", f"{self.uri_of(relpath)}: no such object or prefix")
-            for name in found:
-                dest = target / name[len(remote) + 1:]
+            # Check every key before writing any file, so a refused listing leaves nothing behind.
+            planned = [(name, _join_inside(target, name[len(remote) + 1:],
+                                           f"{self.uri_of(relpath)}: object {name!r}")) for name in found]
+            for name, dest in planned:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 fs.get_file(name, str(dest))
         except WorkloadError:
@@ -383,8 +449,11 @@ class Output:
     def publish(self, relpath: str = "") -> list[str]:
         """Copy staged `relpath` (file or folder; default everything) to the destination.
 
-        Returns the URIs written. Raises StorageError when the destination refuses.
+        Returns the URIs written. Raises StorageError when the destination refuses, and
+        AlreadyPublished when a new folder was published under the same name by another writer
+        between the check and the rename (local/pvc; the other writer's whole folder is kept).
         """
+        relpath = self._rel(relpath)
         source = self.local_dir / relpath if relpath else self.local_dir
         if not source.exists():
             raise FileNotFoundError(f"nothing staged at {source}")
@@ -409,18 +478,28 @@ class Output:
         return [self.uri_of(rel) for rel in rels]
 
     def delete(self, relpath: str) -> None:
-        """Remove a published file or folder (e.g. a checkpoint superseded by a newer one)."""
-        if not relpath.strip("/"):
+        """Remove a published file or folder (e.g. a checkpoint superseded by a newer one).
+
+        Another writer deleting the same thing at the same time is not an error: it is gone either way.
+        """
+        relpath = self._rel(relpath)
+        if not relpath:
             raise ValueError("refusing to delete the whole output")
         if self._dest is not None:
             target = self._dest / relpath
-            if target.is_dir():
-                # Rename first so a reader never sees a half-deleted folder under its real name.
-                doomed = target.with_name(f".{target.name}.deleting-{os.getpid()}")
-                os.rename(target, doomed)
-                shutil.rmtree(doomed)
-            elif target.exists():
-                target.unlink()
+            try:
+                if target.is_dir():
+                    # Rename first so a reader never sees a half-deleted folder under its real name. The
+                    # name is unique per call: two pods can share a PID (each its own PID namespace).
+                    doomed = target.with_name(f".{target.name}.deleting-{uuid.uuid4().hex}")
+                    os.rename(target, doomed)
+                    shutil.rmtree(doomed, ignore_errors=True)
+                else:
+                    target.unlink()
+            except FileNotFoundError:
+                pass  # already gone: deleted by another writer between our check and our call
+            except OSError as err:
+                raise _storage_error(self.uri_of(relpath), "delete it", err) from err
             return
         fs = s3_filesystem()
         try:
@@ -460,12 +539,52 @@ def _copy_file_atomically(source: Path, dest: Path) -> None:
         raise
 
 
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under `folder` to disk, so a rename never publishes a folder whose
+    files a node crash could still leave empty."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    for path in [*sorted(p for p in folder.rglob("*") if p.is_dir()), folder]:
+        _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a folder's entries; some filesystems (FUSE mounts) refuse fsync on folders, which only
+    loses the durability they could not give anyway."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _copy_folder_atomically(source: Path, dest: Path) -> None:
+    """Copy under a temp name, flush, and rename onto `dest` (which must not exist).
+
+    When `dest` appears meanwhile (another writer's rename won), raises AlreadyPublished and keeps
+    the winner's folder: rename(2) of a folder never merges into or replaces a non-empty one.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-        os.rename(tmp, dest)
+        _fsync_tree(tmp)
+        if dest.exists():
+            raise AlreadyPublished(str(dest))
+        try:
+            os.rename(tmp, dest)
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise AlreadyPublished(str(dest)) from err
+            raise
+        _fsync_dir(dest.parent)  # the rename itself survives a crash
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
