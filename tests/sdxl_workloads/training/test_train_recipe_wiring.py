@@ -1,0 +1,160 @@
+"""The recipe's parts are wired into the loop that runs them, tested through `sdxl-workload train`.
+
+`snr_loss_weights` being right (test_train_recipe) says nothing about the loop applying it; the
+optimizer having a text-encoder learning rate says nothing about the text encoders getting it.
+Each test here fails when the loop drops one of them. Spies wrap the real functions (they record
+and pass through, or replace one value to make its effect visible); nothing else is faked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from sdxl_workloads import embedding_cache, optimizers, train_command, training_data, training_loop
+
+
+def test_the_loop_applies_min_snr_with_the_specs_gamma(tmp_path: Path, kit: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the weights replaced by zeros for gamma 5 (the default), every step's loss must be 0:
+    any loop that does not multiply by the weights it was given, or passes another gamma, trains."""
+    calls: list[tuple[float, str]] = []
+    real = training_loop.snr_loss_weights
+
+    def zero_weights(scheduler: Any, timesteps: torch.Tensor, snr_gamma: float, prediction_type: str) -> torch.Tensor:
+        calls.append((snr_gamma, prediction_type))
+        weights = real(scheduler, timesteps, snr_gamma, prediction_type)
+        return torch.zeros_like(weights) if snr_gamma == 5.0 else weights
+
+    monkeypatch.setattr(training_loop, "snr_loss_weights", zero_weights)
+    spec = kit.spec_with({"training": {"maxSteps": 3}})
+    spec["training"].pop("snrGamma", None)  # the default
+    result = kit.run_train(tmp_path, spec)
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    assert calls and set(calls) == {(5.0, "epsilon")}
+    assert [e["loss"] for e in result.of("progress")] == [0.0] * len(result.of("progress"))
+    assert result.result is not None and result.result["metrics"]["finalLoss"] == 0.0
+
+
+def test_min_snr_weighs_the_instance_loss_only(tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prior-preservation term stays plain MSE (diffusers' script): zero Min-SNR weights leave it."""
+    real = training_loop.snr_loss_weights
+    monkeypatch.setattr(training_loop, "snr_loss_weights",
+                        lambda *args: torch.zeros_like(real(*args)))
+    spec = kit.spec_with({"classPrompt": "a photo of a person",
+                          "priorPreservation": {"enabled": True, "numClassImages": 1},
+                          "training": {"maxSteps": 2}})
+    result = kit.run_train(tmp_path, spec)
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    assert all(e["loss"] > 0 for e in result.of("progress"))
+
+
+def test_text_encoders_train_at_their_own_learning_rate(tmp_path: Path, kit: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNet LoRA at learningRate, both text encoders' LoRA at textEncoderLearningRate (20x lower by
+    default), as the optimizer holds them after the run."""
+    built: list[Any] = []
+    real_build = optimizers.build_optimizer
+
+    def keep(name: str, groups: Any) -> Any:
+        built.append(real_build(name, groups))
+        return built[-1]
+
+    monkeypatch.setattr(optimizers, "build_optimizer", keep)
+    runs: list[Any] = []
+    real_run = train_command.build_training_run
+    monkeypatch.setattr(train_command, "build_training_run", lambda plan: runs.append(real_run(plan)) or runs[-1])
+    spec = kit.spec_with({"training": {"maxSteps": 2, "trainTextEncoder": True}})
+    spec["training"].pop("learningRate")  # both rates at their defaults
+    result = kit.run_train(tmp_path, spec)
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    (optimizer,), (run,) = built, runs
+    by_lr = {group["lr"]: {id(p) for p in group["params"]} for group in optimizer.param_groups}
+    assert set(by_lr) == {1e-4, 5e-6}
+    models = train_command.unwrapped_models(run)
+    te_params = {id(p) for name in ("text_encoder_one", "text_encoder_two")
+                 for p in models[name].parameters() if p.requires_grad}
+    unet_params = {id(p) for p in models["unet"].parameters() if p.requires_grad}
+    assert te_params and by_lr[5e-6] == te_params
+    assert by_lr[1e-4] == unet_params
+
+
+def test_pixels_are_decoded_one_vae_chunk_at_a_time(tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host memory does not grow with numClassImages (up to 10,000): no fp32 tensor of every image."""
+    sizes: list[int] = []
+    real = training_data.pixels_from_images
+
+    def record(images: Any) -> torch.Tensor:
+        sizes.append(len(images))
+        return real(images)
+
+    monkeypatch.setattr(training_data, "pixels_from_images", record)
+    spec = kit.spec_with({"classPrompt": "a photo of a person",
+                          "priorPreservation": {"enabled": True, "numClassImages": 2 * embedding_cache.VAE_CHUNK + 1},
+                          "validation": {"numInferenceSteps": 1}, "training": {"maxSteps": 1}})
+    result = kit.run_train(tmp_path, spec)
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    assert sum(sizes) >= 2 * (2 * embedding_cache.VAE_CHUNK + 1)  # class images and their mirrors
+    assert max(sizes) <= embedding_cache.VAE_CHUNK
+
+
+def test_the_base_model_is_loaded_in_its_training_dtype(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 weights come out of from_pretrained already bf16 (no fp32 copy on the GPU to cast);
+    the VAE stays fp32 (SDXL's overflows in half precision)."""
+    import diffusers
+    import transformers
+
+    from sdxl_workloads import model_loading
+
+    loaded: dict[str, torch.dtype] = {}
+    for module, name in ((diffusers, "UNet2DConditionModel"), (diffusers, "AutoencoderKL"),
+                         (transformers, "CLIPTextModel"), (transformers, "CLIPTextModelWithProjection")):
+        cls = getattr(module, name)
+        real = cls.from_pretrained.__func__
+
+        def spy(klass: Any, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            model = _real(klass, *args, **kwargs)
+            loaded[_name] = next(model.parameters()).dtype
+            return model
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    model = model_loading.load_base_model(str(tiny_model_path), weight_dtype=torch.bfloat16)
+    assert loaded == {"UNet2DConditionModel": torch.bfloat16, "AutoencoderKL": torch.float32,
+                      "CLIPTextModel": torch.bfloat16, "CLIPTextModelWithProjection": torch.bfloat16}
+    assert model.unet.dtype == torch.bfloat16 and model.vae.dtype == torch.float32
+
+
+def test_ddp_is_told_of_unused_parameters_only_when_text_encoders_train() -> None:
+    from sdxl_workloads.finetune_spec import FineTuneSpec
+
+    base = {"instanceImages": "builtin:sample-subject", "instancePrompt": "a photo of sks person",
+            "training": {"mixedPrecision": "no"}}
+    for train_te in (True, False):
+        spec = FineTuneSpec.from_dict({**base, "training": {"mixedPrecision": "no", "trainTextEncoder": train_te}})
+        assert train_command.make_accelerator(spec).ddp_handler.find_unused_parameters is train_te
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_text_encoders(tmp_path: Path, kit: Any) -> None:
+    """DDP over two CPU processes (gloo), as on a two-GPU node: the first text encoder's last layer
+    gets no gradient (SDXL reads its penultimate layer), which DDP refuses unless told."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun comes with torch"
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(kit.spec_with({"training": {"maxSteps": 2, "trainTextEncoder": True}})))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "sdxl_workloads", "train", "--spec", str(spec_file),
+         "--output", str(tmp_path / "out"), "--termination-log", str(tmp_path / "log")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "lora" / "pytorch_lora_weights.safetensors").is_file()
