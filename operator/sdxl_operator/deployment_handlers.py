@@ -210,7 +210,8 @@ async def ensure_serving(
     body: kopf.Body, resolved: Mapping[str, Any], current: Mapping[str, Any] | None, *, key: str, artifact: str,
     context: OperatorContext, logger: kopf.Logger, full: bool,
 ) -> dict[str, Any] | None:
-    """Create or patch the Deployment for ``artifact``; the Service and HPA too when it changed or ``full``.
+    """Create or patch the Deployment for ``artifact``; check the Service and HPA are this deployment's (or
+    create them); patch the HPA when the Deployment changed or ``full``.
 
     Returns the Deployment as written when it was created or patched, else None.
     """
@@ -230,11 +231,20 @@ async def ensure_serving(
             "metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": desired["spec"]})
         logger.info(f"patched Deployment {meta['name']} (model {key[:8]})")
         changed = True
+    # The Service and the HPA are checked on every pass, not only when something changed: until they
+    # are this deployment's own, it is not Ready (its URL would reach another application's pods).
+    service = build_inference_service(body)
+    found = await api.read("Service", namespace, service["metadata"]["name"])
+    if found is None:
+        await create_child(api, service, body, logger)
+    else:
+        require_controlled(found, body, "Service")
+    hpa = build_autoscaler(body, resolved)
+    hpa_name = deployment_name(body["metadata"]["name"])
+    existing = await api.read("HorizontalPodAutoscaler", namespace, hpa_name)
+    if hpa is not None and existing is not None:
+        require_controlled(existing, body, "HorizontalPodAutoscaler")
     if changed or full:
-        await create_child(api, build_inference_service(body), body, logger)
-        hpa = build_autoscaler(body, resolved)
-        hpa_name = deployment_name(body["metadata"]["name"])
-        existing = await api.read("HorizontalPodAutoscaler", namespace, hpa_name)
         if hpa is None:
             # Only this deployment's own autoscaler goes; another application's of that name stays.
             if existing is not None and is_controlled_by(existing, body) and \
@@ -243,7 +253,6 @@ async def ensure_serving(
         elif existing is None:
             await create_child(api, hpa, body, logger)
         else:
-            require_controlled(existing, body, "HorizontalPodAutoscaler")
             await _patch_child(api, "HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
     return desired if changed else None
 

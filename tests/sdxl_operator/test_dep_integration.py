@@ -352,3 +352,189 @@ async def test_a_shared_compile_whose_owner_is_deleted_is_started_again_by_the_o
         assert status["phase"] == "Compiling" and status["compileKey"] == first["compileKey"]
         await serving.compile_succeeds(status["compileJob"])
         await cluster.wait_for("the Deployment", lambda: serving.deployment("sharer"))
+
+
+# --- own only what it created; refused children; settled resources -----------------------------------
+
+FOREIGN_LABELS = {"app": "web-frontend"}
+
+
+async def _post(cluster: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await cluster._call("post", path, body)  # type: ignore[no-any-return]
+
+
+async def foreign_service(cluster: Any, name: str) -> dict[str, Any]:
+    return await _post(cluster, f"/api/v1/namespaces/{NS}/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "labels": FOREIGN_LABELS},
+        "spec": {"selector": FOREIGN_LABELS, "ports": [{"port": 80, "targetPort": 80}]}})
+
+
+async def foreign_deployment(cluster: Any, name: str) -> dict[str, Any]:
+    return await _post(cluster, f"/apis/apps/v1/namespaces/{NS}/deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
+        "spec": {"replicas": 2, "selector": {"matchLabels": FOREIGN_LABELS}, "template": {
+            "metadata": {"labels": FOREIGN_LABELS},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}})
+
+
+async def foreign_hpa(cluster: Any, name: str) -> dict[str, Any]:
+    return await _post(cluster, f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers", {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name, "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5}})
+
+
+async def compiled(serving: Serving, name: str) -> dict[str, Any]:
+    status = await serving.wait_status(name, lambda s: s.get("compileJob"))
+    await serving.compile_succeeds(status["compileJob"])
+    return status
+
+
+def unchanged(now: dict[str, Any] | None, before: dict[str, Any]) -> bool:
+    return now is not None and now["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+async def test_a_foreign_service_is_a_name_conflict_never_a_ready_url(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    before = await foreign_service(cluster, "alice")
+    async with operator_runner():
+        await serving.create("alice", DIRECT)
+        await compiled(serving, "alice")
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "NameConflict"
+        message = status["failure"]["message"]
+        assert "Service team-a/alice" in message and "no controller owner reference" in message
+        assert "Delete or rename it" in message
+        assert condition(status, "Ready") == ("False", "NameConflict")
+        await asyncio.sleep(1.0)  # several timer passes
+        assert serving.status("alice")["phase"] == "Failed"
+        assert unchanged(serving.service("alice"), before), "the foreign Service was modified"
+
+        # The other application goes: the next pass creates the deployment's own Service.
+        await cluster._call("delete", f"/api/v1/namespaces/{NS}/services/alice")
+        await cluster.wait_for("our Service", lambda: (serving.service("alice") or {}).get("metadata", {}).get(
+            "ownerReferences"))
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", phase("Ready"))
+
+
+async def test_a_foreign_deployment_is_left_as_it_was_and_outlives_the_sdxldeployment(
+    cluster: Any, operator_runner: Any
+) -> None:
+    serving = Serving(cluster)
+    before = await foreign_deployment(cluster, "alice")
+    async with operator_runner():
+        await serving.create("alice", DIRECT)  # found before anything is compiled for it
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "NameConflict" and "Deployment team-a/alice" in status["failure"]["message"]
+        await asyncio.sleep(1.0)
+        after = serving.deployment("alice")
+        assert unchanged(after, before) and after["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+        await serving.delete("alice")
+        await cluster.wait_for("the SDXLDeployment to go", lambda: serving.obj("alice") is None, timeout=10)
+        assert unchanged(serving.deployment("alice"), before)
+
+
+async def test_a_child_of_an_older_object_with_the_same_name_is_not_adopted(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    before = await foreign_deployment(cluster, "alice")
+    # As `kubectl delete --cascade=orphan` of an older SDXLDeployment alice leaves it (or before the GC ran).
+    await cluster._call("patch", f"/apis/apps/v1/namespaces/{NS}/deployments/alice", {"metadata": {
+        "ownerReferences": [{"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLDeployment", "name": "alice",
+                             "uid": "0000-older", "controller": True, "blockOwnerDeletion": True}]}},
+        "application/merge-patch+json")
+    before = serving.deployment("alice")
+    async with operator_runner():
+        await serving.create("alice", DIRECT)  # found before anything is compiled for it
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "NameConflict"
+        assert "older SDXLDeployment of the same name (uid 0000-older" in status["failure"]["message"]
+        assert unchanged(serving.deployment("alice"), before)
+
+
+async def test_a_foreign_hpa_is_never_rewritten_nor_deleted(cluster: Any, operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    before = await foreign_hpa(cluster, "alice")
+    async with operator_runner():
+        await serving.create("alice", {**DIRECT, "autoscaling": {"maxReplicas": 3}})
+        await compiled(serving, "alice")
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "NameConflict"
+        assert "HorizontalPodAutoscaler team-a/alice" in status["failure"]["message"]
+        assert unchanged(serving.hpa("alice"), before)
+        # Without spec.autoscaling the foreign HPA is not in the way, and it is not deleted either.
+        await serving.patch_spec("alice", {"autoscaling": None})
+        await cluster.wait_for("the Deployment with spec.replicas",
+                               lambda: "replicas" in (serving.deployment("alice") or {}).get("spec", {}))
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", phase("Ready"))
+        assert unchanged(serving.hpa("alice"), before)
+
+
+async def test_a_foreign_job_with_the_compile_name_or_key_is_never_read_as_a_compile(
+    cluster: Any, operator_runner: Any
+) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("probe", DIRECT)
+        key = (await serving.wait_status("probe", lambda s: s.get("compileKey")))["compileKey"]
+        await serving.delete("probe")
+        await cluster.wait_for("the probe's Job to go", lambda: serving.compile_jobs() == [])
+        # A finished Job with the key's label and annotation (no SDXLDeployment controls it), and one with
+        # the very name alice's compile Job needs.
+        for job_name in ("lookalike", f"alice-compile-{key[:8]}"):
+            await _post(cluster, f"/apis/batch/v1/namespaces/{NS}/jobs", {
+                "apiVersion": "batch/v1", "kind": "Job", "metadata": {
+                    "name": job_name, "namespace": NS, "labels": {"sdxl.io/compile-key": key[:63]},
+                    "annotations": {"sdxl.io/compile-key": key,
+                                    "sdxl.io/compiled-artifact": "s3://elsewhere/compiled/forged"}},
+                "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                               "containers": [{"name": "c", "image": "busybox"}]}}}})
+            await cluster.finish_job(job_name, "Complete")
+        await serving.create("alice", DIRECT)
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "NameConflict"
+        assert f"Job team-a/alice-compile-{key[:8]}" in status["failure"]["message"]
+        assert "compiledArtifact" not in status and serving.deployment("alice") is None
+
+
+async def test_a_child_the_api_server_refuses_fails_with_its_message(cluster: Any, operator_runner: Any) -> None:
+    # Stands in for a field the server refuses (e.g. an invalid Secret key in the pod's volume).
+    cluster.emulator["post", f"/apis/apps/v1/namespaces/{NS}/deployments"] << 422 << {
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+        "message": 'Deployment.apps "alice" is invalid: spec.template.spec.volumes[3].secret.items[0].path: '
+                   "Invalid value: \"..\": must not contain '..'"}
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("alice", DIRECT)
+        await compiled(serving, "alice")
+        status = await serving.wait_status("alice", phase("Failed"))
+        assert status["failure"]["reason"] == "Rejected"
+        assert "must not contain '..'" in status["failure"]["message"]
+        assert condition(status, "Ready") == ("False", "Rejected")
+
+
+async def test_a_ready_deployment_drops_the_finalizer_and_still_follows_its_pods(cluster: Any,
+                                                                                operator_runner: Any) -> None:
+    serving = Serving(cluster)
+    async with operator_runner():
+        await serving.create("alice", DIRECT)
+        await cluster.wait_for("the timer's finalizer", lambda: serving.obj("alice")["metadata"].get("finalizers"))
+        await compiled(serving, "alice")
+        await cluster.wait_for("the Deployment", lambda: serving.deployment("alice"))
+        await serving.roll_out("alice")
+        status = await serving.wait_status("alice", phase("Ready"))
+        # The scale subresource's labelSelectorPath: the server pods' selector.
+        assert status["selector"] == ("app.kubernetes.io/instance=alice,app.kubernetes.io/managed-by=sdxl-operator,"
+                                      "app.kubernetes.io/name=sdxl-server,sdxl.io/deployment=alice")
+        await cluster.wait_for("the finalizer to go", lambda: not serving.obj("alice")["metadata"].get("finalizers"))
+
+        await serving.roll_out("alice", ready=0)  # the server pod is lost
+        status = await serving.wait_status("alice", phase("Deploying"))
+        assert condition(status, "Available") == ("False", "NoServerReady")
+        await serving.roll_out("alice")
+        await serving.wait_status("alice", phase("Ready"))
+        events = [e for e in cluster.emulator.live_objects("v1/events", NS)
+                  if e.get("involvedObject", {}).get("name") == "alice"]
+        assert events and {e.get("reportingComponent") for e in events} == {"sdxl-operator"}
+        assert all(e.get("reportingInstance") not in (None, "", "dev") for e in events)
