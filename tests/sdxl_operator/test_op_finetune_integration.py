@@ -241,3 +241,104 @@ async def test_a_job_the_api_server_refuses_fails_the_run_with_a_reason(cluster:
             for e in cluster.emulator.live_objects("v1/events", "team-a")))
         await cluster.wait_for("the finalizer to go",
                                lambda: not cluster.finetune("refused")["metadata"].get("finalizers"))
+
+
+# --- install anywhere, own only what it created, never stuck without a reason ---------------------------
+
+async def _leftover_job(cluster: Any, name: str, owner_uid: str | None) -> dict[str, Any]:
+    """A finished Job named like a fine-tune's, with a succeeded pod reporting an old LoRA."""
+    meta: dict[str, Any] = {"name": name, "namespace": "team-a"}
+    if owner_uid:
+        meta["ownerReferences"] = [{"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune", "name": "ft",
+                                    "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}]
+    await cluster._call("post", "/apis/batch/v1/namespaces/team-a/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+        "spec": {"template": {"metadata": {"labels": {}},
+                              "spec": {"restartPolicy": "Never", "containers": [{"name": "trainer", "image": "x"}]}}}})
+    pod = await cluster.start_pod(name)
+    await cluster.finish_pod(pod, exit_code=0, message=json.dumps(
+        {"status": "Succeeded", "artifacts": {"lora": "s3://old-run/lora.safetensors"}}))
+    await cluster.finish_job(name, "Complete")
+    return cluster.job(name)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("owner_uid", [None, "0000-older-finetune"], ids=["foreign", "older-object"])
+async def test_a_leftover_job_is_never_read_as_this_runs_result(cluster: Any, operator_runner: Any,
+                                                                owner_uid: str | None) -> None:
+    before = await _leftover_job(cluster, "ft-train", owner_uid)
+    async with operator_runner():
+        await cluster.create_finetune("ft")
+        status = await cluster.wait_for_status("ft", lambda s: s.get("phase") == "Failed")
+        assert status["failure"]["reason"] == "NameConflict"
+        assert "Job team-a/ft-train" in status["failure"]["message"]
+        assert "artifacts" not in status
+        assert cluster.job("ft-train")["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+async def test_the_workload_account_is_created_where_missing_and_an_existing_one_is_used_as_is(
+    cluster: Any, operator_runner: Any
+) -> None:
+    role = "arn:aws:iam::123456789012:role/sdxl-artifacts"
+    settings = {"workload_service_account": "sdxl-workload",
+                "workload_service_account_annotations": {"eks.amazonaws.com/role-arn": role}}
+    accounts = lambda: cluster.emulator.live_objects("v1/serviceaccounts", "team-a")  # noqa: E731
+    async with operator_runner(**settings):
+        await cluster.create_finetune("ft")
+        await cluster.wait_for("the Job", lambda: cluster.job("ft-train"))
+        [account] = [a for a in accounts() if a["metadata"]["name"] == "sdxl-workload"]
+        assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
+        assert account["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "sdxl-operator"
+        assert account["automountServiceAccountToken"] is False
+        assert cluster.job("ft-train")["spec"]["template"]["spec"]["serviceAccountName"] == "sdxl-workload"
+
+    # An administrator's own account (a namespace's own identity) is used and never modified.
+    mine = "arn:aws:iam::123456789012:role/team-a-only"
+    await cluster._call("patch", "/api/v1/namespaces/team-a/serviceaccounts/sdxl-workload",
+                        {"metadata": {"annotations": {"eks.amazonaws.com/role-arn": mine}, "labels": None}},
+                        "application/merge-patch+json")
+    version = [a for a in accounts() if a["metadata"]["name"] == "sdxl-workload"][0]["metadata"]["resourceVersion"]
+    async with operator_runner(**settings):
+        await cluster.create_finetune("ft2")
+        await cluster.wait_for("the second Job", lambda: cluster.job("ft2-train"))
+        [account] = [a for a in accounts() if a["metadata"]["name"] == "sdxl-workload"]
+        assert account["metadata"]["resourceVersion"] == version
+        assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": mine}
+
+
+async def test_a_missing_artifact_claim_is_named_then_the_run_starts_once_it_exists(cluster: Any,
+                                                                                      operator_runner: Any) -> None:
+    async with operator_runner(artifact_store="pvc://sdxl-artifacts/store"):
+        await cluster.create_finetune("ft")
+        status = await cluster.wait_for_status("ft", lambda s: (s.get("failure") or {}).get("reason") == "StorageNotFound")
+        assert status["phase"] == "Pending"
+        assert "PersistentVolumeClaim team-a/sdxl-artifacts" in status["failure"]["message"]
+        assert cluster.job("ft-train") is None
+        await cluster._call("post", "/api/v1/namespaces/team-a/persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "sdxl-artifacts"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}}})
+        await cluster.wait_for("the Job", lambda: cluster.job("ft-train"), timeout=20)
+        status = await cluster.wait_for_status("ft", lambda s: "failure" not in s and s.get("trainingJob"))
+        assert status["phase"] == "Pending"
+
+
+async def test_a_job_that_cannot_create_its_pod_shows_the_api_servers_words(cluster: Any,
+                                                                           operator_runner: Any) -> None:
+    quota = ('Error creating: pods "ft-train-x" is forbidden: exceeded quota: gpu, requested: '
+             'requests.nvidia.com/gpu=1, used: requests.nvidia.com/gpu=0, limited: requests.nvidia.com/gpu=0')
+    async with operator_runner():
+        await cluster.create_finetune("ft")
+        job = await cluster.wait_for("the Job", lambda: cluster.job("ft-train"))
+        # Played the Job controller: it cannot create the pod and says why in an Event.
+        await cluster._call("post", "/api/v1/namespaces/team-a/events", {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "ft-train.1", "namespace": "team-a"},
+            "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "name": "ft-train", "namespace": "team-a",
+                               "uid": job["metadata"]["uid"]},
+            "reason": "FailedCreate", "type": "Warning", "message": quota, "lastTimestamp": _now(),
+            "source": {"component": "job-controller"}})
+        status = await cluster.wait_for_status("ft", lambda s: (s.get("failure") or {}).get("reason") ==
+                                               "PodCreationFailed")
+        assert status["phase"] == "Pending" and quota in status["failure"]["message"]
+        pod = await cluster.start_pod("ft-train")
+        await cluster.run_pod(pod)
+        status = await cluster.wait_for_status("ft", lambda s: s.get("phase") == "Training")
+        assert "failure" not in status
