@@ -275,6 +275,9 @@ def test_example_is_a_kubernetes_object(path: Path) -> None:
     assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}, "examples carry no status"
     assert obj["apiVersion"] == "sdxl.io/v1alpha1"
     assert obj["kind"] in {kind for kind, *_ in CRDS.values()}
+    # `kubectl apply -n <namespace> -f` (what the chart's NOTES print) refuses a manifest that names
+    # another namespace: examples name none and work in any.
+    assert "namespace" not in obj["metadata"], f"{path.name}: remove metadata.namespace"
     name = obj["metadata"]["name"]
     if path.name == "uppercase-name.yaml":
         assert not DNS1123_SUBDOMAIN.match(name), "this example exists to show a rejected name"

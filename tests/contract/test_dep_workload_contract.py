@@ -41,10 +41,11 @@ def _variants() -> list[tuple[str, dict[str, Any]]]:
     found = []
     for example in EXAMPLES:
         owner = yaml.safe_load(example.read_text())
-        owner["metadata"]["uid"] = "6c1f0a52-9b7e-4d1c-8f1e-2a3b4c5d6e7f"
+        # As the API server stores it: the namespace of `kubectl apply -n`, and a uid.
+        owner["metadata"].update(namespace="team-a", uid="6c1f0a52-9b7e-4d1c-8f1e-2a3b4c5d6e7f")
         found.append((example.stem, owner))
         direct = yaml.safe_load(example.read_text())
-        direct["metadata"]["uid"] = owner["metadata"]["uid"]
+        direct["metadata"].update(namespace="team-a", uid=owner["metadata"]["uid"])
         direct["spec"].pop("fineTune")
         direct["spec"].update({"lora": "pvc://loras/alice.safetensors", "baseModel": "stabilityai/sdxl-custom"})
         found.append((f"{example.stem}-direct", direct))
