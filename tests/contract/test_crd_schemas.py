@@ -552,3 +552,44 @@ def test_status_outside_the_schema_is_rejected(
     obj["status"] = status
     errors = crd_validator(obj, _crd_for(obj))
     assert len(errors) == 1 and expected in errors[0], errors
+
+
+# --- the scale subresource: kubectl scale, an HPA or KEDA targeting an SDXLDeployment ----------------
+
+
+def test_the_scale_subresource_has_a_label_selector_the_status_declares(crd_validation: ModuleType) -> None:
+    crd = crd_validation.load_crd_document(CRD_DIR / "sdxldeployments.sdxl.io.yaml")
+    [version] = crd["spec"]["versions"]
+    scale = version["subresources"]["scale"]
+    # An HPA refuses a target whose scale subresource has no selector ("selector is required").
+    assert scale == {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                     "labelSelectorPath": ".status.selector"}
+    selector = _node_at(_schema(crd_validation, "sdxldeployments.sdxl.io.yaml"), "status.selector")
+    assert selector["type"] == "string"
+
+
+@pytest.mark.parametrize(
+    ("old_spec", "new_spec", "expected"),
+    [
+        ({"replicas": 1}, {"replicas": 3}, None),  # kubectl scale without spec.autoscaling
+        ({"replicas": 1, "autoscaling": {"maxReplicas": 4}}, {"replicas": 3, "autoscaling": {"maxReplicas": 4}},
+         "spec.replicas cannot change while spec.autoscaling is set"),
+        ({"replicas": 1, "autoscaling": {"maxReplicas": 4}}, {"replicas": 1, "autoscaling": {"maxReplicas": 6}}, None),
+        ({"replicas": 1, "autoscaling": {"maxReplicas": 4}}, {"replicas": 3}, None),  # autoscaling removed
+        ({"replicas": 1}, {"replicas": 2, "autoscaling": {"maxReplicas": 4}}, None),  # autoscaling added
+    ],
+)
+def test_scaling_by_hand_is_refused_not_ignored_while_autoscaling_is_set(
+    crd_validator: Validator, deployment_crd_path: Path, old_spec: dict[str, Any], new_spec: dict[str, Any],
+    expected: str | None,
+) -> None:
+    old = _load(CRD_DIR / "examples" / "deployment-cpu.yaml")
+    old["spec"].update(old_spec)
+    new = copy.deepcopy(old)
+    new["spec"].pop("autoscaling", None)
+    new["spec"].update(new_spec)
+    errors = crd_validator(new, deployment_crd_path, old=old)
+    if expected is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and expected in errors[0] and "spec.replicas" in errors[0], errors
