@@ -593,3 +593,12 @@ def test_scaling_by_hand_is_refused_not_ignored_while_autoscaling_is_set(
         assert errors == []
     else:
         assert len(errors) == 1 and expected in errors[0] and "spec.replicas" in errors[0], errors
+
+
+def test_the_readme_troubleshooting_table_explains_every_failure_reason() -> None:
+    from sdxl_operator.failure_reasons import ALL_REASONS
+
+    readme = (CRD_DIR.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([A-Za-z]+)` \|", table, re.MULTILINE))
+    assert set(ALL_REASONS) <= rows, f"README.md Troubleshooting lacks {sorted(set(ALL_REASONS) - rows)}"
