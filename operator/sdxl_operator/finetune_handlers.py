@@ -150,7 +150,13 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
             log_tail = await api.read_pod_log_tail(namespace, pod["metadata"]["name"], CONTAINER, LOG_TAIL_LINES)
         if pod is None and not job_condition(job, "Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"):
             events = await api.list_events(namespace, failed_create_selector(job))
-    except (NameConflict, ChildRejected, StorageNotFound) as exc:
+    except StorageNotFound as exc:  # the Job went and its claim too: wait for the claim, then recreate
+        new = {**waiting_status(exc.reason, exc.message, now=context.clock(), generation=generation,
+                                previous=previous), "trainingJob": job_name}
+        patch["status"] = status_patch(previous, new)
+        _post_transition_events(body, previous, new)
+        return
+    except (NameConflict, ChildRejected) as exc:
         new = failed_status(exc.reason, exc.message, now=context.clock(), generation=generation, previous=previous)
         patch["status"] = status_patch(previous, new)
         _post_transition_events(body, previous, new)

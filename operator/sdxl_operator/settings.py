@@ -2,36 +2,36 @@
 
 Every variable the operator reads is listed here and nowhere else:
 
-==================================  ==========================================  ===================================
-Variable                            Meaning                                     Default
-==================================  ==========================================  ===================================
-SDXL_IMAGE_TRAIN                    image of the training Job                   sdxl-operator/workload-gpu:0.1.0
-SDXL_IMAGE_NEURON                   image of the Neuron compile Job and server  sdxl-operator/workload-neuron:0.1.0
-SDXL_IMAGE_NVIDIA                   image of the NVIDIA inference server        sdxl-operator/workload-gpu:0.1.0
-SDXL_IMAGE_CPU                      image of the CPU server / prepare Job       sdxl-operator/workload-cpu:0.1.0
-SDXL_IMAGE_PULL_POLICY              Always | IfNotPresent | Never               IfNotPresent
-SDXL_TRAIN_NODE_SELECTOR            JSON object, merged under spec's selector   {}
-SDXL_TRAIN_TOLERATIONS              JSON list of tolerations, before spec's     []
-SDXL_COMPILE_NODE_SELECTOR          JSON object for compile Jobs                {}
-SDXL_COMPILE_TOLERATIONS            JSON list for compile Jobs                  []
-SDXL_NEURON_NODE_SELECTOR           JSON object for Neuron servers              {}
-SDXL_NEURON_TOLERATIONS             JSON list for Neuron servers                []
-SDXL_NVIDIA_NODE_SELECTOR           JSON object for NVIDIA servers              {}
-SDXL_NVIDIA_TOLERATIONS             JSON list for NVIDIA servers                []
-SDXL_COMPILE_ON_NEURON              true | false: compile on a Neuron node      true
-SDXL_ARTIFACT_STORE                 URI where outputs go by default             pvc://sdxl-artifacts/store
-SDXL_HF_TOKEN_SECRET                Secret (key ``token``) with a HF token      unset: no token
-SDXL_WORKLOAD_SERVICE_ACCOUNT       service account of workload pods            unset: namespace default
-SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT  create it where missing (true | false)    true
-SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS  JSON object of annotations it gets   {}
-SDXL_TRAIN_DEADLINE_SECONDS         activeDeadlineSeconds of training Jobs      86400
-SDXL_COMPILE_DEADLINE_SECONDS       activeDeadlineSeconds of compile Jobs       14400
-SDXL_TRAIN_BACKOFF_LIMIT            backoffLimit of training Jobs               2
-SDXL_STATUS_INTERVAL_SECONDS        how often status is recomputed (seconds)    10
-SDXL_PENDING_GRACE_SECONDS          unschedulable this long => failure shown    120
-SDXL_FINISHED_JOB_TTL_SECONDS       ttlSecondsAfterFinished of Jobs (>= 60)     86400
-SDXL_POD_NAME                       reportingInstance of the operator's Events  the host name
-==================================  ==========================================  ===================================
+=========================================  ==========================================  ===================================
+Variable                                   Meaning                                     Default
+=========================================  ==========================================  ===================================
+SDXL_IMAGE_TRAIN                           image of the training Job                   sdxl-operator/workload-gpu:0.1.0
+SDXL_IMAGE_NEURON                          image of the Neuron compile Job and server  sdxl-operator/workload-neuron:0.1.0
+SDXL_IMAGE_NVIDIA                          image of the NVIDIA inference server        sdxl-operator/workload-gpu:0.1.0
+SDXL_IMAGE_CPU                             image of the CPU server / prepare Job       sdxl-operator/workload-cpu:0.1.0
+SDXL_IMAGE_PULL_POLICY                     Always | IfNotPresent | Never               IfNotPresent
+SDXL_TRAIN_NODE_SELECTOR                   JSON object, merged under spec's selector   {}
+SDXL_TRAIN_TOLERATIONS                     JSON list of tolerations, before spec's     []
+SDXL_COMPILE_NODE_SELECTOR                 JSON object for compile Jobs                {}
+SDXL_COMPILE_TOLERATIONS                   JSON list for compile Jobs                  []
+SDXL_NEURON_NODE_SELECTOR                  JSON object for Neuron servers              {}
+SDXL_NEURON_TOLERATIONS                    JSON list for Neuron servers                []
+SDXL_NVIDIA_NODE_SELECTOR                  JSON object for NVIDIA servers              {}
+SDXL_NVIDIA_TOLERATIONS                    JSON list for NVIDIA servers                []
+SDXL_COMPILE_ON_NEURON                     true | false: compile on a Neuron node      true
+SDXL_ARTIFACT_STORE                        URI where outputs go by default             pvc://sdxl-artifacts/store
+SDXL_HF_TOKEN_SECRET                       Secret (key ``token``) with a HF token      unset: no token
+SDXL_WORKLOAD_SERVICE_ACCOUNT              service account of workload pods            unset: namespace default
+SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT       create it where missing (true | false)      true
+SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS  JSON object of annotations it gets          {}
+SDXL_TRAIN_DEADLINE_SECONDS                activeDeadlineSeconds of training Jobs      86400
+SDXL_COMPILE_DEADLINE_SECONDS              activeDeadlineSeconds of compile Jobs       14400
+SDXL_TRAIN_BACKOFF_LIMIT                   backoffLimit of training Jobs               2
+SDXL_STATUS_INTERVAL_SECONDS               how often status is recomputed (seconds)    10
+SDXL_PENDING_GRACE_SECONDS                 unschedulable this long => failure shown    120
+SDXL_FINISHED_JOB_TTL_SECONDS              ttlSecondsAfterFinished of Jobs (>= 60)     86400
+SDXL_POD_NAME                              reportingInstance of the operator's Events  the host name
+=========================================  ==========================================  ===================================
 
 Malformed values raise :class:`SettingsError` naming the variable and what it expects, so a bad Helm
 value stops the operator at start-up instead of producing broken Jobs later.

@@ -41,6 +41,10 @@ def test_every_variable_is_read() -> None:
         "SDXL_TRAIN_BACKOFF_LIMIT": "0",
         "SDXL_STATUS_INTERVAL_SECONDS": "0.5",
         "SDXL_PENDING_GRACE_SECONDS": "30",
+        "SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT": "false",
+        "SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS": '{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}',
+        "SDXL_FINISHED_JOB_TTL_SECONDS": "600",
+        "SDXL_POD_NAME": "sdxl-operator-7d9f-abcde",
     }
     settings = OperatorSettings.from_env(env)
     assert settings == OperatorSettings(
@@ -66,6 +70,10 @@ def test_every_variable_is_read() -> None:
         train_backoff_limit=0,
         status_interval_seconds=0.5,
         pending_grace_seconds=30,
+        create_workload_service_account=False,
+        workload_service_account_annotations={"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"},
+        finished_job_ttl_seconds=600,
+        pod_name="sdxl-operator-7d9f-abcde",
     )
 
 
@@ -87,6 +95,10 @@ def test_every_variable_is_read() -> None:
         ("SDXL_ARTIFACT_STORE", "pvc:///x", r"SDXL_ARTIFACT_STORE: a pvc:// URI needs a claim"),
         ("SDXL_ARTIFACT_STORE", "s3://", r"SDXL_ARTIFACT_STORE: an s3:// URI needs a bucket"),
         ("SDXL_ARTIFACT_STORE", "relative/dir", r"SDXL_ARTIFACT_STORE: expected s3://"),
+        ("SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS", '{"role": 1}',
+         r"SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS: expected a JSON object of strings"),
+        ("SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT", "sometimes", r"SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT: expected true"),
+        ("SDXL_FINISHED_JOB_TTL_SECONDS", "0", r"SDXL_FINISHED_JOB_TTL_SECONDS: must be at least 60"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
