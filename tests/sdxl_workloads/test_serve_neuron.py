@@ -50,8 +50,11 @@ class CompiledStandIn:
         self.pipe = pipe
         self.shape = shape
         self.calls: list[int] = []
+        self.on_call: Any = None
 
     def __call__(self, **kwargs: Any) -> Any:
+        if self.on_call is not None:
+            self.on_call()
         assert len(kwargs["prompt"]) == self.shape.batch_size, "a compiled graph takes only its batch"
         assert kwargs["num_images_per_prompt"] == self.shape.num_images_per_prompt
         assert len(kwargs["generator"]) == self.shape.images_per_call
@@ -87,8 +90,14 @@ def test_neuron_server_holds_requests_to_the_compiled_size(tmp_path: Path, tiny_
     monkeypatch.setattr(neuron_export, "load_neuron_pipeline", lambda path: stand_in)
 
     model = ServedModel(NeuronBackend(str(folder)))
+    ready_during_warm_up: list[bool] = []
+    stand_in.on_call = lambda: ready_during_warm_up.append(model.ready)
     model.load()
     assert model.limits.fixed_size == (64, 48)
+    # The warm-up: one call of the compiled batch inside load(), before the model counts as ready
+    # (optimum-neuron loads the compiled UNet onto the device lazily, at the first call).
+    assert stand_in.calls == [2] and ready_during_warm_up == [False]
+    stand_in.calls.clear()
 
     async def scenario() -> None:
         app = create_app(model, ServerSettings(default_steps=2, max_batch=8))
@@ -108,6 +117,17 @@ def test_neuron_server_holds_requests_to_the_compiled_size(tmp_path: Path, tiny_
             assert wrong.status_code == 422
             assert wrong.json()["detail"][0]["loc"] == ["body", "height"]
             assert "compiled for 64x48" in wrong.json()["error"]["message"]
+            # The compiled height with another width: each side is held to its own compiled value
+            # (the stand-in, like optimum-neuron, would silently render 64x48 instead).
+            for width in (56, 48, 128):
+                other = await client.post("/v1/generate", json={"prompt": "a photo", "width": width, "height": 48})
+                assert other.status_code == 422, (width, other.text)
+                assert other.json()["detail"][0]["loc"] == ["body", "width"]
+                assert f"width must be 64, got {width}" in other.json()["error"]["message"]
+            only_width = await client.post("/v1/generate", json={"prompt": "a photo", "width": 56})
+            assert only_width.status_code == 422 and only_width.json()["detail"][0]["loc"] == ["body", "width"]
+            openai_width = await client.post("/v1/images/generations", json={"prompt": "a photo", "size": "56x48"})
+            assert openai_width.status_code == 422 and "compiled for 64x48" in openai_width.text
             openai = await client.post("/v1/images/generations", json={"prompt": "a photo", "size": "128x128"})
             assert openai.status_code == 422 and "compiled for 64x48" in openai.json()["error"]["message"]
 

@@ -118,7 +118,7 @@ class BrokenDevice:
     def __init__(self, inner: DiffusersBackend) -> None:
         self.inner = inner
         self.description = inner.description
-        self.broken = True
+        self.broken = False  # healthy through load and its warm-up; the test breaks it afterwards
 
     def load(self) -> ModelLimits:
         return self.inner.load()
@@ -133,6 +133,7 @@ def test_a_pipeline_error_is_503_with_the_reason_and_the_server_recovers(tiny_mo
     backend = BrokenDevice(DiffusersBackend(str(tiny_model_path)))
     model = ServedModel(backend)
     model.load()
+    backend.broken = True
 
     async def scenario() -> None:
         async with serving(create_app(model, ServerSettings(default_steps=1))) as client:

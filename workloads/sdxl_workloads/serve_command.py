@@ -84,18 +84,30 @@ async def _load_in_background(model: ServedModel) -> None:
     await done
 
 
+def uvicorn_config(app: Any, settings: ServerSettings, host: str, port: int) -> Any:
+    """How uvicorn runs the app, in one place (the process and the tests of hostile clients)."""
+    import uvicorn
+
+    from sdxl_workloads.server.read_deadlines import HeaderDeadlineH11Protocol
+
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="info",
+        # h11 (pure Python, in every image) with a deadline on request headers; the body's is
+        # the app's BodyReadDeadline.
+        http=HeaderDeadlineH11Protocol.with_header_timeout(settings.header_timeout),
+        # Idle kept-alive connections are closed after this.
+        timeout_keep_alive=5,
+        # Long enough for a request that has just started to finish before shutdown gives up.
+        timeout_graceful_shutdown=int(settings.request_timeout) + 5,
+    )
+
+
 async def serve(model: ServedModel, settings: ServerSettings, host: str, port: int) -> None:
     import uvicorn
 
     from sdxl_workloads.server.app import create_app
 
-    app = create_app(model, settings)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="info",
-        # Long enough for a request that has just started to finish before shutdown gives up.
-        timeout_graceful_shutdown=int(settings.request_timeout) + 5,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(create_app(model, settings), settings, host, port))
     failure: list[BaseException] = []
 
     async def load() -> None:

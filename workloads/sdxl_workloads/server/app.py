@@ -3,11 +3,18 @@
 No module-level app and no argument parsing here: `serve_command` builds the model and settings
 from flags, and tests build apps with their own. Model loading is the caller's business (the
 app only reports it), so /healthz answers while weights load and /readyz says 503 until done.
+/readyz says ready or not and why in one word, nothing more: it needs no key, so it must not tell
+an unauthenticated caller which model or LoRA is served (the log has that).
+
+A client that disconnects gives up its work: a queued request leaves the queue, and a batch whose
+every request has gone stops at the next denoising step (within a step's time, well under a second
+on the devices we serve on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -35,6 +42,7 @@ from sdxl_workloads.server.content_negotiation import wants_png
 from sdxl_workloads.server.images import encode_png, encode_png_base64
 from sdxl_workloads.server.metrics import ServerMetrics
 from sdxl_workloads.server.model import ServedModel
+from sdxl_workloads.server.read_deadlines import BodyReadDeadline
 from sdxl_workloads.server.schemas import (
     MAX_SEED,
     ErrorBody,
@@ -54,6 +62,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in {
         401: "missing or wrong API key",
         406: "Accept: image/png with more than one image",
+        408: "the request body did not arrive within the server's body timeout",
         413: "request body too large",
         422: "invalid request; `detail` names each field and what is wrong",
         429: "queue full; retry after the Retry-After header's seconds",
@@ -89,6 +98,20 @@ def _describe_validation(errors: Sequence[Any]) -> str:
             where = "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+# nginx's code for "client closed request": recorded in logs, never seen by the client that left.
+CLIENT_GONE = 499
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    """Return when the client has disconnected. Called after the body is read, when the only
+    message the server can still deliver is `http.disconnect`."""
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            return
+        await asyncio.sleep(0.1)  # a transport that repeats empty bodies must not spin the loop
 
 
 def _error_json(status: int, detail: Any, kind: str, message: str,
@@ -127,6 +150,8 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
     app.state.batcher = batcher
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        on_reject=lambda: metrics.reject("too_large"))
+    app.add_middleware(BodyReadDeadline, timeout=settings.body_timeout,
+                       on_timeout=lambda: metrics.reject("body_timeout"))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -141,6 +166,8 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
             return _error_json(exc.status_code, exc.detail, exc.kind, exc.message, exc.headers)
         if exc.status_code == 413:
             return _error_json(413, exc.detail, "request_too_large", str(exc.detail))
+        if exc.status_code == 408:
+            return _error_json(408, exc.detail, "request_timeout", str(exc.detail), exc.headers)
         return _error_json(exc.status_code, exc.detail, "http_error", str(exc.detail), exc.headers)
 
     def require_key(authorization: str | None = Header(default=None, include_in_schema=False),
@@ -180,10 +207,28 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
             seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
             num_images=num_images)
 
-    async def run(params: GenerationParams) -> Outcome[Any]:
+    async def run(params: GenerationParams, request: Request) -> Outcome[Any]:
+        """The request's result; or, once its client has disconnected, its work withdrawn and a 499
+        (logged, never delivered)."""
+        submit = asyncio.ensure_future(batcher.submit(params, images=params.num_images, key=params.batch_key(),
+                                                      timeout=settings.request_timeout))
+        gone = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
-            return await batcher.submit(params, images=params.num_images, key=params.batch_key(),
-                                        timeout=settings.request_timeout)
+            done, _ = await asyncio.wait({submit, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            submit.cancel()
+            gone.cancel()
+            raise
+        gone.cancel()
+        if submit not in done:
+            submit.cancel()  # Batcher.submit withdraws the job: out of the queue, or marked for stopping
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await submit
+            log.info("a client disconnected; its request was cancelled")
+            raise ApiError(CLIENT_GONE, "client_closed_request", "the client disconnected; its work was cancelled",
+                           reason="client_gone")
+        try:
+            return submit.result()
         except QueueFull as err:
             raise ApiError(429, "rate_limit_error", str(err), reason="queue_full",
                            headers={"Retry-After": str(err.retry_after)}) from None
@@ -207,11 +252,14 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
              responses={503: {"model": ErrorBody, "description": "loading, failed, or shutting down"}})
     async def readyz() -> JSONResponse:
         if batcher.closing:
-            return _error_json(503, "shutting down", "shutting_down", "the server is shutting down")
+            return _error_json(503, "shutting_down", "shutting_down", "the server is shutting down")
+        if model.error is not None:
+            return _error_json(503, "failed", "model_unavailable",
+                               "the model failed to load; the server's log and termination message say why")
         if not model.ready:
-            err = not_ready_error()
-            return _error_json(503, err.message, err.kind, err.message, err.headers)
-        return JSONResponse({"status": "ready", "model": model.description})
+            return _error_json(503, "loading", "model_loading", "the model is still loading; retry shortly",
+                               {"Retry-After": "5"})
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
@@ -232,7 +280,7 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         params = resolve(prompt=body.prompt, negative_prompt=body.negative_prompt,
                          steps=body.num_inference_steps, guidance=body.guidance_scale, seed=body.seed,
                          width=body.width, height=body.height, num_images=body.num_images)
-        outcome = await run(params)
+        outcome = await run(params, request)
         encode_began = time.perf_counter()
         if png_only:
             png = await asyncio.to_thread(encode_png, outcome.value[0])
@@ -255,14 +303,14 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
                             encode_seconds=encode_seconds, total_seconds=total))
         return JSONResponse(response.model_dump(), headers={"Server-Timing": server_timing(outcome, encode_seconds)})
 
-    async def openai_generations(body: OpenAIImageRequest) -> Any:
+    async def openai_generations(body: OpenAIImageRequest, request: Request) -> Any:
         began = time.perf_counter()
         dimensions = body.dimensions()
         params = resolve(prompt=body.prompt, negative_prompt=None, steps=None, guidance=None, seed=None,
                          width=dimensions[0] if dimensions else None,
                          height=dimensions[1] if dimensions else None,
                          num_images=body.n, size_field="size")
-        outcome = await run(params)
+        outcome = await run(params, request)
         images = await asyncio.to_thread(encode_png_base64, outcome.value)
         metrics.request_latency.labels(endpoint="openai").observe(time.perf_counter() - began)
         metrics.images_generated.inc(len(images))

@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# Asked between denoising steps; True means every request of the batch has given up (timed out),
-# so the backend should stop spending compute on it.
+# Asked between denoising steps; True means every request of the batch has given up (timed out,
+# or its client disconnected), so the backend should stop spending compute on it.
 ShouldStop = Callable[[], bool]
 
 
 class GenerationCancelled(Exception):
-    """The batch was abandoned between steps because all its requests had timed out."""
+    """The batch was abandoned between steps because all its requests had given up."""
 
 
 @dataclass(frozen=True)

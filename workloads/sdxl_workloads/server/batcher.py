@@ -221,7 +221,7 @@ class Batcher:
                 if len(results) != len(batch):
                     raise RuntimeError(f"the backend returned {len(results)} results for {len(batch)} requests")
             except GenerationCancelled:
-                log.info("abandoned a batch of %d timed-out request(s)", len(batch))
+                log.info("stopped a batch of %d request(s) whose clients all gave up (timed out or gone)", len(batch))
                 continue
             except Exception as err:  # any pipeline failure becomes an answer, never a crash
                 log.exception("generation failed for a batch of %d request(s)", len(batch))

@@ -1,8 +1,16 @@
 """The diffusers backend (cpu and nvidia): a prepared (LoRA already fused) pipeline folder, or a
-base pipeline plus a LoRA fused at load time at `lora_scale`."""
+base pipeline plus a LoRA fused at load time at `lora_scale`.
+
+On a GPU the weights are fp16 and the VAE decodes one image at a time (slicing) and, above its
+tile size, in tiles: decoding is where SDXL's memory peaks (8 images at 1024 px in one VAE call
+risk running out of memory on a 24 GB card). SDXL's VAE overflows in fp16; its config says so
+(`force_upcast: true`) and the pipeline then decodes in fp32, one sliced image at a time. A VAE
+made for fp16 (such as madebyollin/sdxl-vae-fp16-fix) says `force_upcast: false` and decodes in fp16.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +24,8 @@ from sdxl_workloads.server.backends import (
     ShouldStop,
 )
 from sdxl_workloads.server.schemas import MAX_SIDE
+
+log = logging.getLogger(__name__)
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
@@ -42,6 +52,47 @@ def lora_location(lora: str) -> tuple[str, str]:
         f"{LORA_WEIGHT_NAME}")
 
 
+def configure_for_device(pipe: Any, device: str) -> Any:
+    """Memory settings for `device`, applied before the pipeline moves there.
+
+    Split out of `DiffusersBackend.load` so a CPU-only test can check the GPU's configuration on
+    the real pipeline object: only the final `.to("cuda")` needs a GPU.
+    """
+    pipe.set_progress_bar_config(disable=True)
+    if device == "cuda":
+        pipe.vae.enable_slicing()
+        # Tiles only above the VAE's tile size (1024 px for SDXL): free at the default size, and
+        # what keeps 2048 px (twice the default, the largest size served) within memory.
+        pipe.vae.enable_tiling()
+        log.info("VAE decode: sliced and tiled, in %s", "fp32 (force_upcast)" if pipe.vae.config.force_upcast
+                 else f"{pipe.vae.dtype} (the VAE declares itself safe in it)")
+    return pipe
+
+
+def load_pipeline(model_path: str, lora_path: str | None, lora_scale: float, device: str) -> Any:
+    """The pipeline in the device's dtype with the LoRA (if any) fused, configured for `device`
+    and not yet moved there."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    # fp16 halves memory and doubles speed on a GPU; CPUs have no fast fp16 kernels.
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    pipe = StableDiffusionXLPipeline.from_pretrained(model_path, torch_dtype=dtype)
+    if lora_path is not None:
+        folder, weight_name = lora_location(lora_path)
+        try:
+            pipe.load_lora_weights(folder, weight_name=weight_name)
+        except Exception as err:  # diffusers raises several types for a mismatched LoRA
+            raise WorkloadError(
+                "InvalidInput",
+                f"--lora {lora_path}: cannot be applied to {model_path}: {type(err).__name__}: {err}") from err
+        # Fused once here so each step pays nothing for the LoRA; then drop the adapter
+        # layers, the fused weights stay.
+        pipe.fuse_lora(lora_scale=lora_scale)
+        pipe.unload_lora_weights()
+    return configure_for_device(pipe, device)
+
+
 class DiffusersBackend:
     """`model` and `lora` are artifact URIs (builtin:tiny, pvc://, s3://, local paths, HF ids);
     they are fetched in `load()`, which runs in the background while /healthz already answers."""
@@ -58,9 +109,6 @@ class DiffusersBackend:
         self.pipeline: Any = None
 
     def load(self) -> ModelLimits:
-        import torch
-        from diffusers import StableDiffusionXLPipeline
-
         from sdxl_workloads.storage import local_input, resolve_model
 
         self.model_path = resolve_model(self.model)
@@ -70,23 +118,7 @@ class DiffusersBackend:
             raise WorkloadError(
                 "InvalidInput",
                 f"--model {self.model}: {local} is not a diffusers pipeline folder (no model_index.json)")
-        # fp16 halves memory and doubles speed on a GPU; CPUs have no fast fp16 kernels.
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
-        pipe = StableDiffusionXLPipeline.from_pretrained(self.model_path, torch_dtype=dtype)
-        if self.lora_path is not None:
-            folder, weight_name = lora_location(self.lora_path)
-            try:
-                pipe.load_lora_weights(folder, weight_name=weight_name)
-            except Exception as err:  # diffusers raises several types for a mismatched LoRA
-                raise WorkloadError(
-                    "InvalidInput",
-                    f"--lora {self.lora_path}: cannot be applied to {self.model_path}: "
-                    f"{type(err).__name__}: {err}") from err
-            # Fused once here so each step pays nothing for the LoRA; then drop the adapter
-            # layers, the fused weights stay.
-            pipe.fuse_lora(lora_scale=self.lora_scale)
-            pipe.unload_lora_weights()
-        pipe.set_progress_bar_config(disable=True)
+        pipe = load_pipeline(self.model_path, self.lora_path, self.lora_scale, self.device)
         self.pipeline = pipe.to(self.device)
         default_side = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
         low, high = size_limits(default_side)
@@ -109,7 +141,7 @@ class DiffusersBackend:
 
         def stop_between_steps(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if should_stop():
-                raise GenerationCancelled("every request of this batch timed out")
+                raise GenerationCancelled("every request of this batch gave up")
             return tensors
 
         with torch.inference_mode():

@@ -11,7 +11,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 60
 
 # Closed list of rejection reasons (the `reason` label).
 REJECTION_REASONS = ("invalid", "unauthorized", "too_large", "queue_full", "timeout", "not_ready",
-                     "shutting_down", "generation_failed", "not_acceptable")
+                     "shutting_down", "generation_failed", "not_acceptable", "body_timeout", "client_gone")
 
 
 class ServerMetrics:

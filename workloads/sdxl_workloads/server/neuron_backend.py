@@ -132,7 +132,7 @@ class NeuronBackend:
         results: list[list[Any]] = [[] for _ in batch]
         for call in plan_calls(batch, self.shape):
             if should_stop():  # between compiled calls is the only place a Neuron run can stop
-                raise GenerationCancelled("every request of this batch timed out")
+                raise GenerationCancelled("every request of this batch gave up")
             output = self.pipeline(
                 prompt=[batch[slot.request].prompt for slot in call],
                 negative_prompt=([batch[slot.request].negative_prompt or "" for slot in call]

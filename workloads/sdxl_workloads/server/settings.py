@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from sdxl_workloads.server.schemas import MAX_IMAGES, MAX_STEPS
 
+# Headers and a 64 KiB body take milliseconds from any real client; seconds more only serve
+# clients that hold connections open on purpose (read_deadlines.py).
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 10.0
+
 # Request bodies are small JSON objects (a prompt of at most a few thousand characters);
 # anything much larger is a mistake or abuse and is refused before it is read into memory.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
@@ -23,6 +28,8 @@ class ServerSettings:
     max_images: int = 8  # most images one request may ask for
     default_guidance: float = 5.0  # guidance_scale when a request gives none
     drain_timeout: float | None = None  # seconds shutdown waits for accepted work; None = request_timeout
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a request's headers may take to arrive; then closed
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds its body may take after the headers; then 408
 
     def __post_init__(self) -> None:
         problems = []
@@ -40,6 +47,9 @@ class ServerSettings:
             problems.append(f"default_steps must be within 1..max_steps ({self.max_steps}), got {self.default_steps}")
         if not 1 <= self.max_images <= MAX_IMAGES:
             problems.append(f"max_images must be within 1..{MAX_IMAGES}, got {self.max_images}")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.api_key is not None and not self.api_key:
             problems.append("api_key must not be empty (leave it unset to serve without a key)")
         if problems:
