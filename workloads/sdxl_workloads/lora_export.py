@@ -1,7 +1,7 @@
 """Write the trained LoRA in the formats people load.
 
 - `lora/pytorch_lora_weights.safetensors`: diffusers' LoRA file, `pipe.load_lora_weights(dir)`,
-  with the adapter config (rank, alpha, target modules only) in its metadata.
+  with the adapter config (rank, alpha, target modules; nothing newer peft releases add) in its metadata.
 - `lora/<name>_kohya.safetensors`: kohya/A1111/ComfyUI keys (`lora_unet_*`, `lora_te1_*`,
   `lora_te2_*`, `.lora_down/.lora_up` plus an `.alpha` tensor per module).
 - `training_args.json`: the resolved spec and library versions, so a LoRA can be traced back.
@@ -46,8 +46,10 @@ def exported_lora_state(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 # The adapter config keys every supported loader knows. diffusers passes the metadata verbatim to
 # peft's `LoraConfig`, and the Neuron image's peft 0.17 rejects the keys newer peft releases add
-# (`TypeError: LoraConfig class could not be instantiated`), so the file records only these.
-ADAPTER_METADATA_KEYS = ("r", "lora_alpha", "target_modules")
+# (`TypeError: LoraConfig class could not be instantiated`), so the file records only these; the
+# Neuron image's diffusers 0.35 also reads `rank_pattern` from it unconditionally (KeyError
+# without it), the keys its own `get_peft_kwargs` would have produced.
+ADAPTER_METADATA_KEYS = ("r", "lora_alpha", "target_modules", "rank_pattern", "alpha_pattern")
 
 
 def adapter_metadata(rank: int, target_modules: Any) -> dict[str, Any]:
@@ -55,7 +57,22 @@ def adapter_metadata(rank: int, target_modules: Any) -> dict[str, Any]:
     target modules, sorted (peft keeps them as a set whose order changes from process to process;
     sorted, the same weights always give the same file, whose sha256 keys the compile cache)."""
     targets = sorted(target_modules) if isinstance(target_modules, set | frozenset | list | tuple) else target_modules
-    return {"r": int(rank), "lora_alpha": int(rank), "target_modules": targets}
+    return {"r": int(rank), "lora_alpha": int(rank), "target_modules": targets, "rank_pattern": {},
+            "alpha_pattern": {}}
+
+
+def exported_text_encoder_state(text_encoder: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A text encoder's LoRA with its keys in the long-standing CLIP layout (`text_model.encoder...`).
+
+    transformers 5 flattened `CLIPTextModel` (no `text_model` wrapper), so its keys lack the
+    prefix; transformers 4 (the Neuron image's), kohya tools and the LoRAs on the hub have it.
+    diffusers strips the prefix again when it loads into a flattened model, so with it the file
+    loads under both library sets.
+    """
+    state, metadata = exported_lora_state(text_encoder)
+    if not hasattr(text_encoder, "text_model"):
+        state = {key if key.startswith("text_model.") else f"text_model.{key}": value for key, value in state.items()}
+    return state, metadata
 
 
 def save_diffusers_lora(directory: Path, unet: Any, text_encoder_one: Any | None = None,
@@ -64,8 +81,8 @@ def save_diffusers_lora(directory: Path, unet: Any, text_encoder_one: Any | None
     from diffusers import StableDiffusionXLPipeline
 
     unet_state, unet_meta = exported_lora_state(unet)
-    te_one = exported_lora_state(text_encoder_one) if text_encoder_one is not None else (None, None)
-    te_two = exported_lora_state(text_encoder_two) if text_encoder_two is not None else (None, None)
+    te_one = exported_text_encoder_state(text_encoder_one) if text_encoder_one is not None else (None, None)
+    te_two = exported_text_encoder_state(text_encoder_two) if text_encoder_two is not None else (None, None)
     directory.mkdir(parents=True, exist_ok=True)
     StableDiffusionXLPipeline.save_lora_weights(
         directory,

@@ -150,8 +150,12 @@ def mismatches(layers: list[LoraLayer], components: Mapping[str, Any]) -> tuple[
         if model is None:
             missing.append(name)
             continue
+        path = layer.module
+        if path.startswith("text_model.") and not hasattr(model, "text_model"):
+            # transformers 5 flattened CLIPTextModel; diffusers strips the prefix the same way on load.
+            path = path.removeprefix("text_model.")
         try:
-            module = model.get_submodule(layer.module)
+            module = model.get_submodule(path)
         except AttributeError:
             missing.append(name)
             continue
