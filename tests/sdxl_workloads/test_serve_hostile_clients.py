@@ -80,8 +80,7 @@ def live(tiny_model_path: Path) -> Iterator[Live]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn_config(app, settings, "127.0.0.1", port)
-    config.log_level = "warning"
+    config = uvicorn_config(app, settings, "127.0.0.1", port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

@@ -84,14 +84,14 @@ async def _load_in_background(model: ServedModel) -> None:
     await done
 
 
-def uvicorn_config(app: Any, settings: ServerSettings, host: str, port: int) -> Any:
+def uvicorn_config(app: Any, settings: ServerSettings, host: str, port: int, log_level: str = "info") -> Any:
     """How uvicorn runs the app, in one place (the process and the tests of hostile clients)."""
     import uvicorn
 
     from sdxl_workloads.server.read_deadlines import HeaderDeadlineH11Protocol
 
     return uvicorn.Config(
-        app, host=host, port=port, log_level="info",
+        app, host=host, port=port, log_level=log_level,
         # h11 (pure Python, in every image) with a deadline on request headers; the body's is
         # the app's BodyReadDeadline.
         http=HeaderDeadlineH11Protocol.with_header_timeout(settings.header_timeout),
