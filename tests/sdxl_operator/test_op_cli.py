@@ -70,6 +70,11 @@ async def test_console_script_runs_the_operator_against_a_cluster(tmp_path: Path
             body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune", "metadata": {"name": "cli"},
                     "spec": {"baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject",
                              "instancePrompt": "a photo of sks person", "resources": {"gpus": 0}}}
+            # The default artifact store is the claim pvc://sdxl-artifacts: the namespace has it, as it must.
+            claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "sdxl-artifacts"},
+                     "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}
+            async with await emulator.post("/api/v1/namespaces/default/persistentvolumeclaims", json=claim):
+                pass
             async with await emulator.post("/apis/sdxl.io/v1alpha1/namespaces/default/sdxlfinetunes", json=body):
                 pass
             deadline = time.monotonic() + 30
