@@ -64,6 +64,7 @@ from sdxl_operator.deployment_status import (
     is_settled,
 )
 from sdxl_operator.deployment_validation import validate_deployment_spec
+from sdxl_operator.finetune_status import is_terminal
 from sdxl_operator.inference_deployment import TEMPLATE_HASH, build_inference_deployment
 from sdxl_operator.inference_service import build_inference_service, service_url
 from sdxl_operator.kube_api import KubeApi, KubeApiError
@@ -414,9 +415,11 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
             await refresh_settled(owner, logger, context, locks)
 
     @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry)
-    async def finetune_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    async def finetune_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
         namespace, name = body["metadata"].get("namespace"), body["metadata"].get("name")
-        if context.kube is None or not namespace:
+        # A settled deployment cares only about its fine-tune going away or ending (a new LoRA, a
+        # failure), not about every progress update of a running one.
+        if context.kube is None or not namespace or (type != "DELETED" and not is_terminal(body.get("status"))):
             return
         try:
             users = [d for d in await context.api.list_custom(GROUP, VERSION, DEPLOYMENTS, namespace)
