@@ -8,7 +8,7 @@ PYTHON ?= python3
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint types layers pytest bench clean setup-compat test-compat sync-crds
+.PHONY: setup demo demo-real test lint types layers pytest bench clean setup-compat test-compat sync-crds control-plane
 
 setup: $(STAMP)
 
@@ -26,6 +26,15 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: setup
 	$(VENV)/bin/sdxl-operator sandbox
 
+# The same demo on the real control plane (built on first use; see control-plane below).
+demo-real: setup control-plane
+	$(VENV)/bin/sdxl-operator sandbox --control-plane real
+
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and etcd, built from their Go modules
+# (pins in tools/control-plane/go.mod) into ~/.cache/sdxl-operator/control-plane/<versions>/, once.
+control-plane:
+	bash tools/control-plane/build.sh
+
 lint: setup
 	$(VENV)/bin/ruff check operator workloads tests bench
 
@@ -35,7 +44,7 @@ types: setup
 layers: setup
 	$(VENV)/bin/lint-imports
 
-pytest: setup
+pytest: setup control-plane
 	$(VENV)/bin/pytest
 
 test: lint types layers pytest test-compat

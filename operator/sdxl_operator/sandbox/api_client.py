@@ -6,13 +6,18 @@ by reaching into the emulator's memory), so it would work against any API server
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from sdxl_operator.sandbox.kubeconfig import Credentials, read_kubeconfig, ssl_context
+
 CORE_KINDS = {"Pod": "pods", "Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
-              "PersistentVolumeClaim": "persistentvolumeclaims", "Namespace": "namespaces"}
+              "PersistentVolumeClaim": "persistentvolumeclaims", "PersistentVolume": "persistentvolumes",
+              "Namespace": "namespaces", "Node": "nodes", "ResourceQuota": "resourcequotas"}
 
 
 class ApiError(Exception):
@@ -47,11 +52,20 @@ def object_path(obj: Mapping[str, Any]) -> str:
 class KubeClient:
     """GET/POST/PATCH/DELETE against one API server."""
 
-    def __init__(self, server_url: str) -> None:
+    def __init__(self, server_url: str, *, credentials: Credentials | None = None) -> None:
         self.server_url = server_url.rstrip("/")
+        self._token = credentials.token if credentials is not None else None
+        tls = ssl_context(credentials) if credentials is not None else None
         # A fresh connection per request: the emulator's keep-alive handling is not worth relying on.
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                              timeout=aiohttp.ClientTimeout(total=30))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True, ssl=tls if tls is not None else True),
+            timeout=aiohttp.ClientTimeout(total=30))
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path) -> KubeClient:
+        """A client with the server and credentials of a kubeconfig the sandbox wrote."""
+        credentials = read_kubeconfig(path)
+        return cls(credentials.server, credentials=credentials)
 
     async def close(self) -> None:
         await self._session.close()
@@ -59,15 +73,28 @@ class KubeClient:
     async def request(self, method: str, path: str, body: object = None,
                       content_type: str = "application/json") -> Any:
         headers = {"Content-Type": content_type, "User-Agent": "sdxl-sandbox/executor"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         async with self._session.request(method, self.server_url + path, json=body, headers=headers) as response:
-            payload = await response.json(content_type=None)
+            text = await response.text()
+            try:
+                payload = json.loads(text) if text else None
+            except ValueError:  # plain-text answers: /readyz, pod logs
+                payload = text
             if response.status >= 300:
                 raise ApiError(method, path, response.status, payload)
             return payload
 
     async def list(self, api_version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         payload = await self.request("GET", collection_path(api_version, plural, namespace))
-        return list(payload.get("items") or [])
+        items = list(payload.get("items") or [])
+        # A real API server leaves apiVersion and kind off list items; the callers address objects by them.
+        kind = str(payload.get("kind") or "").removesuffix("List")
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            if kind:
+                item.setdefault("kind", kind)
+        return items
 
     async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

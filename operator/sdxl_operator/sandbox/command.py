@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from sdxl_operator.sandbox.api_client import ApiError
 from sdxl_operator.sandbox.image_request import GenerateError, generate_images, save_images
-from sdxl_operator.sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox, load_manifests
+from sdxl_operator.sandbox.sandbox import CONTROL_PLANES, DEPLOYMENTS, FINETUNES, Sandbox, load_manifests
 from sdxl_operator.sandbox.tables import (
     deployment_row,
     explanation,
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="give up after S seconds (default: 1200)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="CPU threads per workload process (default: 1; the tiny model gains nothing from more)")
+    parser.add_argument("--control-plane", choices=CONTROL_PLANES, default="emulator",
+                        help="the API server: 'emulator' (default; fast, in-process, no controllers) or 'real' "
+                             "(kube-apiserver, controller manager, scheduler and etcd built from their Go modules "
+                             "on first use, simulated GPU, inf2 and CPU nodes, the Helm chart installed)")
     parser.add_argument("--keep", action="store_true",
                         help="keep everything running after the images are saved, until Ctrl-C")
     parser.add_argument("--prompt", default=None, help="prompt to generate (default: the fine-tune's validation "
@@ -151,7 +155,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         print(f"sdxl-operator sandbox: {exc}", file=sys.stderr)
         return 2
     reporter = Reporter(out)
-    async with Sandbox(args.workdir, threads=args.threads) as sandbox:
+    async with Sandbox(args.workdir, threads=args.threads, control_plane=args.control_plane) as sandbox:
         reporter.say(f"API server {sandbox.server_url} (kubectl --kubeconfig {sandbox.kubeconfig}); "
                      f"operator log {sandbox.operator_log}; pod logs under {sandbox.workdir / 'pods'}")
         applied: list[tuple[str, str, str]] = []
@@ -179,10 +183,10 @@ async def _watch(sandbox: Sandbox, applied: list[tuple[str, str, str]], reporter
                  args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     while True:
-        objects = {(res, ns, name): sandbox.get(res, ns, name) for res, ns, name in applied}
+        objects = {(res, ns, name): await sandbox.get(res, ns, name) for res, ns, name in applied}
         finetunes = [o for (res, _, _), o in objects.items() if o and res == FINETUNES]
         deployments = [o for (res, _, _), o in objects.items() if o and res == DEPLOYMENTS]
-        reporter.pods(sandbox.list("v1/pods"))
+        reporter.pods(await sandbox.list("v1/pods"))
         reporter.update(finetunes, deployments)
         for obj in finetunes + deployments:
             status = obj.get("status") or {}

@@ -9,6 +9,10 @@ makes the pod ``Succeeded``/``Failed``; ``Always`` restarts the process after a 
 ``CrashLoopBackOff`` meanwhile. A pod that disappears from the API (deleted, garbage-collected) has
 its process stopped. Pods this kubelet did not start and that are already past ``Pending`` are left
 alone.
+
+Against the real control plane the kubelet serves named nodes only (``node_names``: the pods the
+scheduler bound to them) and finishes deletions as kubelet does: a pod marked for deletion has its
+process stopped within the pod's grace period, then is removed from the API for good (grace 0).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from sdxl_operator.sandbox.api_client import KubeClient
+from sdxl_operator.sandbox.api_client import KubeClient, object_path
 from sdxl_operator.sandbox.container_launch import LOOPBACK, LaunchPlan, plan_launch
 from sdxl_operator.sandbox.local_process import LocalProcess
 from sdxl_operator.sandbox.path_mapping import VolumeNotReady, prepare_volumes
@@ -59,6 +63,7 @@ class PodRun:
     last_terminated: dict[str, Any] | None = None
     restart_at: float | None = None
     finished: bool = False
+    terminating: bool = False  # marked for deletion: out of Service routing, process stopping
     reported: dict[str, Any] | None = None
     log_text: str = ""
 
@@ -70,7 +75,7 @@ class PodRun:
     @property
     def ready(self) -> bool:
         return bool(self.process is not None and self.process.exit_code is None and self.probe is not None
-                    and self.probe.ready)
+                    and self.probe.ready and not self.terminating)
 
     @property
     def ports(self) -> Mapping[str, int]:
@@ -92,8 +97,12 @@ class Kubelet:
     """Runs the pods of the API server as local processes (see the module docstring)."""
 
     def __init__(self, client: KubeClient, workdir: Path, *, threads: int,
-                 log_sink: Callable[[str, str, str], None], on_stopping: Callable[[], None] = lambda: None) -> None:
+                 log_sink: Callable[[str, str, str], None], on_stopping: Callable[[], None] = lambda: None,
+                 node_names: frozenset[str] | None = None) -> None:
         self._on_stopping = on_stopping  # called before a process is told to stop: take it out of routing
+        self._node_names = node_names  # None: every pod (the emulator schedules nothing)
+        self._terminating: set[str] = set()  # uids whose deletion is being finished
+        self._deleted: set[str] = set()  # uids deleted for good (a finalizer may keep them listed a while)
         self._client = client
         self._workdir = workdir
         self._threads = threads
@@ -113,7 +122,10 @@ class Kubelet:
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
         """One pass over every pod of the API server."""
+        if self._node_names is not None:
+            pods = [pod for pod in pods if (pod.get("spec") or {}).get("nodeName") in self._node_names]
         live = {pod["metadata"].get("uid"): pod for pod in pods}
+        self._deleted &= set(live)
         gone = [self.runs.pop(uid) for uid in list(self.runs) if uid not in live]
         if gone:
             self._on_stopping()
@@ -122,7 +134,9 @@ class Kubelet:
         for uid, pod in live.items():
             try:
                 run = self.runs.get(uid)
-                if run is not None:
+                if self._node_names is not None and pod["metadata"].get("deletionTimestamp"):
+                    self._finish_deletion(uid, pod, run)
+                elif run is not None:
                     run.pod = pod
                     await self._tend(run)
                 elif (pod.get("status") or {}).get("phase") in (None, "Pending") and \
@@ -138,6 +152,41 @@ class Kubelet:
         task = asyncio.create_task(run.process.stop(grace))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+
+    def _finish_deletion(self, uid: str, pod: dict[str, Any], run: PodRun | None) -> None:
+        """Stop the pod's process within its grace period, then delete the pod for good (in the background)."""
+        if uid in self._terminating or uid in self._deleted:
+            return
+        self._terminating.add(uid)
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        grace = float(meta.get("deletionGracePeriodSeconds") or spec.get("terminationGracePeriodSeconds") or 30)
+        if run is not None:
+            run.terminating = True
+            self._on_stopping()
+
+        async def finish() -> None:
+            try:
+                if run is not None and run.process is not None:
+                    await run.process.stop(grace)
+                await self._client.request("DELETE", object_path(pod), {
+                    "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": uid}})
+                self._deleted.add(uid)
+            except Exception as exc:  # gone already, or the API is busy: the next pass looks again
+                log.debug("finishing the deletion of pod %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+            finally:
+                self._terminating.discard(uid)
+
+        task = asyncio.create_task(finish())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def log_of(self, namespace: str, name: str) -> tuple[Path, bool] | None:
+        """The log file of pod ``namespace/name`` and whether its process runs, if this kubelet runs it."""
+        for run in self.runs.values():
+            if run.key == (namespace, name):
+                return run.pod_dir / "log.txt", run.process is not None and run.process.exit_code is None
+        return None
 
     async def close(self) -> None:
         """Stop every process this kubelet started and wait until they are gone."""

@@ -6,7 +6,11 @@ loopback ports of its ready pods). It talks to the API server over HTTP like tho
 polling every ``poll_seconds`` (half a second: quick enough for a demo, and nearly free of CPU, which
 the workloads need).
 
-Not emulated (the operator's workloads do not depend on them here): resource requests and limits
+Against the real control plane (``client`` authenticated to it, ``node_names`` set) the executor is
+the kubelet of the simulated nodes and the Service routing only: kube-controller-manager runs the
+Jobs, Deployments and ReplicaSets, and kube-scheduler binds the pods.
+
+Not emulated against the emulator (the operator's workloads do not depend on them here): resource requests and limits
 (nothing is reserved or capped), scheduling (node selectors, tolerations, GPU and Neuron requests:
 every pod runs at once on this machine), image pulls (images are ignored; the code installed here
 runs), init and sidecar containers (the first container of a pod runs), liveness and startup probes,
@@ -39,10 +43,13 @@ class LocalExecutor:
     """Runs the Jobs, Deployments and pods of the API server at ``server_url`` on this machine."""
 
     def __init__(self, server_url: str, workdir: Path, *, log_sink: Callable[[str, str, str], None],
-                 threads: int = 2, poll_seconds: float = 0.5) -> None:
-        self._client = KubeClient(server_url)
+                 threads: int = 2, poll_seconds: float = 0.5, client: KubeClient | None = None,
+                 node_names: frozenset[str] | None = None) -> None:
+        self._client = client if client is not None else KubeClient(server_url)
         self.kubelet = Kubelet(self._client, workdir, threads=threads, log_sink=log_sink,
-                               on_stopping=self._reroute)
+                               on_stopping=self._reroute, node_names=node_names)
+        # The real control plane runs its own Job and Deployment controllers.
+        self._controllers = node_names is None
         self._jobs = JobController(self._client)
         self._deployments = DeploymentController(self._client, self._pod_ready)
         self._poll_seconds = poll_seconds
@@ -57,11 +64,12 @@ class LocalExecutor:
 
     async def sync_once(self) -> None:
         """One pass of every component."""
-        jobs = await self._client.list("batch/v1", "jobs")
-        deployments = await self._client.list("apps/v1", "deployments")
-        pods = await self._client.list("v1", "pods")
-        await self._jobs.sync(jobs, pods)
-        await self._deployments.sync(deployments, pods)
+        if self._controllers:
+            jobs = await self._client.list("batch/v1", "jobs")
+            deployments = await self._client.list("apps/v1", "deployments")
+            pods = await self._client.list("v1", "pods")
+            await self._jobs.sync(jobs, pods)
+            await self._deployments.sync(deployments, pods)
         await self.kubelet.sync(await self._client.list("v1", "pods"))
         self._route_services(await self._client.list("v1", "services"))
 

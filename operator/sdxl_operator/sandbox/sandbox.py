@@ -1,54 +1,90 @@
-"""The whole product on one machine: API emulator, the real operator, and the local executor.
+"""The whole product on one machine: an API server, the real operator, and the local executor.
 
-:class:`Sandbox` is what ``sdxl-operator sandbox`` and the end-to-end tests share:
+:class:`Sandbox` is what ``sdxl-operator sandbox`` and the end-to-end tests share. Two API servers
+can stand behind it (``control_plane``):
 
-* the API server is :func:`~sdxl_operator.sandbox.kube_emulator.serve_emulator` on a free loopback
-  port (CRDs and built-in resources known), with a kubeconfig for it at ``<workdir>/kubeconfig``
-  (``kubectl --kubeconfig`` works against it);
-* the operator is the real one, ``sdxl-operator run --standalone --all-namespaces`` in its own process
-  (its log: ``<workdir>/operator.log``), configured through the same environment variables Helm sets:
-  artifact store ``pvc://sdxl-artifacts/store`` (a folder under ``<workdir>/pvcs``), a short status
-  interval, and image names ending in ``:sandbox`` (the executor runs local code whatever the image);
-* the local executor (:class:`~sdxl_operator.sandbox.local_executor.LocalExecutor`) runs the operator's
-  Jobs and Deployments as local processes; their logs go to the emulator as pod logs and to
-  ``<workdir>/pods/<namespace>/<pod>/log.txt``.
+* ``"real"`` — kube-apiserver, kube-controller-manager, kube-scheduler and etcd built from their Go
+  modules (:mod:`~sdxl_operator.sandbox.control_plane`), three simulated nodes (a GPU node, an
+  inf2-like node, a CPU node; :mod:`~sdxl_operator.sandbox.simulated_nodes`) whose kubelet is the local
+  executor, and the Helm chart installed into it (CRDs, RBAC, ServiceAccounts). The operator runs as
+  the chart's ServiceAccount with the chart's arguments and settings; Jobs, Deployments, ReplicaSets,
+  garbage collection and scheduling are Kubernetes' own.
+* ``"emulator"`` — :func:`~sdxl_operator.sandbox.kube_emulator.serve_emulator` (fast; no admission,
+  controllers, scheduler or RBAC); the executor plays the Job and Deployment controllers too. The
+  operator runs cluster-wide with the sandbox's settings.
+
+Either way ``<workdir>/kubeconfig`` points ``kubectl`` at the API server (an admin), the operator is
+``sdxl-operator run`` in its own process (its log: ``<workdir>/operator.log``) with artifact store
+``pvc://sdxl-artifacts/store`` (a folder under ``<workdir>/pvcs``), a short status interval and image
+names ending in ``:sandbox`` (the executor runs local code whatever the image), and workload logs go
+to ``<workdir>/pods/<namespace>/<pod>/log.txt`` (and to ``kubectl logs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from sdxl_operator.sandbox.api_client import ApiError, KubeClient
-from sdxl_operator.sandbox.container_launch import resolve_program
+from sdxl_operator.sandbox.chart_install import (
+    InstalledOperator,
+    ensure_claim,
+    ensure_namespace,
+    install_chart,
+    installed_args,
+)
+from sdxl_operator.sandbox.container_launch import LOOPBACK, resolve_program
+from sdxl_operator.sandbox.control_plane import ControlPlane
 from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
+from sdxl_operator.sandbox.kubelet_endpoint import serve_kubelet_endpoint
 from sdxl_operator.sandbox.local_executor import LocalExecutor
 from sdxl_operator.sandbox.local_process import die_with_parent
+from sdxl_operator.sandbox.simulated_nodes import DEFAULT_NODES, SimulatedNode, register_node
 
 T = TypeVar("T")
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
 DEPLOYMENTS = "sdxl.io/v1alpha1/sdxldeployments"
 SANDBOX_IMAGE_TAG = "sandbox"
 OPERATOR_STOP_SECONDS = 10.0
+CONTROL_PLANES = ("emulator", "real")
+ARTIFACT_STORE = "pvc://sdxl-artifacts/store"
+ARTIFACT_CLAIM = "sdxl-artifacts"
+# The chart's settings that make sense on one machine: local images (the executor ignores them anyway).
+SANDBOX_CHART_VALUES = (
+    *(f"images.{role}.tag={SANDBOX_IMAGE_TAG}" for role in ("operator", "train", "neuron", "nvidia", "cpu")),
+    "images.workloadPullPolicy=Never",
+)
 
 
-def operator_environment(workdir: Path, status_interval_seconds: float) -> dict[str, str]:
-    """The operator's settings in the sandbox (see ``sdxl_operator.settings``)."""
+def operator_environment(workdir: Path, status_interval_seconds: float,
+                         chart: InstalledOperator | None = None, pending_grace_seconds: float = 60.0) -> dict[str, str]:
+    """The operator's settings in the sandbox (see ``sdxl_operator.settings``).
+
+    With ``chart``: the chart's own settings and the chart's ServiceAccount's kubeconfig; the status
+    interval and pending grace period are shortened either way, for tests that take minutes, not hours.
+    """
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("SDXL_") and not name.startswith("KUBERNETES_")}
+    if chart is not None:
+        env.update(chart.env)
+        env.update({"KUBECONFIG": str(workdir / "operator.kubeconfig"),
+                    "SDXL_STATUS_INTERVAL_SECONDS": str(status_interval_seconds),
+                    "SDXL_PENDING_GRACE_SECONDS": str(pending_grace_seconds), "PYTHONUNBUFFERED": "1"})
+        return env
     env.update({
         "KUBECONFIG": str(workdir / "kubeconfig"),
-        "SDXL_ARTIFACT_STORE": "pvc://sdxl-artifacts/store",
+        "SDXL_ARTIFACT_STORE": ARTIFACT_STORE,
         "SDXL_STATUS_INTERVAL_SECONDS": str(status_interval_seconds),
-        "SDXL_PENDING_GRACE_SECONDS": "60",
+        "SDXL_PENDING_GRACE_SECONDS": str(pending_grace_seconds),
         "SDXL_IMAGE_TRAIN": f"sdxl-operator/workload-gpu:{SANDBOX_IMAGE_TAG}",
         "SDXL_IMAGE_NVIDIA": f"sdxl-operator/workload-gpu:{SANDBOX_IMAGE_TAG}",
         "SDXL_IMAGE_CPU": f"sdxl-operator/workload-cpu:{SANDBOX_IMAGE_TAG}",
@@ -78,7 +114,16 @@ class Sandbox:
     """Start with ``async with Sandbox(workdir) as sandbox:``; everything stops on exit."""
 
     def __init__(self, workdir: Path, *, threads: int = 2, status_interval_seconds: float = 1.0,
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, control_plane: str = "emulator", pending_grace_seconds: float = 60.0,
+                 nodes: tuple[SimulatedNode, ...] = DEFAULT_NODES) -> None:
+        if control_plane not in CONTROL_PLANES:
+            raise ValueError(f"control_plane must be one of {', '.join(CONTROL_PLANES)}, not {control_plane!r}")
+        self.control_plane = control_plane
+        self.pending_grace_seconds = pending_grace_seconds
+        self.nodes = nodes
+        self.plane: ControlPlane | None = None
+        self.chart: InstalledOperator | None = None
+        self.kubelet_port = 0
         self.workdir = workdir.resolve()
         self.threads = threads
         self.status_interval_seconds = status_interval_seconds
@@ -111,6 +156,9 @@ class Sandbox:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.control_plane == "real":
+            await self._start_real()
+            return
         emulator, self.server_url = await self._exit.enter_async_context(serve_emulator())
         self.emulator = emulator
         write_kubeconfig(str(self.kubeconfig), self.server_url)
@@ -119,6 +167,45 @@ class Sandbox:
                                       threads=self.threads, poll_seconds=self.poll_seconds)
         self.executor.start()
         await self.start_operator()
+
+    async def _start_real(self) -> None:
+        plane = self.plane = await self._exit.enter_async_context(ControlPlane(self.workdir / "control-plane"))
+        self.server_url = plane.server_url
+        self.kubeconfig.write_bytes(plane.admin_kubeconfig.read_bytes())
+        self.kubeconfig.chmod(0o600)
+        self.client = plane.admin_client()
+        self.executor = LocalExecutor(self.server_url, self.workdir, log_sink=lambda *_: None,
+                                      threads=self.threads, poll_seconds=self.poll_seconds,
+                                      client=plane.admin_client(),
+                                      node_names=frozenset(node.name for node in self.nodes))
+        assert plane._ca is not None  # started
+        serving = plane._ca.issue("kubelet", "sandbox-kubelet", server_names=("localhost",),
+                                  server_addresses=(LOOPBACK,))
+        self.kubelet_port = await self._exit.enter_async_context(
+            serve_kubelet_endpoint(self.executor.kubelet.log_of, serving))
+        for node in self.nodes:
+            await register_node(self.client, node, self.kubelet_port)
+        self.chart = await install_chart(self.client, SANDBOX_CHART_VALUES)
+        await self.ensure_namespace("default")
+        await plane.service_account_kubeconfig(self.chart.namespace, self.chart.service_account,
+                                               self.workdir / "operator.kubeconfig")
+        self.executor.start()
+        await self.start_operator()
+
+    async def ensure_namespace(self, name: str, *, artifact_claim: bool = True) -> None:
+        """Create namespace ``name`` unless it exists, with the artifact store's claim unless told not to.
+
+        The emulator needs neither: it has no namespaces to speak of and no scheduler to check claims.
+        """
+        if self.control_plane == "real":
+            await ensure_namespace(self._client(), name)
+            if artifact_claim:
+                await ensure_claim(self._client(), name, ARTIFACT_CLAIM)
+
+    async def ensure_claim(self, namespace: str, claim: str) -> None:
+        """A bound PersistentVolumeClaim ``claim`` in ``namespace`` (its files: ``<workdir>/pvcs/<claim>``)."""
+        if self.control_plane == "real":
+            await ensure_claim(self._client(), namespace, claim)
 
     async def close(self) -> None:
         """Stop the operator, every local process, and the API server."""
@@ -138,11 +225,17 @@ class Sandbox:
         """Start ``sdxl-operator run`` against the emulator (again, after :meth:`kill_operator`)."""
         if self._operator is not None and self._operator.returncode is None:
             return
+        if self.chart is not None:
+            arguments = [*installed_args(self.chart.args), "--log-format", "plain"]
+        else:
+            arguments = ["run", "--standalone", "--all-namespaces", "--log-format", "plain"]
         log = self.operator_log.open("ab")
         try:
             self._operator = await asyncio.create_subprocess_exec(
-                resolve_program("sdxl-operator"), "run", "--standalone", "--all-namespaces", "--log-format", "plain",
-                env=operator_environment(self.workdir, self.status_interval_seconds), stdin=asyncio.subprocess.DEVNULL,
+                resolve_program("sdxl-operator"), *arguments,
+                env=operator_environment(self.workdir, self.status_interval_seconds, self.chart,
+                                         self.pending_grace_seconds),
+                stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent,
             )
         finally:
@@ -206,18 +299,18 @@ class Sandbox:
         body["metadata"] = {"namespace": "default", **(obj.get("metadata") or {})}
         await self._client().delete(body)
 
-    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """An object as the API server has it now (``resource`` e.g. ``batch/v1/jobs``)."""
-        assert self.emulator is not None, "the sandbox is not started"
-        return self.emulator.live_object(resource, namespace, name)
+    async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object as the API server has it now (``resource`` e.g. ``batch/v1/jobs``), or None."""
+        api_version, plural = resource.rsplit("/", 1)
+        return await self._client().get(api_version, plural, namespace, name)
 
-    def list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        assert self.emulator is not None, "the sandbox is not started"
-        return self.emulator.live_objects(resource, namespace)
+    async def list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        api_version, plural = resource.rsplit("/", 1)
+        return await self._client().list(api_version, plural, namespace)
 
-    def status(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+    async def status(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         """The ``status`` of an object ({} when it has none or does not exist)."""
-        return dict((self.get(resource, namespace, name) or {}).get("status") or {})
+        return dict((await self.get(resource, namespace, name) or {}).get("status") or {})
 
     async def wait_for_phase(self, resource: str, namespace: str, name: str, phase: str,
                              timeout: float) -> dict[str, Any]:
@@ -227,8 +320,8 @@ class Sandbox:
         with the last status when time runs out.
         """
 
-        def check() -> dict[str, Any] | None:
-            status = self.status(resource, namespace, name)
+        async def check() -> dict[str, Any] | None:
+            status = await self.status(resource, namespace, name)
             if status.get("phase") == "Failed" and phase != "Failed":
                 raise RuntimeError(f"{name} failed: {status.get('failure')}")
             return status if status.get("phase") == phase else None
@@ -236,7 +329,7 @@ class Sandbox:
         try:
             return await self.wait_for(f"{name} to reach {phase}", check, timeout)
         except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; last status: {self.status(resource, namespace, name)}; "
+            raise TimeoutError(f"{exc}; last status: {await self.status(resource, namespace, name)}; "
                                f"operator log: {self.operator_log}") from None
 
     def service_url(self, namespace: str, name: str) -> str | None:
@@ -247,11 +340,13 @@ class Sandbox:
         """(namespace, pod) -> pid of every workload process still running."""
         return self.executor.running_pids() if self.executor is not None else {}
 
-    async def wait_for(self, what: str, check: Callable[[], T | None], timeout: float) -> T:
-        """Poll ``check`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
+    async def wait_for(self, what: str, check: Callable[[], T | Awaitable[T | None] | None], timeout: float) -> T:
+        """Poll ``check`` (plain or async) until it returns something truthy; TimeoutError naming ``what`` otherwise."""
         deadline = time.monotonic() + timeout
         while True:
             value = check()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
                 return value
             if time.monotonic() > deadline:
