@@ -296,7 +296,7 @@ async def test_the_workload_account_is_created_where_missing_and_an_existing_one
     await cluster._call("patch", "/api/v1/namespaces/team-a/serviceaccounts/sdxl-workload",
                         {"metadata": {"annotations": {"eks.amazonaws.com/role-arn": mine}, "labels": None}},
                         "application/merge-patch+json")
-    version = [a for a in accounts() if a["metadata"]["name"] == "sdxl-workload"][0]["metadata"]["resourceVersion"]
+    version = next(a for a in accounts() if a["metadata"]["name"] == "sdxl-workload")["metadata"]["resourceVersion"]
     async with operator_runner(**settings):
         await cluster.create_finetune("ft2")
         await cluster.wait_for("the second Job", lambda: cluster.job("ft2-train"))
