@@ -18,6 +18,7 @@ from sdxl_operator.deployment_status import (
     DeploymentObservation,
     compute_deployment_status,
     invalid_spec_status,
+    is_settled,
     rollout_done,
 )
 from sdxl_operator.deployment_validation import validate_deployment_spec
@@ -285,3 +286,27 @@ def test_examples_are_valid() -> None:
 
     for example in sorted((REPO / "crds" / "examples").glob("deployment*.yaml")):
         assert validate_deployment_spec(yaml.safe_load(example.read_text())["spec"]) == [], example.name
+
+
+# (phase, failure reason, observedGeneration, generation) -> settled: no timer, hence no finalizer.
+SETTLED = {
+    "ready and current": (("Ready", None, 3, 3), True),
+    "ready for an older spec": (("Ready", None, 2, 3), False),
+    "invalid spec (only a spec change helps)": (("Failed", "InvalidSpec", 3, 3), True),
+    "name conflict (the object may go)": (("Failed", "NameConflict", 3, 3), False),
+    "claim missing (it may be created)": (("Failed", "StorageNotFound", 3, 3), False),
+    "compiling": (("Compiling", None, 3, 3), False),
+    "deploying": (("Deploying", None, 3, 3), False),
+    "no status yet": ((None, None, 0, 1), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SETTLED))
+def test_only_a_settled_deployment_stops_its_timer(case: str) -> None:
+    (phase, reason, observed, generation), settled = SETTLED[case]
+    status: dict[str, Any] = {"observedGeneration": observed}
+    if phase:
+        status["phase"] = phase
+    if reason:
+        status["failure"] = {"reason": reason, "message": "m"}
+    assert is_settled({"metadata": {"generation": generation}, "status": status}) is settled
