@@ -8,7 +8,7 @@ PYTHON ?= python3
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-real test lint types layers pytest bench clean setup-compat test-compat sync-crds control-plane
+.PHONY: setup demo demo-real test lint types layers pytest bench clean setup-compat test-compat sync-crds control-plane gpu-check mutation
 
 setup: $(STAMP)
 
@@ -72,6 +72,19 @@ test-compat: setup-compat
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# On a machine with an NVIDIA GPU: full-size SDXL (random weights, no hub) trained at 1024 px in bf16,
+# prepared and served; s/step, peak GPU memory against 24 GB, images/s at batch 1 and 4. Exits 2,
+# saying why, where CUDA is absent. SDXL_REFERENCE_SCRIPT / SDXL_REFERENCE_PYTHON add diffusers'
+# reference trainer side by side (bench/README.md).
+gpu-check: setup
+	$(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
+
+# Mutation testing with cosmic-ray over the training loop, storage writes, status functions and
+# server core, in a copy of the tree (slow; not part of `make test`). MUTATION_ARGS="--sample 40"
+# tests a random subset per target.
+mutation: setup
+	$(PY) bench/mutation.py $(MUTATION_ARGS)
 
 # The Helm chart ships byte-identical copies of crds/ (a test checks); run after editing a CRD.
 sync-crds:
