@@ -134,3 +134,40 @@ def test_neuron_server_holds_requests_to_the_compiled_size(tmp_path: Path, tiny_
     asyncio.run(scenario())
     # 3 images -> two calls of the compiled batch of 2 (the last padded), then one more call.
     assert stand_in.calls == [2, 2, 2]
+
+
+def test_a_neuron_batch_whose_clients_left_stops_within_a_step(tmp_path: Path, tiny_model_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """One compiled call is a whole SDXL generation (seconds on inf2): the stop must come between its
+    denoising steps, through diffusers' step callback that optimum-neuron's pipeline runs."""
+    from diffusers import StableDiffusionXLPipeline
+
+    import sdxl_workloads.neuron_export as neuron_export
+    from sdxl_workloads.server.backends import GenerationCancelled, GenerationParams
+
+    folder = write_compiled_configs(tmp_path / "compiled", batch=1, images_per_prompt=1, latent_h=8, latent_w=8)
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_model_path))
+    pipe.set_progress_bar_config(disable=True)
+    stand_in = CompiledStandIn(pipe, read_compiled_shape(folder))
+    monkeypatch.setattr(neuron_export, "load_neuron_pipeline", lambda path: stand_in)
+    backend = NeuronBackend(str(folder))
+    backend.load()
+    steps_seen: list[int] = []
+    real_step = pipe.scheduler.step
+
+    def counting_step(*args: Any, **kwargs: Any) -> Any:
+        steps_seen.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.scheduler, "step", counting_step)
+    asked: list[int] = []
+
+    def gone_after_the_call_started() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # present at the check before the call, gone from the first step on
+
+    params = GenerationParams(prompt="a photo", negative_prompt=None, num_inference_steps=50, guidance_scale=5.0,
+                              width=64, height=64, seed=1)
+    with pytest.raises(GenerationCancelled):
+        backend.generate([params], gone_after_the_call_started)
+    assert len(steps_seen) == 1, "the compiled call ran on after its clients had gone"

@@ -130,8 +130,16 @@ class NeuronBackend:
         assert self.shape is not None, "load() first"
         first = batch[0]
         results: list[list[Any]] = [[] for _ in batch]
+
+        def stop_between_steps(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            # optimum-neuron runs diffusers' own denoising loop around the compiled UNet, so the
+            # step callback works here as on a GPU: a batch whose clients all left stops within a step.
+            if should_stop():
+                raise GenerationCancelled("every request of this batch gave up")
+            return tensors
+
         for call in plan_calls(batch, self.shape):
-            if should_stop():  # between compiled calls is the only place a Neuron run can stop
+            if should_stop():  # and between compiled calls
                 raise GenerationCancelled("every request of this batch gave up")
             output = self.pipeline(
                 prompt=[batch[slot.request].prompt for slot in call],
@@ -141,6 +149,7 @@ class NeuronBackend:
                 guidance_scale=first.guidance_scale,
                 num_images_per_prompt=self.shape.num_images_per_prompt,
                 generator=[torch.Generator("cpu").manual_seed(seed) for slot in call for seed in slot.seeds],
+                callback_on_step_end=stop_between_steps,
             )
             images = list(output.images)
             per = self.shape.num_images_per_prompt
