@@ -133,3 +133,9 @@ def test_two_writers_deleting_one_folder_both_succeed(tmp_path: Path, monkeypatc
     assert list((dest / "checkpoints").iterdir()) == []
     for out in outputs:
         out.close()
+
+
+def test_an_s3_output_reports_the_normalised_keys_it_writes(tmp_path: Path) -> None:
+    with Output("s3://bucket/runs//alice/./out/", staging_root=tmp_path) as out:
+        assert out.uri_of("lora/w.safetensors") == "s3://bucket/runs/alice/out/lora/w.safetensors"
+        assert out._remote("lora/w.safetensors") == "bucket/runs/alice/out/lora/w.safetensors"

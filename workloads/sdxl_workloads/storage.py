@@ -355,6 +355,7 @@ class Output:
             raise WorkloadError("InvalidInput", f"{uri}: built-in references are read-only; choose a path or URI")
         if self.kind == "s3":
             self._bucket, self._key = split_s3(self.uri)
+            self.uri = f"s3://{self._bucket}/{self._key}".rstrip("/")  # the URIs reported are the keys written
             self._dest: Path | None = None
         else:
             self._dest = pvc_path(self.uri) if self.kind == "pvc" else local_path(self.uri)
