@@ -233,6 +233,19 @@ def test_an_incomplete_artifact_is_rebuilt(tmp_path: Path, capsys: pytest.Captur
     assert (partial / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size > 1000
 
 
+def test_a_complete_artifact_without_its_record_is_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            lora_file: Path) -> None:
+    """COMPLETE but no compile_info.json: nothing says which LoRA it holds, so it is not a hit."""
+    store = tmp_path / "store"
+    key = expected_key(lora_file)
+    (store / "compiled" / key).mkdir(parents=True)
+    (store / "compiled" / key / "COMPLETE").write_text(key + "\n")
+    run = run_compile(capsys, tmp_path, write_spec(tmp_path, lora=str(lora_file)), store)
+    assert run.rc == 0 and run.result["metrics"]["cacheHit"] is False, run.result
+    info = json.loads((store / "compiled" / key / "compile_info.json").read_text())
+    assert info["loraSha256"] == lora_input.file_sha256(lora_file)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input
 

@@ -269,9 +269,13 @@ def _finished_for(out: storage.Output, relpath: str, lora_sha: str, lora_uri: st
     if not out.exists(f"{relpath}/{COMPLETE_MARKER}"):
         return False
     try:
-        info = json.loads(out.download(f"{relpath}/{INFO_FILE}").read_text())
+        info = json.loads(out.read_bytes(f"{relpath}/{INFO_FILE}"))
         recorded = info.get("loraSha256") if isinstance(info, dict) else None
-    except (WorkloadError, OSError, ValueError):
+    except WorkloadError as err:
+        if err.reason != "InvalidInput":  # the store failed: say so, never rebuild over what may be fine
+            raise
+        recorded = None
+    except ValueError:  # not JSON
         recorded = None
     if recorded is None:
         # Complete but without a readable record: rebuild it (publishing over it file by file).

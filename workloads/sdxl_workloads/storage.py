@@ -405,6 +405,23 @@ class Output:
         except Exception as err:
             raise _storage_error(self.uri_of(relpath), "list it", err) from err
 
+    def read_bytes(self, relpath: str) -> bytes:
+        """The content of a published file, read without staging a copy (small files: records,
+        markers). InvalidInput when it is not there."""
+        relpath = self._rel(relpath)
+        if self._dest is not None:
+            try:
+                return (self._dest / relpath).read_bytes()
+            except (FileNotFoundError, IsADirectoryError) as err:
+                raise WorkloadError("InvalidInput", f"{self.uri_of(relpath)}: no such file") from err
+        fs = s3_filesystem()
+        try:
+            return bytes(fs.cat_file(self._remote(relpath)))
+        except FileNotFoundError as err:
+            raise WorkloadError("InvalidInput", f"{self.uri_of(relpath)}: no such object") from err
+        except Exception as err:
+            raise _storage_error(self.uri_of(relpath), "read it", err) from err
+
     def download(self, relpath: str) -> Path:
         """A local copy of a published file or folder, placed at the same relpath in local_dir.
 
