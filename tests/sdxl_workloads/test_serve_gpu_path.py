@@ -90,3 +90,21 @@ def test_the_gpu_backend_configures_moves_and_warms_up_before_ready(tiny_model_p
     assert backend.pipeline.vae.use_slicing and backend.pipeline.vae.use_tiling
     assert backend.pipeline.unet.dtype == torch.float16
     assert model.ready
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (the tests above cover the rest)")
+def test_the_gpu_backend_serves_eight_images_on_a_real_gpu(tiny_model_path: Path) -> None:
+    """On a GPU: load (fp16, sliced and tiled VAE), warm up, and serve a full request of 8 images."""
+    from sdxl_workloads.server.backends import GenerationParams
+
+    backend = DiffusersBackend(str(tiny_model_path), device="cuda")
+    model = ServedModel(backend)
+    model.load()
+    params = GenerationParams(prompt="a photo", negative_prompt=None, num_inference_steps=4, guidance_scale=5.0,
+                              width=128, height=128, seed=3, num_images=8)
+    [images] = model.generate([params], lambda: False)
+    assert len(images) == 8 and {image.size for image in images} == {(128, 128)}
+    pixels = np.stack([np.asarray(image) for image in images])
+    assert pixels.std() > 0, "all images blank: the fp16 decode overflowed"
+    assert backend.pipeline.device.type == "cuda" and backend.pipeline.vae.dtype == torch.float16
