@@ -158,3 +158,66 @@ def test_two_processes_train_the_text_encoders(tmp_path: Path, kit: Any) -> None
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "lora" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_accumulated_micro_batches_walk_the_data_in_order_and_average_their_loss(
+        tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With gradientAccumulation 3, step s trains on global micro-batches 3s, 3s+1, 3s+2 (so each
+    epoch visits every image once), and the step's loss is the mean of their losses."""
+    micro_indexes: list[int] = []
+    micro_losses: list[float] = []
+    real_picks, real_loss = training_loop.picks_for_micro_batch, training_loop.micro_step_loss
+
+    def picks(num: int, batch: int, micro: int, seed: int, *args: Any) -> Any:
+        if seed == 42:  # the instance stream (class images use another seed)
+            micro_indexes.append(micro)
+        return real_picks(num, batch, micro, seed, *args)
+
+    def loss(run: Any, micro_index: int) -> torch.Tensor:
+        value = real_loss(run, micro_index)
+        micro_losses.append(float(value))
+        return value
+
+    monkeypatch.setattr(training_loop, "picks_for_micro_batch", picks)
+    monkeypatch.setattr(training_loop, "micro_step_loss", loss)
+    monkeypatch.setattr(training_loop, "PROGRESS_INTERVAL_SECONDS", 0.0)  # a progress line per step
+    result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3, "gradientAccumulation": 3}}))
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    assert micro_indexes == list(range(9))
+    expected = [sum(micro_losses[i:i + 3]) / 3 for i in range(0, 9, 3)]
+    assert [e["loss"] for e in result.of("progress")] == pytest.approx(
+        [sum(expected[:n]) / n for n in (1, 2, 3)], rel=1e-4)  # the mean of the steps so far
+
+
+def test_progress_is_reported_at_the_first_and_last_step_and_then_by_interval(
+        tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training_loop, "PROGRESS_INTERVAL_SECONDS", 1e9)
+    result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 5}}))
+    assert result.exit_code == 0
+    assert [e["step"] for e in result.of("progress")] == [1, 5]
+
+
+def test_a_stop_requested_at_the_last_step_still_finishes_the_run(
+        tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM arriving as the last step ends: the run exports its LoRA rather than checkpointing."""
+    from contextlib import contextmanager
+
+    from sdxl_workloads import graceful_stop
+
+    request = graceful_stop.StopRequest()
+
+    @contextmanager
+    def this_request() -> Any:
+        yield request
+
+    def hook(plan: Any) -> Any:
+        def set_at_end(run: Any) -> None:
+            if run.step == run.settings.max_steps:
+                request.set()
+        return set_at_end
+
+    monkeypatch.setattr(graceful_stop, "stop_on_sigterm", this_request)
+    monkeypatch.setattr(train_command, "validation_hook", hook)
+    result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3}}))
+    assert result.exit_code == 0 and result.result is not None and result.result["status"] == "Succeeded"
+    assert not result.of("checkpoint")
