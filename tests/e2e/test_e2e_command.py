@@ -8,6 +8,7 @@ running afterwards (no process mentions its work dir, in its command line or its
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -54,7 +55,8 @@ def run_sandbox(args: list[str], workdir: Path, timeout: float) -> subprocess.Co
 
 
 def test_command_trains_serves_and_saves_images(tmp_path: Path, make_finetune: Any, make_deployment: Any) -> None:
-    manifests = write_manifests(tmp_path, make_finetune("cmd-subject"), make_deployment("cmd-cpu", "cmd-subject"))
+    manifests = write_manifests(tmp_path, make_finetune("cmd-subject", "default"),
+                                make_deployment("cmd-cpu", "cmd-subject", "default"))
     output = tmp_path / "images"
     result = run_sandbox([str(manifests), "--output", str(output), "--timeout", "600"], tmp_path / "work", 700)
 
@@ -72,6 +74,24 @@ def test_command_trains_serves_and_saves_images(tmp_path: Path, make_finetune: A
         assert Image.open(path).size == (64, 64)
 
 
+def test_command_on_the_real_control_plane(tmp_path: Path) -> None:
+    # What `make demo-real` runs: the default examples, on kube-apiserver, the controller manager, the
+    # scheduler and etcd, with the chart installed and the operator running as its ServiceAccount.
+    output = tmp_path / "images"
+    workdir = tmp_path / "work"
+    result = run_sandbox(["--control-plane", "real", "--output", str(output), "--timeout", "600"], workdir, 700)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"kubectl --kubeconfig {workdir.resolve() / 'kubeconfig'}" in result.stdout
+    assert any(line.startswith("sdxldeployment/tiny-subject-cpu") and "Ready" in line
+               and "http://tiny-subject-cpu.default.svc:8080" in line for line in result.stdout.splitlines())
+    assert sorted(path.name for path in output.glob("*.png")) == ["tiny-subject-cpu-1.png", "tiny-subject-cpu-2.png"]
+    # The operator ran as the chart's ServiceAccount (a token kubeconfig), not as the admin.
+    operator_config = json.loads((workdir / "operator.kubeconfig").read_text())
+    assert "token" in operator_config["users"][0]["user"]
+    assert "client-certificate-data" not in operator_config["users"][0]["user"]
+
+
 def test_command_reports_a_failed_resource_and_exits_1(tmp_path: Path, make_finetune: Any) -> None:
     workdir = tmp_path / "work"
     photos = workdir / "pvcs" / "photos" / "blank"  # the claim `photos`, as the sandbox keeps claims
@@ -80,7 +100,9 @@ def test_command_reports_a_failed_resource_and_exits_1(tmp_path: Path, make_fine
         png = io.BytesIO()
         Image.new("RGB", (8, 8)).save(png, format="PNG")
         (photos / f"{index}.png").write_bytes(png.getvalue())
-    manifests = write_manifests(tmp_path, make_finetune("cmd-bad", instanceImages="pvc://photos/blank"))
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "photos"},
+             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}
+    manifests = write_manifests(tmp_path, claim, make_finetune("cmd-bad", "default", instanceImages="pvc://photos/blank"))
     result = run_sandbox([str(manifests), "--output", str(tmp_path / "images"), "--timeout", "300"], workdir, 400)
 
     assert result.returncode == 1, result.stdout + result.stderr
@@ -96,7 +118,7 @@ def test_command_rejects_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_everything(tmp_path: Path, make_finetune: Any) -> None:
-    manifests = write_manifests(tmp_path, make_finetune("cmd-long", training={"maxSteps": 5000}))
+    manifests = write_manifests(tmp_path, make_finetune("cmd-long", "default", training={"maxSteps": 5000}))
     workdir = tmp_path / "work"
     log = tmp_path / "out.txt"
     with log.open("w") as out:
@@ -119,7 +141,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path, make_finetune: Any) -> None:
 
 def test_command_says_what_is_pending_when_time_runs_out(tmp_path: Path, make_finetune: Any,
                                                          make_deployment: Any) -> None:
-    manifests = write_manifests(tmp_path, make_deployment("cmd-waiting", "cmd-absent"))
+    manifests = write_manifests(tmp_path, make_deployment("cmd-waiting", "cmd-absent", "default"))
     result = run_sandbox([str(manifests), "--timeout", "15"], tmp_path / "work", 120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "TIMED OUT after 15s; still pending: SDXLDeployment cmd-waiting (Pending)" in result.stdout

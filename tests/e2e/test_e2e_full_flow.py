@@ -1,9 +1,10 @@
-"""End to end through the sandbox: a deployment that waits for its fine-tune, training, serving,
-generating, a change rolled out without downtime, and deleting both with every process stopped.
+"""End to end on the real control plane: a deployment that waits for its fine-tune, training on the
+GPU node, serving through Deployment → ReplicaSet → pod, generating, a change rolled out without
+downtime, and deleting both, with the garbage collector removing every child and process.
 
-The real operator, trainer, compile step and inference server run as local processes against the
-emulated API server (nothing mocked; see tests/e2e/conftest.py). The command-level test
-(test_e2e_command.py) covers the usual order, fine-tune and deployment applied together.
+The real operator, trainer, compile step and inference server run as local processes; Kubernetes is
+the real control plane (see tests/e2e/conftest.py). The command-level test (test_e2e_command.py)
+covers the usual order, fine-tune and deployment applied together.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pytest
 from sdxl_operator.sandbox.image_request import PNG_SIGNATURE, generate_images
 from sdxl_operator.sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
-NS = "default"
+NS = "team-a"
 TRAIN_TIMEOUT = 300.0
 SERVE_TIMEOUT = 300.0
 
@@ -32,11 +33,12 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, str]]:
-    """(resource, name) of every Job, Deployment, Service, ConfigMap and pod labelled for ``name``."""
+async def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, str]]:
+    """(resource, name) of every Job, Deployment, ReplicaSet, Service, ConfigMap and pod labelled for ``name``."""
     found = []
-    for resource in ("batch/v1/jobs", "apps/v1/deployments", "v1/services", "v1/configmaps", "v1/pods"):
-        for obj in sandbox.list(resource, NS):
+    for resource in ("batch/v1/jobs", "apps/v1/deployments", "apps/v1/replicasets", "v1/services",
+                     "v1/configmaps", "v1/pods"):
+        for obj in await sandbox.list(resource, NS):
             if (obj["metadata"].get("labels") or {}).get(label) == name:
                 found.append((resource, obj["metadata"]["name"]))
     return found
@@ -45,23 +47,29 @@ def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, str]]:
 async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops_everything(
         sandbox: Sandbox, make_finetune: Any, make_deployment: Any) -> None:
     # The deployment comes first and waits for a fine-tune that does not exist yet.
+    await sandbox.ensure_namespace(NS)
     await sandbox.apply(make_deployment("e2e-cpu", "e2e-subject"))
     waiting = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "e2e-cpu", "Pending", 60)
     fine_tune_ready = next(c for c in waiting["conditions"] if c["type"] == "FineTuneReady")
     assert (fine_tune_ready["status"], fine_tune_ready["reason"]) == ("False", "FineTuneNotFound")
     assert "e2e-subject" in fine_tune_ready["message"]
-    assert not children(sandbox, "sdxl.io/deployment", "e2e-cpu")  # nothing compiled or served yet
+    assert not await children(sandbox, "sdxl.io/deployment", "e2e-cpu")  # nothing compiled or served yet
 
     await sandbox.apply(make_finetune("e2e-subject"))
     trained = await sandbox.wait_for_phase(FINETUNES, NS, "e2e-subject", "Succeeded", TRAIN_TIMEOUT)
     assert trained["progress"]["step"] == trained["progress"]["totalSteps"] == 6
-    assert trained["artifacts"]["lora"].startswith("pvc://sdxl-artifacts/store/finetunes/default/e2e-subject/")
+    assert trained["artifacts"]["lora"].startswith(f"pvc://sdxl-artifacts/store/finetunes/{NS}/e2e-subject/")
+    # The scheduler put the training pod on the GPU node: it asks for nvidia.com/gpu and tolerates the taint.
+    [train_pod] = [pod for pod in await sandbox.list("v1/pods", NS)
+                   if pod["metadata"]["labels"].get("sdxl.io/finetune") == "e2e-subject"]
+    assert train_pod["spec"]["nodeName"] == "sim-gpu"
+    assert train_pod["status"]["phase"] == "Succeeded"
     # The artifact store is a claim, which the sandbox keeps as a folder: the LoRA is really there.
     lora = sandbox.workdir / "pvcs" / trained["artifacts"]["lora"][len("pvc://"):]
     assert lora.is_file() and lora.stat().st_size > 0
 
     served = await sandbox.wait_for_phase(DEPLOYMENTS, NS, "e2e-cpu", "Ready", SERVE_TIMEOUT)
-    assert served["url"] == "http://e2e-cpu.default.svc:8080"
+    assert served["url"] == f"http://e2e-cpu.{NS}.svc:8080"
     assert served["readyReplicas"] == 1
     assert next(c for c in served["conditions"] if c["type"] == "FineTuneReady")["status"] == "True"
     url = await sandbox.wait_for("the Service to route", lambda: sandbox.service_url(NS, "e2e-cpu"), 30)
@@ -71,9 +79,14 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
     assert {png_size(image) for image in images} == {(64, 64)}
     assert images[0] != images[1]  # seeds 1 and 2
     # Training and compile have finished; the server pod is the one process still running.
-    server_pods = [pod["metadata"]["name"] for pod in sandbox.list("v1/pods", NS)
-                   if pod["metadata"]["labels"].get("app.kubernetes.io/name") == "sdxl-server"]
+    servers = [pod for pod in await sandbox.list("v1/pods", NS)
+               if pod["metadata"]["labels"].get("app.kubernetes.io/name") == "sdxl-server"]
+    server_pods = [pod["metadata"]["name"] for pod in servers]
     assert len(server_pods) == 1
+    # Deployment → ReplicaSet → pod, made by the controller manager; a CPU server lands on a node without taints.
+    [owner] = servers[0]["metadata"]["ownerReferences"]
+    assert owner["kind"] == "ReplicaSet" and owner["name"].startswith("e2e-cpu-")
+    assert servers[0]["spec"]["nodeName"] == "sim-cpu"
     assert list(sandbox.local_processes()) == [(NS, server_pods[0])]
 
     # A change of the compiled model (the LoRA scale) recompiles and rolls out; the old server answers
@@ -85,7 +98,7 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
         assert url is not None, "the Service lost every server during the rollout"
         async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as response:
             assert response.status == 200
-        status = sandbox.status(DEPLOYMENTS, NS, "e2e-cpu")
+        status = await sandbox.status(DEPLOYMENTS, NS, "e2e-cpu")
         if status.get("phase") == "Ready" and status.get("observedGeneration") == 2 and \
                 status.get("liveArtifact") != served["liveArtifact"]:
             break
@@ -97,8 +110,11 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
 
     await sandbox.delete(make_deployment("e2e-cpu", "e2e-subject"))
     await sandbox.delete(make_finetune("e2e-subject"))
-    await sandbox.wait_for("every child to be garbage-collected", lambda: not (
-        children(sandbox, "sdxl.io/deployment", "e2e-cpu") + children(sandbox, "sdxl.io/finetune", "e2e-subject")),
-        30)
+    async def all_collected() -> bool:
+        return not (await children(sandbox, "sdxl.io/deployment", "e2e-cpu")
+                    + await children(sandbox, "sdxl.io/finetune", "e2e-subject"))
+
+    # Kubernetes' garbage collector follows the ownerReferences the operator set.
+    await sandbox.wait_for("every child to be garbage-collected", all_collected, 60)
     await sandbox.wait_for("every local process to stop", lambda: not sandbox.local_processes()
-                           and sandbox.executor is not None and not sandbox.executor.kubelet.stopping, 30)
+                           and sandbox.executor is not None and not sandbox.executor.kubelet.stopping, 60)

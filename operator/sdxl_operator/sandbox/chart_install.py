@@ -90,14 +90,20 @@ async def ensure_namespace(client: KubeClient, name: str) -> None:
     await _create_unless_exists(client, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-async def ensure_claim(client: KubeClient, namespace: str, claim: str) -> None:
+async def ensure_claim(client: KubeClient, namespace: str, claim: str, *, with_volume: bool = True) -> None:
     """A bound PersistentVolumeClaim ``claim`` in ``namespace``, as a cluster admin would provide one.
 
-    A volume pre-bound to the claim (the sandbox's kubelet maps every claim to the folder
-    ``<workdir>/pvcs/<claim>``, whatever the volume says), so the scheduler finds it bound.
+    ``with_volume``: a volume pre-bound to the claim (the sandbox's kubelet maps every claim to the folder
+    ``<workdir>/pvcs/<claim>``, whatever the volume says), so the scheduler finds it bound. The
+    emulator has no scheduler and no volume binding: the claim alone is enough there.
     """
     volume = f"{claim}-{namespace}"
     size = {"storage": "100Gi"}
+    if not with_volume:
+        await _create_unless_exists(client, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": size}}})
+        return
     await _create_unless_exists(client, {
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
         "spec": {"capacity": size, "accessModes": ["ReadWriteMany"], "storageClassName": "",

@@ -111,13 +111,25 @@ def load_manifests(path: Path) -> list[dict[str, Any]]:
 
 
 class Sandbox:
-    """Start with ``async with Sandbox(workdir) as sandbox:``; everything stops on exit."""
+    """Start with ``async with Sandbox(workdir) as sandbox:``; everything stops on exit.
+
+    ``run_pods=False`` (real control plane only) starts no local executor: the nodes are registered
+    and the scheduler binds pods to them, but nothing runs those pods or writes their status; the
+    caller plays that part of the kubelet (the scale benchmark does). Their logs, for ``pods/log``,
+    are whatever the caller writes to ``<workdir>/pods/<namespace>/<pod>/log.txt`` (empty if nothing).
+    ``operator_args`` are added to the operator's command line (e.g. ``--quiet``, ``--liveness URL``).
+    """
 
     def __init__(self, workdir: Path, *, threads: int = 2, status_interval_seconds: float = 1.0,
                  poll_seconds: float = 0.5, control_plane: str = "emulator", pending_grace_seconds: float = 60.0,
-                 nodes: tuple[SimulatedNode, ...] = DEFAULT_NODES) -> None:
+                 nodes: tuple[SimulatedNode, ...] = DEFAULT_NODES, run_pods: bool = True,
+                 operator_args: tuple[str, ...] = ()) -> None:
         if control_plane not in CONTROL_PLANES:
             raise ValueError(f"control_plane must be one of {', '.join(CONTROL_PLANES)}, not {control_plane!r}")
+        if not run_pods and control_plane != "real":
+            raise ValueError("run_pods=False needs the real control plane (the emulator has no other Job controller)")
+        self.run_pods = run_pods
+        self.operator_args = operator_args
         self.control_plane = control_plane
         self.pending_grace_seconds = pending_grace_seconds
         self.nodes = nodes
@@ -174,38 +186,45 @@ class Sandbox:
         self.kubeconfig.write_bytes(plane.admin_kubeconfig.read_bytes())
         self.kubeconfig.chmod(0o600)
         self.client = plane.admin_client()
-        self.executor = LocalExecutor(self.server_url, self.workdir, log_sink=lambda *_: None,
-                                      threads=self.threads, poll_seconds=self.poll_seconds,
-                                      client=plane.admin_client(),
-                                      node_names=frozenset(node.name for node in self.nodes))
+        log_of: Callable[[str, str], tuple[Path, bool] | None] = self._pod_log_file
+        if self.run_pods:
+            self.executor = LocalExecutor(self.server_url, self.workdir, log_sink=lambda *_: None,
+                                          threads=self.threads, poll_seconds=self.poll_seconds,
+                                          client=plane.admin_client(),
+                                          node_names=frozenset(node.name for node in self.nodes))
+            log_of = self.executor.kubelet.log_of
         assert plane._ca is not None  # started
         serving = plane._ca.issue("kubelet", "sandbox-kubelet", server_names=("localhost",),
                                   server_addresses=(LOOPBACK,))
-        self.kubelet_port = await self._exit.enter_async_context(
-            serve_kubelet_endpoint(self.executor.kubelet.log_of, serving))
+        self.kubelet_port = await self._exit.enter_async_context(serve_kubelet_endpoint(log_of, serving))
         for node in self.nodes:
             await register_node(self.client, node, self.kubelet_port)
         self.chart = await install_chart(self.client, SANDBOX_CHART_VALUES)
         await self.ensure_namespace("default")
         await plane.service_account_kubeconfig(self.chart.namespace, self.chart.service_account,
                                                self.workdir / "operator.kubeconfig")
-        self.executor.start()
+        if self.executor is not None:
+            self.executor.start()
         await self.start_operator()
+
+    def _pod_log_file(self, namespace: str, name: str) -> tuple[Path, bool]:
+        # Without the executor: the log the caller keeps for a pod it plays (none: an empty log).
+        return self.workdir / "pods" / namespace / name / "log.txt", False
 
     async def ensure_namespace(self, name: str, *, artifact_claim: bool = True) -> None:
         """Create namespace ``name`` unless it exists, with the artifact store's claim unless told not to.
 
-        The emulator needs neither: it has no namespaces to speak of and no scheduler to check claims.
+        The emulator keeps no Namespace objects worth creating; the claim it gets all the same, since the
+        operator checks that the claims its pods mount exist.
         """
         if self.control_plane == "real":
             await ensure_namespace(self._client(), name)
-            if artifact_claim:
-                await ensure_claim(self._client(), name, ARTIFACT_CLAIM)
+        if artifact_claim:
+            await self.ensure_claim(name, ARTIFACT_CLAIM)
 
     async def ensure_claim(self, namespace: str, claim: str) -> None:
         """A bound PersistentVolumeClaim ``claim`` in ``namespace`` (its files: ``<workdir>/pvcs/<claim>``)."""
-        if self.control_plane == "real":
-            await ensure_claim(self._client(), namespace, claim)
+        await ensure_claim(self._client(), namespace, claim, with_volume=self.control_plane == "real")
 
     async def close(self) -> None:
         """Stop the operator, every local process, and the API server."""
@@ -229,6 +248,7 @@ class Sandbox:
             arguments = [*installed_args(self.chart.args), "--log-format", "plain"]
         else:
             arguments = ["run", "--standalone", "--all-namespaces", "--log-format", "plain"]
+        arguments += self.operator_args
         log = self.operator_log.open("ab")
         try:
             self._operator = await asyncio.create_subprocess_exec(
