@@ -30,6 +30,7 @@ import kmock
 import psutil
 
 from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
+from sdxl_operator.sandbox.sandbox import ARTIFACT_CLAIM
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -83,12 +84,13 @@ async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> fl
     return time.monotonic() - start
 
 
-async def wait_for_liveness(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+async def wait_for_liveness(url: str, exit_code: Callable[[], int | None], timeout: float = 60.0) -> None:
+    """Until the operator answers ``url``; RuntimeError once ``exit_code()`` says it stopped."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the operator exited with code {process.returncode}")
+            if (code := exit_code()) is not None:
+                raise RuntimeError(f"the operator exited with code {code}")
             try:
                 async with session.get(url) as response:
                     if response.status == 200:
@@ -190,11 +192,17 @@ async def emulated_cluster(namespace: str, interval: float,
         sampler = RssSampler(process.pid)
         sampling = asyncio.create_task(sampler.run(stop))
         try:
-            await wait_for_liveness(f"http://127.0.0.1:{port}/healthz", process)
+            await wait_for_liveness(f"http://127.0.0.1:{port}/healthz", process.poll)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
-                yield EmulatedCluster(emulator=emulator, url=url, namespace=namespace, session=session,
-                                      sampler=sampler, idle_rss=sampler.peak, log_path=log_path,
-                                      semaphore=asyncio.Semaphore(CONCURRENCY))
+                cluster = EmulatedCluster(emulator=emulator, url=url, namespace=namespace, session=session,
+                                          sampler=sampler, idle_rss=sampler.peak, log_path=log_path,
+                                          semaphore=asyncio.Semaphore(CONCURRENCY))
+                # The operator's default artifact store is this claim; it waits for the claim to exist.
+                await cluster.post(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": ARTIFACT_CLAIM, "namespace": namespace},
+                    "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}}})
+                yield cluster
         finally:
             stop.set()
             await sampling
