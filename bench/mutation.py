@@ -52,6 +52,7 @@ TARGETS = (
            ("tests/sdxl_workloads/training/test_train_recipe_wiring.py",
             "tests/sdxl_workloads/training/test_train_recipe.py",
             "tests/sdxl_workloads/training/test_train_random_draws.py",
+            "tests/sdxl_workloads/training/test_train_sigterm.py",
             "tests/sdxl_workloads/training/test_train_resume.py"), 900.0),
     Target("storage-writes", ("workloads/sdxl_workloads/storage.py", "workloads/sdxl_workloads/checkpoints.py"),
            ("tests/sdxl_workloads/test_wl_storage.py",

@@ -221,3 +221,39 @@ def test_a_stop_requested_at_the_last_step_still_finishes_the_run(
     result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3}}))
     assert result.exit_code == 0 and result.result is not None and result.result["status"] == "Succeeded"
     assert not result.of("checkpoint")
+
+
+def test_offset_noise_adds_a_small_per_channel_constant(tmp_path: Path, kit: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """noiseOffset 0.1: noise = N(0, 1) + 0.1 x a per-(image, channel) N(0, 1) constant, so its
+    variance is about 1.01 and its spatial means spread by about 0.1 (not 1 + 0.1 added, nor 0)."""
+    noises: list[torch.Tensor] = []
+    real = training_loop.denoising_loss
+
+    def spy(unet: Any, scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, *args: Any) -> torch.Tensor:
+        noises.append(noise.detach().clone())
+        return real(unet, scheduler, latents, noise, *args)
+
+    monkeypatch.setattr(training_loop, "denoising_loss", spy)
+    result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 6, "batchSize": 4, "noiseOffset": 0.1}}))
+    assert result.exit_code == 0
+    noise = torch.cat(noises)
+    assert 0.85 < float(noise.var()) < 1.2
+    assert abs(float(noise.mean())) < 0.1
+
+
+def test_gradients_are_clipped_at_max_grad_norm_by_default(tmp_path: Path, kit: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from accelerate import Accelerator
+
+    norms: list[float] = []
+    real = Accelerator.clip_grad_norm_
+
+    def record(self: Any, parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> Any:
+        norms.append(max_norm)
+        return real(self, parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", record)
+    result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3}}))
+    assert result.exit_code == 0
+    assert norms == [1.0, 1.0, 1.0]  # once per optimizer step, at the default maxGradNorm
