@@ -18,12 +18,10 @@ import functools
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import urllib3
-
-T = TypeVar("T")
 
 # The child kinds the controllers create, read, patch and delete.
 # kind -> (API class, method suffix): create_namespaced_<suffix>, read_namespaced_<suffix>, ...
@@ -87,17 +85,32 @@ class KubeApi:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()  # type: ignore[no-untyped-call]
 
-    async def _run(self, call: Callable[[], T]) -> T:
+    async def _run(self, call: Callable[[], Any]) -> bytes:
+        """The raw body of a call made with ``_preload_content=False``, its connection back in the pool.
+
+        Reading the whole body and releasing the connection is what ``_preload_content=True`` would do
+        (less the deserialization into client models, which is most of the CPU time). A response left
+        unread holds its connection: the API server sees the request aborted mid-answer, and the
+        pool opens new connections and discards them ("Connection pool is full").
+        """
         loop = asyncio.get_running_loop()
+
+        def send() -> bytes:
+            response = call()
+            try:
+                return bytes(response.data or b"")
+            finally:
+                response.release_conn()
+
         try:
-            return await loop.run_in_executor(self._executor, call)
+            return await loop.run_in_executor(self._executor, send)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # No HTTP answer at all (connection refused, reset, timeout): a temporary condition.
             raise KubeApiError(f"cannot reach the Kubernetes API server: {exc}", None) from exc
 
     async def _json(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        response = await self._run(functools.partial(method, *args, _preload_content=False, **kwargs))
-        return json.loads(response.data or b"null")
+        return json.loads(await self._run(functools.partial(method, *args, _preload_content=False, **kwargs))
+                          or b"null")
 
     async def create(self, manifest: Mapping[str, Any]) -> bool:
         """Create a namespaced object; True if created, False if it already existed (HTTP 409)."""
@@ -221,13 +234,12 @@ class KubeApi:
             _preload_content=False,
         )
         try:
-            response: Any = await self._run(call)
+            data = await self._run(call)
         except kubernetes.client.ApiException as exc:
             if exc.status in (400, 404):  # container not started yet, or the pod is gone
                 return None
             raise KubeApiError(f"reading the log of pod {namespace}/{name}: {exc.reason}", exc.status) from exc
-        data = response.data
-        return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data)
+        return data.decode("utf-8", errors="replace")
 
 
 def _message(exc: kubernetes.client.ApiException) -> str:
