@@ -32,7 +32,7 @@ import psutil
 
 from _emulated_cluster import CONCURRENCY, FINETUNE_SPEC, RssSampler, free_port, wait_for_liveness
 from sdxl_operator.sandbox.kubeconfig import read_kubeconfig, ssl_context
-from sdxl_operator.sandbox.sandbox import ARTIFACT_CLAIM, Sandbox
+from sdxl_operator.sandbox.sandbox import Sandbox
 from sdxl_operator.sandbox.simulated_nodes import SimulatedNode
 
 # One CPU node with room for every bench pod: the default nodes allow 110 pods and 32 CPUs each.
@@ -155,11 +155,6 @@ class RealCluster:
                            {"status": status}, content_type="application/merge-patch+json")
 
 
-async def claim_bound(sandbox: Sandbox, namespace: str) -> bool:
-    claim = await sandbox.get("v1/persistentvolumeclaims", namespace, ARTIFACT_CLAIM) or {}
-    return (claim.get("status") or {}).get("phase") == "Bound"
-
-
 @contextlib.asynccontextmanager
 async def real_cluster(namespace: str, interval: float) -> AsyncIterator[RealCluster]:
     """The control plane, the chart, namespace ``namespace`` with the artifact store's claim, and the
@@ -179,10 +174,7 @@ async def real_cluster(namespace: str, interval: float) -> AsyncIterator[RealClu
         sampler = RssSampler(pid)
         sampling = asyncio.create_task(sampler.run(stop))
         try:
-            await sandbox.ensure_namespace(namespace)
-            # A cluster's claim is bound long before work arrives; a pod whose claim is still unbound
-            # waits out the scheduler's back-off (about 10 s) even once the claim binds.
-            await poll_until(lambda: claim_bound(sandbox, namespace), 60.0, f"claim {namespace}/{ARTIFACT_CLAIM} bound")
+            await sandbox.ensure_namespace(namespace)  # returns once its claim is Bound
             await wait_for_liveness(liveness, sandbox.operator_exited)
             control_plane = [child for child in psutil.Process().children(recursive=True)
                              if child.pid not in before and program(child) in CONTROL_PLANE_PROCESSES]

@@ -27,6 +27,7 @@ RELEASE_NAMESPACE = "sdxl-system"
 NOT_INSTALLED = ("Deployment", "ServiceMonitor")
 CLUSTER_SCOPED = ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace")
 ESTABLISH_TIMEOUT_SECONDS = 60.0
+BIND_TIMEOUT_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +114,16 @@ async def ensure_claim(client: KubeClient, namespace: str, claim: str, *, with_v
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": volume,
                  "resources": {"requests": size}}})
+    # Wait for the volume controller to bind it: a pod created against an unbound claim is turned away
+    # by the scheduler and retried only after its back-off (seconds).
+    deadline = asyncio.get_running_loop().time() + BIND_TIMEOUT_SECONDS
+    while True:
+        found = await client.get("v1", "persistentvolumeclaims", namespace, claim)
+        if ((found or {}).get("status") or {}).get("phase") == "Bound":
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"claim {namespace}/{claim} not Bound after {BIND_TIMEOUT_SECONDS:.0f}s")
+        await asyncio.sleep(0.1)
 
 
 async def _wait_established(client: KubeClient, name: str) -> None:
