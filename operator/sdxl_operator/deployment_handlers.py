@@ -34,6 +34,7 @@ from typing import Any, cast
 import kopf
 
 from sdxl_operator.accelerators import NEURON, image_for
+from sdxl_operator.admin_policy import deployment_policy_errors
 from sdxl_operator.autoscaler import build_autoscaler
 from sdxl_operator.child_creation import RETRY_DELAY_SECONDS, ChildRejected, create_child, is_refusal, refusal
 from sdxl_operator.child_ownership import (
@@ -66,6 +67,7 @@ from sdxl_operator.deployment_status import (
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.finetune_status import is_terminal
 from sdxl_operator.inference_deployment import TEMPLATE_HASH, build_inference_deployment
+from sdxl_operator.inference_network_policy import build_network_policy
 from sdxl_operator.inference_service import build_inference_service, service_url
 from sdxl_operator.kube_api import KubeApi, KubeApiError
 from sdxl_operator.labels import (
@@ -83,6 +85,7 @@ from sdxl_operator.model_source import FineTuneWait, ModelSource, model_source
 from sdxl_operator.naming import compile_job_name, deployment_name
 from sdxl_operator.operator_context import OperatorContext
 from sdxl_operator.pod_problems import failed_create_selector
+from sdxl_operator.reserved_namespaces import is_reserved
 from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.status_patch import status_patch
@@ -240,6 +243,7 @@ async def ensure_serving(
         await create_child(api, service, body, logger)
     else:
         require_controlled(found, body, "Service")
+    await _ensure_network_policy(api, body, context.settings, logger)
     hpa = build_autoscaler(body, resolved)
     hpa_name = deployment_name(body["metadata"]["name"])
     existing = await api.read("HorizontalPodAutoscaler", namespace, hpa_name)
@@ -256,6 +260,31 @@ async def ensure_serving(
         else:
             await _patch_child(api, "HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
     return desired if changed else None
+
+
+async def _ensure_network_policy(api: KubeApi, body: kopf.Body, settings: OperatorSettings,
+                                 logger: kopf.Logger) -> None:
+    """Create the server pods' NetworkPolicy, or bring this deployment's own one up to the settings.
+
+    With ``networkPolicy.enabled`` off, this deployment's own policy is deleted; another application's
+    policy of that name is never touched (and only blocks the deployment while policies are on).
+    """
+    namespace = body["metadata"]["namespace"]
+    name = deployment_name(body["metadata"]["name"])
+    existing = await api.read("NetworkPolicy", namespace, name)
+    if not settings.network_policy:
+        if existing is not None and is_controlled_by(existing, body) and \
+                await api.delete("NetworkPolicy", namespace, name):
+            logger.info(f"deleted NetworkPolicy {name}: network policies are turned off")
+        return
+    desired = build_network_policy(body, settings.network_policy_sources)
+    if existing is None:
+        await create_child(api, desired, body, logger)
+        return
+    require_controlled(existing, body, "NetworkPolicy")
+    if existing.get("spec") != desired["spec"]:
+        await _patch_child(api, "NetworkPolicy", namespace, name, {"spec": desired["spec"]})
+        logger.info(f"patched NetworkPolicy {name} to the operator's allowed sources")
 
 
 async def _patch_child(api: KubeApi, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
@@ -291,7 +320,7 @@ async def reconcile(
     previous: Mapping[str, Any] = body.get("status") or {}
     spec: Mapping[str, Any] = body.get("spec") or {}
     now = context.clock()
-    errors = validate_deployment_spec(spec)
+    errors = validate_deployment_spec(spec) or deployment_policy_errors(spec, namespace, context.settings)
     if errors:
         new = invalid_spec_status(errors, now=now, generation=generation, previous=previous)
         _write_status(body, patch, previous, new)
@@ -368,23 +397,26 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     """Register the SDXLDeployment handlers on ``registry``, using ``context``."""
     locks = CompileLocks()
 
-    @kopf.on.create(GROUP, VERSION, DEPLOYMENTS, registry=registry)
+    def served(namespace: str | None, **_: Any) -> bool:
+        return not is_reserved(namespace, context.settings.reserved_namespaces)
+
+    @kopf.on.create(GROUP, VERSION, DEPLOYMENTS, registry=registry, when=served)
     async def deployment_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
-    @kopf.on.resume(GROUP, VERSION, DEPLOYMENTS, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, DEPLOYMENTS, registry=registry, when=served)
     async def deployment_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
-    @kopf.on.update(GROUP, VERSION, DEPLOYMENTS, field="spec", registry=registry)
+    @kopf.on.update(GROUP, VERSION, DEPLOYMENTS, field="spec", registry=registry, when=served)
     async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, context, locks, full=True)
 
     # The first tick waits one interval: the create/resume handler has just done the same work.
     interval = context.settings.status_interval_seconds
 
-    def unsettled(body: kopf.Body, **_: Any) -> bool:
-        return not is_settled(body)
+    def unsettled(body: kopf.Body, namespace: str | None, **_: Any) -> bool:
+        return served(namespace) and not is_settled(body)
 
     @kopf.timer(GROUP, VERSION, DEPLOYMENTS, registry=registry, interval=interval, initial_delay=interval,
                 when=unsettled)
@@ -404,7 +436,7 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     async def server_deployment_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         reference = controller_reference(body) or {}
         namespace = body["metadata"].get("namespace")
-        if context.kube is None or reference.get("kind") != DEPLOYMENT_KIND or not namespace:
+        if context.kube is None or reference.get("kind") != DEPLOYMENT_KIND or not served(namespace):
             return
         try:
             owner = await context.api.read_custom(GROUP, VERSION, DEPLOYMENTS, namespace, str(reference.get("name")))
@@ -419,7 +451,8 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
         namespace, name = body["metadata"].get("namespace"), body["metadata"].get("name")
         # A settled deployment cares only about its fine-tune going away or ending (a new LoRA, a
         # failure), not about every progress update of a running one.
-        if context.kube is None or not namespace or (type != "DELETED" and not is_terminal(body.get("status"))):
+        if context.kube is None or not served(namespace) or \
+                (type != "DELETED" and not is_terminal(body.get("status"))):
             return
         try:
             users = [d for d in await context.api.list_custom(GROUP, VERSION, DEPLOYMENTS, namespace)

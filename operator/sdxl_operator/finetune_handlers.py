@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from sdxl_operator.admin_policy import finetune_policy_errors
 from sdxl_operator.child_creation import ChildRejected, create_child, handler_error
 from sdxl_operator.child_ownership import NameConflict, require_controlled
 from sdxl_operator.custom_resources import FINETUNES, GROUP, VERSION
@@ -40,7 +41,9 @@ from sdxl_operator.labels import job_pods_selector
 from sdxl_operator.naming import finetune_job_name
 from sdxl_operator.operator_context import OperatorContext
 from sdxl_operator.pod_problems import failed_create_selector, job_condition, newest_pod
+from sdxl_operator.reserved_namespaces import is_reserved
 from sdxl_operator.resolved_spec import resolve_finetune_spec
+from sdxl_operator.shared_output import output_in_use
 from sdxl_operator.spec_configmap import build_spec_configmap
 from sdxl_operator.status_patch import status_patch
 from sdxl_operator.training_job import CONTAINER, build_training_job
@@ -75,12 +78,27 @@ async def _create_children(body: kopf.Body, context: OperatorContext, logger: ko
 def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     """Register the SDXLFineTune handlers on ``registry``, using ``context``."""
 
+    def served(namespace: str | None, **_: Any) -> bool:
+        return not is_reserved(namespace, context.settings.reserved_namespaces)
+
+    def unfinished(status: Mapping[str, Any], namespace: str | None, **_: Any) -> bool:
+        return served(namespace) and _is_unfinished(status)
+
     async def accept(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, first_time: bool) -> None:
         status = body.get("status") or {}
         if is_terminal(status):
             return
         generation = int(body["metadata"].get("generation") or 1)
-        errors = validate_finetune_spec(body.get("spec"))
+        namespace = body["metadata"]["namespace"]
+        errors = validate_finetune_spec(body.get("spec")) or \
+            finetune_policy_errors(body.get("spec") or {}, namespace, context.settings)
+        if not errors and not status.get("trainingJob"):
+            try:
+                others = await context.api.list_custom(GROUP, VERSION, FINETUNES, namespace)
+            except KubeApiError as exc:
+                raise handler_error(exc) from exc
+            conflict = output_in_use(body, others)
+            errors = [conflict] if conflict else []
         if errors:
             new = invalid_spec_status(errors, now=context.clock(), generation=generation, previous=status)
             patch["status"] = status_patch(status, new)
@@ -109,16 +127,16 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
                                                                   generation=generation))
             kopf.event(body, type="Normal", reason="JobCreated", message=f"created training Job {job_name}")
 
-    @kopf.on.create(GROUP, VERSION, FINETUNES, registry=registry)
+    @kopf.on.create(GROUP, VERSION, FINETUNES, registry=registry, when=served)
     async def finetune_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await accept(body, patch, logger, first_time=True)
 
-    @kopf.on.resume(GROUP, VERSION, FINETUNES, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, FINETUNES, registry=registry, when=served)
     async def finetune_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await accept(body, patch, logger, first_time=False)
 
     @kopf.timer(
-        GROUP, VERSION, FINETUNES, registry=registry, when=_is_unfinished,
+        GROUP, VERSION, FINETUNES, registry=registry, when=unfinished,
         interval=context.settings.status_interval_seconds,
     )
     async def finetune_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:

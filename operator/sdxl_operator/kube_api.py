@@ -33,6 +33,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Job": ("BatchV1Api", "job"),
     "Deployment": ("AppsV1Api", "deployment"),
     "HorizontalPodAutoscaler": ("AutoscalingV2Api", "horizontal_pod_autoscaler"),
+    "NetworkPolicy": ("NetworkingV1Api", "network_policy"),
 }
 MERGE_PATCH = "application/merge-patch+json"
 

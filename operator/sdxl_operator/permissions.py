@@ -11,7 +11,7 @@ starts using a new API must add it here first. Two parts:
   create and read the children, list pods and read their logs for progress.
 
 Verbs are the least the code uses: nothing deletes children except an HPA the operator created when
-``spec.autoscaling`` goes (ownerReferences let the garbage collector do the rest, and finished Jobs
+``spec.autoscaling`` goes, and a NetworkPolicy it created once network policies are turned off (ownerReferences let the garbage collector do the rest, and finished Jobs
 carry ``ttlSecondsAfterFinished``), nothing updates with PUT.
 """
 
@@ -84,6 +84,10 @@ APPLICATION: tuple[Permission, ...] = (
     Permission(
         "autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"),
         "optional autoscaling of the inference Deployment",
+    ),
+    Permission(
+        "networking.k8s.io", ("networkpolicies",), ("get", "create", "patch", "delete"),
+        "the NetworkPolicy of the inference pods (deleted when network policies are turned off)",
     ),
 )
 

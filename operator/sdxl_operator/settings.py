@@ -31,6 +31,21 @@ SDXL_STATUS_INTERVAL_SECONDS               how often status is recomputed (secon
 SDXL_PENDING_GRACE_SECONDS                 unschedulable this long => failure shown    120
 SDXL_FINISHED_JOB_TTL_SECONDS              ttlSecondsAfterFinished of Jobs (>= 60)     86400
 SDXL_POD_NAME                              reportingInstance of the operator's Events  the host name
+SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS
+                                           JSON {namespace: {annotation: value}}: a    {}
+                                           namespace's own identity, over the above
+SDXL_TENANCY_ALLOWED_PREFIXES              JSON {namespace glob: [URI prefix, ...]}:   {}
+                                           store locations a namespace may also use
+SDXL_RESERVED_NAMESPACES                   JSON list of namespace globs never          ["kube-*"]
+                                           reconciled
+SDXL_ALLOWED_TOLERATION_KEYS               JSON list of globs: toleration keys a       the GPU/Neuron/Karpenter keys
+                                           spec may ask for
+SDXL_ALLOWED_NODE_SELECTOR_KEYS            JSON list of globs: nodeSelector keys a     instance type, zone, arch,
+                                           spec may ask for                            Karpenter and EKS keys
+SDXL_MAX_IMAGES                            most instance photos and class images       1000
+SDXL_NETWORK_POLICY                        true | false: a NetworkPolicy per server    true
+SDXL_NETWORK_POLICY_SOURCES                JSON list of NetworkPolicyPeers also        []
+                                           allowed to reach the servers
 =========================================  ==========================================  ===================================
 
 Malformed values raise :class:`SettingsError` naming the variable and what it expects, so a bad Helm
@@ -56,7 +71,24 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SDXL_POD_NAME",
     "SDXL_TRAIN_DEADLINE_SECONDS", "SDXL_COMPILE_DEADLINE_SECONDS", "SDXL_TRAIN_BACKOFF_LIMIT",
     "SDXL_STATUS_INTERVAL_SECONDS", "SDXL_PENDING_GRACE_SECONDS",
+    "SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS", "SDXL_TENANCY_ALLOWED_PREFIXES", "SDXL_RESERVED_NAMESPACES",
+    "SDXL_ALLOWED_TOLERATION_KEYS", "SDXL_ALLOWED_NODE_SELECTOR_KEYS", "SDXL_MAX_IMAGES", "SDXL_NETWORK_POLICY",
+    "SDXL_NETWORK_POLICY_SOURCES",
 )
+# Taint keys of the node pools the operator's own work uses; anything else (the control plane's
+# node-role.kubernetes.io/* taints above all) needs the administrator to list it.
+DEFAULT_ALLOWED_TOLERATION_KEYS: tuple[str, ...] = (
+    "nvidia.com/gpu", "aws.amazon.com/neuron", "aws.amazon.com/neuroncore", "karpenter.sh/*", "sdxl.io/*",
+)
+DEFAULT_ALLOWED_NODE_SELECTOR_KEYS: tuple[str, ...] = (
+    "node.kubernetes.io/instance-type", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+    "kubernetes.io/arch", "karpenter.sh/*", "karpenter.k8s.aws/*", "eks.amazonaws.com/nodegroup",
+    "eks.amazonaws.com/capacityType", "nvidia.com/*", "sdxl.io/*",
+)
+DEFAULT_RESERVED_NAMESPACES: tuple[str, ...] = ("kube-*",)
+# DreamBooth needs 10-20 photos; a thousand is far past any real subject and bounds what one run
+# downloads, decodes and holds in memory.
+DEFAULT_MAX_IMAGES = 1000
 TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
 
 
@@ -99,6 +131,17 @@ class OperatorSettings:
     finished_job_ttl_seconds: int = 86400
     # Who posts the operator's Events (``reportingInstance``): the chart passes the pod's name.
     pod_name: str | None = None
+    # Per namespace, annotations over ``workload_service_account_annotations``: one cloud identity per tenant.
+    workload_service_account_namespace_annotations: Mapping[str, Mapping[str, str]] = dataclasses.field(
+        default_factory=dict)
+    # Namespace glob -> URI prefixes of the store (or its bucket/claim) the namespace may use besides its own.
+    tenancy_allowed_prefixes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    reserved_namespaces: tuple[str, ...] = DEFAULT_RESERVED_NAMESPACES
+    allowed_toleration_keys: tuple[str, ...] = DEFAULT_ALLOWED_TOLERATION_KEYS
+    allowed_node_selector_keys: tuple[str, ...] = DEFAULT_ALLOWED_NODE_SELECTOR_KEYS
+    max_images: int = DEFAULT_MAX_IMAGES
+    network_policy: bool = True
+    network_policy_sources: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -152,6 +195,15 @@ class OperatorSettings:
             train_backoff_limit=_integer(env, "SDXL_TRAIN_BACKOFF_LIMIT", defaults.train_backoff_limit, 0),
             status_interval_seconds=_seconds(env, "SDXL_STATUS_INTERVAL_SECONDS", defaults.status_interval_seconds),
             pending_grace_seconds=_seconds(env, "SDXL_PENDING_GRACE_SECONDS", defaults.pending_grace_seconds),
+            workload_service_account_namespace_annotations=_namespace_annotations(env),
+            tenancy_allowed_prefixes=_allowed_prefixes(env),
+            reserved_namespaces=_globs(env, "SDXL_RESERVED_NAMESPACES", defaults.reserved_namespaces),
+            allowed_toleration_keys=_globs(env, "SDXL_ALLOWED_TOLERATION_KEYS", defaults.allowed_toleration_keys),
+            allowed_node_selector_keys=_globs(env, "SDXL_ALLOWED_NODE_SELECTOR_KEYS",
+                                              defaults.allowed_node_selector_keys),
+            max_images=_integer(env, "SDXL_MAX_IMAGES", defaults.max_images, 1),
+            network_policy=_boolean(env, "SDXL_NETWORK_POLICY", defaults.network_policy),
+            network_policy_sources=_network_policy_sources(env),
         )
 
 
@@ -258,3 +310,60 @@ def _artifact_store(uri: str) -> str:
             f"SDXL_ARTIFACT_STORE: expected s3://bucket/prefix, pvc://claim/path or an absolute path, got {uri!r}"
         )
     return uri.rstrip("/")
+
+
+def _globs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A JSON list of strings; unset means ``default``, ``[]`` means none."""
+    example = '["kube-*", "istio-system"]'
+    value = _json(env, name, example)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise SettingsError(f"{name}: expected a JSON list of non-empty strings (globs allowed), e.g. {example}; "
+                            f"got {value!r}")
+    return tuple(value)
+
+
+def _namespace_annotations(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    name = "SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS"
+    example = '{"team-a": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sdxl-team-a"}}'
+    value = _json(env, name, example)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(ns, str) and isinstance(annotations, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+            for ns, annotations in value.items()):
+        raise SettingsError(f"{name}: expected a JSON object of namespace: {{annotation: value}}, e.g. {example}; "
+                            f"got {value!r}")
+    return {ns: dict(annotations) for ns, annotations in value.items()}
+
+
+def _allowed_prefixes(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    name = "SDXL_TENANCY_ALLOWED_PREFIXES"
+    example = '{"team-a": ["s3://sdxl-artifacts/shared-models/"]}'
+    value = _json(env, name, example)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(ns, str) and isinstance(prefixes, list)
+            and all(isinstance(p, str) and "://" in p for p in prefixes)
+            for ns, prefixes in value.items()):
+        raise SettingsError(f"{name}: expected a JSON object of namespace (glob): [URI prefix, ...] with "
+                            f"s3:// or pvc:// prefixes, e.g. {example}; got {value!r}")
+    return {ns: tuple(prefixes) for ns, prefixes in value.items()}
+
+
+def _network_policy_sources(env: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    name = "SDXL_NETWORK_POLICY_SOURCES"
+    example = ('[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}, '
+               '{"ipBlock": {"cidr": "10.0.0.0/16"}}]')
+    value = _json(env, name, example)
+    if value is None:
+        return ()
+    peers = ("namespaceSelector", "podSelector", "ipBlock")
+    if not isinstance(value, list) or not all(
+            isinstance(item, dict) and item and set(item) <= set(peers) for item in value):
+        raise SettingsError(f"{name}: expected a JSON list of NetworkPolicy peers, each with "
+                            f"{', '.join(peers)}, e.g. {example}; got {value!r}")
+    return tuple(dict(item) for item in value)

@@ -53,14 +53,16 @@ def pod_failure_policy(container: str) -> dict[str, Any]:
     }
 
 
-def training_command() -> tuple[list[str], list[str]]:
+def training_command(max_images: int) -> tuple[list[str], list[str]]:
     """(command, args) of the trainer container.
 
     ``--resume latest`` on every attempt: a pod replaced after a spot reclaim or a crash continues
     from the newest checkpoint under the output instead of step 0 (on a first run there is none,
-    and training starts fresh).
+    and training starts fresh). ``--max-instance-images``: the administrator's limit on photos, which
+    only the trainer can count (the folder is read in the pod).
     """
-    return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH, "--resume", "latest"]
+    return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH, "--resume", "latest",
+                               "--max-instance-images", str(max_images)]
 
 
 def build_training_job(
@@ -82,7 +84,7 @@ def build_training_job(
               prior.get("classImages")]
     pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [resolved_spec.get("output")])
 
-    command, args = training_command()
+    command, args = training_command(settings.max_images)
     pod_volumes, mounts = workload_volumes(finetune_configmap_name(name), pvc_volumes, pvc_mounts)
     container = workload_container(
         name=CONTAINER, image=settings.image_train, command=command, args=args,

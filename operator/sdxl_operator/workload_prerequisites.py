@@ -3,7 +3,8 @@
 * **The workload ServiceAccount** (``SDXL_WORKLOAD_SERVICE_ACCOUNT``, set by the chart). A cluster-wide
   install cannot know every namespace in advance, so the operator creates the account in the namespace
   of the resource it reconciles when it is missing, with the annotations the chart was given (an IRSA
-  ``eks.amazonaws.com/role-arn``, say), labelled as the operator's and mounting no API token. An account
+  ``eks.amazonaws.com/role-arn``, say) and, over them, that namespace's own
+  (``SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS``: one cloud identity per tenant), labelled as the operator's and mounting no API token. An account
   of that name that already exists is *used as it is* and never modified: that is how an administrator
   gives a namespace its own identity (its own role ARN, or an EKS Pod Identity association made for
   that account). It has no owner reference: it serves every resource of the namespace and outlives
@@ -47,8 +48,11 @@ def build_workload_service_account(namespace: str, settings: OperatorSettings) -
         "namespace": namespace,
         "labels": {MANAGED_BY_KEY: MANAGED_BY, COMPONENT_KEY: WORKLOAD_COMPONENT},
     }
-    if settings.workload_service_account_annotations:
-        metadata["annotations"] = dict(settings.workload_service_account_annotations)
+    # A namespace's own annotations (its own IAM role, say) win over the cluster-wide ones key by key.
+    annotations = {**settings.workload_service_account_annotations,
+                   **settings.workload_service_account_namespace_annotations.get(namespace, {})}
+    if annotations:
+        metadata["annotations"] = annotations
     # The pods never call the Kubernetes API: no token (workload_pod sets the same on the pods).
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata, "automountServiceAccountToken": False}
 

@@ -87,7 +87,8 @@ def _expected_job() -> dict[str, Any]:
                         "image": "registry.example/sdxl-train:1.2.3",
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["sdxl-workload"],
-                        "args": ["train", "--spec", "/etc/sdxl/spec.json", "--resume", "latest"],
+                        "args": ["train", "--spec", "/etc/sdxl/spec.json", "--resume", "latest",
+                                 "--max-instance-images", "1000"],
                         "env": [
                             {"name": "SDXL_TERMINATION_LOG", "value": "/dev/termination-log"},
                             {"name": "SDXL_PVC_ROOT", "value": "/mnt/pvc"},

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", metavar="URI", help="where artifacts go; overrides spec.output")
     train.add_argument("--resume", metavar="latest|PATH",
                        help="continue from the newest checkpoint under the output ('latest') or from PATH")
+    train.add_argument("--max-instance-images", type=int, metavar="N",
+                       help="refuse a folder with more than N photos (the operator passes the cluster's limit; "
+                            "default 1000)")
     _termination_log(train)
 
     compile_ = sub.add_parser(

@@ -45,6 +45,10 @@ HARMLESS_PREFIXES = ("readme", "license", "licence")
 HARMLESS_EXTENSIONS = frozenset({".md", ".json", ".yaml", ".yml", ".csv", ".toml", ".rst"})
 
 MIN_IMAGES = 3  # DreamBooth can learn from 3; 10-20 is what works well
+# The most photos a run takes unless the cluster's administrator set another limit (the operator
+# passes it as --max-instance-images): far past any real subject, and a bound on what one run
+# downloads, decodes and holds in memory.
+DEFAULT_MAX_IMAGES = 1000
 RECOMMENDED = "10-20"
 MIN_SHORT_SIDE_FRACTION = 0.5  # short side >= resolution * this (at most 2x upscaling)
 CROPS = ("center", "face")
@@ -104,7 +108,7 @@ class _Found:
 
 
 def load_instance_data(source: str | os.PathLike[str], instance_prompt: str, resolution: int,
-                       crop: str = "center") -> InstanceData:
+                       crop: str = "center", max_images: int | None = None) -> InstanceData:
     """Find, check and prepare every photo in `source` (a folder, or a URI for storage.local_input).
 
     Raises WorkloadError("InvalidInput") listing every problem; warns (a `log` event) about
@@ -118,7 +122,7 @@ def load_instance_data(source: str | os.PathLike[str], instance_prompt: str, res
         folder = local_input(source)
     else:
         folder = Path(source)
-    found = find_instance_files(folder)
+    found = find_instance_files(folder, max_images=DEFAULT_MAX_IMAGES if max_images is None else max_images)
     for path, why in found.skipped:
         protocol.emit_event("log", level="warning", message=f"skipping {path}: {why}")
 
@@ -189,7 +193,7 @@ def load_class_images(paths: Sequence[str | os.PathLike[str]], *, resolution: in
     return examples
 
 
-def find_instance_files(folder: Path) -> _Found:
+def find_instance_files(folder: Path, max_images: int = DEFAULT_MAX_IMAGES) -> _Found:
     """The photos and captions in `folder`, by the folder rules in the module docstring."""
     if not folder.exists():
         raise WorkloadError("InvalidInput", f"instance images: {folder} does not exist")
@@ -242,6 +246,14 @@ def find_instance_files(folder: Path) -> _Found:
             "InvalidInput",
             f"instance images: {folder} has {what}{hint}; DreamBooth needs at least {MIN_IMAGES} "
             f"({RECOMMENDED} work best) photos of the subject",
+        )
+    if len(by_stem) > max_images:
+        # Counted before any photo is decoded: a huge folder is refused at once, not after an hour.
+        raise WorkloadError(
+            "InvalidInput",
+            f"instance images: {folder} has {len(by_stem)} photos, more than this cluster's limit of {max_images} "
+            f"({RECOMMENDED} work best for one subject); keep the best {RECOMMENDED} photos, or ask the cluster "
+            "administrator to raise the Helm value limits.maxImages",
         )
     images = [(path, captions.get(stem)) for stem, path in sorted(by_stem.items(), key=lambda kv: kv[1].name)]
     return _Found(images=images, skipped=sorted(skipped))

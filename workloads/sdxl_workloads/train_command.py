@@ -124,7 +124,7 @@ def run_name_of(name: str | None, output_uri: str) -> str:
 
 
 def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | None,
-                     resume: str | None) -> RunPlan:
+                     resume: str | None, max_images: int | None = None) -> RunPlan:
     """Every check that needs no training, in the order a user would fix them."""
     from sdxl_workloads.instance_data import load_instance_data
 
@@ -135,7 +135,8 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
     limit_cpu_threads(spec, accelerator.device)
     optimizers.check_optimizer_available(training.optimizer, accelerator.device)
     instance_images = load_instance_data(
-        spec.instance_images, spec.instance_prompt, training.resolution, crop=training.crop).examples
+        spec.instance_images, spec.instance_prompt, training.resolution, crop=training.crop,
+        max_images=max_images).examples
     class_image_dir = None
     prior = spec.prior_preservation
     if prior.enabled:
@@ -515,7 +516,8 @@ def run(args: argparse.Namespace) -> int:
     """`sdxl-workload train --spec FILE [--output URI] [--resume latest|PATH]`."""
     started = time.monotonic()
     spec, spec_dict, name = load_spec(args.spec, getattr(args, "output", None))
-    plan = check_everything(spec, spec_dict, name, getattr(args, "resume", None))
+    plan = check_everything(spec, spec_dict, name, getattr(args, "resume", None),
+                            getattr(args, "max_instance_images", None))
     try:
         with graceful_stop.stop_on_sigterm() as stop:
             result = train(plan, started, stop)

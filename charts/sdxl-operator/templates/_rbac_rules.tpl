@@ -74,4 +74,8 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "create", "patch", "delete"]
+# application: the NetworkPolicy of the inference pods (deleted when network policies are turned off)
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}
