@@ -14,7 +14,8 @@ Folder rules (the kohya convention, as in sd-scripts and SimpleTuner):
   phone, RAW from a camera) or a misplaced upload, and silently training on fewer photos gives a
   worse model without telling anyone why.
 
-Photo rules: at least MIN_IMAGES photos; each must decode; each photo's short side (after EXIF
+Photo rules: at least MIN_IMAGES photos and at most the cluster's limit (DEFAULT_MAX_IMAGES, or
+`--max-instance-images` from the operator), counted before anything is decoded; each must decode; each photo's short side (after EXIF
 orientation) must be at least half the training resolution, since upscaling more than 2x teaches
 the model blur. EXIF orientation is honoured; RGBA/LA/P are composited on white; grayscale,
 16-bit, CMYK and other modes become RGB.
