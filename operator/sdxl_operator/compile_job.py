@@ -37,6 +37,7 @@ from sdxl_operator.labels import COMPILE_KEY, compile_labels
 from sdxl_operator.naming import compile_job_name
 from sdxl_operator.ownership import child_metadata
 from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.store_tenancy import compile_store
 from sdxl_operator.training_job import pod_failure_policy
 from sdxl_operator.workload_pod import (
     merged_tolerations,
@@ -61,10 +62,10 @@ def compile_annotations(key: str, artifact: str) -> dict[str, str]:
     return {COMPILE_KEY: key, ARTIFACT_ANNOTATION: artifact}
 
 
-def compile_command(resolved_spec: Mapping[str, Any], key: str, settings: OperatorSettings
+def compile_command(resolved_spec: Mapping[str, Any], key: str, settings: OperatorSettings, store: str
                     ) -> tuple[list[str], list[str]]:
-    """(command, args) of the compile container."""
-    args = ["compile", "--spec", volumes.SPEC_PATH, "--store", settings.artifact_store, "--key", key,
+    """(command, args) of the compile container; ``store`` holds ``compiled/<key>/``."""
+    args = ["compile", "--spec", volumes.SPEC_PATH, "--store", store, "--key", key,
             "--runtime-id", image_for(str(resolved_spec["accelerator"]), settings),
             "--lora", str(resolved_spec["lora"])]
     if resolved_spec.get("loraSha256"):
@@ -115,10 +116,12 @@ def build_compile_job(
     labels = compile_labels(name, key)
     accelerator = str(resolved_spec["accelerator"])
     neuron = accelerator == NEURON
+    store = compile_store(settings.artifact_store, owner["metadata"]["namespace"],
+                          shared=settings.shared_compile_cache)
     pvc_volumes, pvc_mounts = volumes.pvc_volumes(
-        [resolved_spec.get("baseModel"), resolved_spec.get("lora")], [settings.artifact_store]
+        [resolved_spec.get("baseModel"), resolved_spec.get("lora")], [store]
     )
-    command, args = compile_command(resolved_spec, key, settings)
+    command, args = compile_command(resolved_spec, key, settings, store)
     pod_volumes, mounts = workload_volumes(job_name, pvc_volumes, pvc_mounts,
                                            tmp_size_limit=compile_scratch_size(resolved_spec))
     container = workload_container(
@@ -134,7 +137,7 @@ def build_compile_job(
             settings.compile_tolerations if use_pool else [],
         ),
     )
-    annotations = compile_annotations(key, compiled_uri(settings.artifact_store, key))
+    annotations = compile_annotations(key, compiled_uri(store, key))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

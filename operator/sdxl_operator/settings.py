@@ -43,6 +43,8 @@ SDXL_ALLOWED_TOLERATION_KEYS               JSON list of globs: toleration keys a
 SDXL_ALLOWED_NODE_SELECTOR_KEYS            JSON list of globs: nodeSelector keys a     instance type, zone, arch,
                                            spec may ask for                            Karpenter and EKS keys
 SDXL_MAX_IMAGES                            most instance photos and class images       1000
+SDXL_SHARED_COMPILE_CACHE                  one <store>/compiled for every namespace;   true
+                                           false: each namespace's under its prefix
 SDXL_NETWORK_POLICY                        true | false: a NetworkPolicy per server    true
 SDXL_NETWORK_POLICY_SOURCES                JSON list of NetworkPolicyPeers also        []
                                            allowed to reach the servers
@@ -73,6 +75,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SDXL_STATUS_INTERVAL_SECONDS", "SDXL_PENDING_GRACE_SECONDS",
     "SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS", "SDXL_TENANCY_ALLOWED_PREFIXES", "SDXL_RESERVED_NAMESPACES",
     "SDXL_ALLOWED_TOLERATION_KEYS", "SDXL_ALLOWED_NODE_SELECTOR_KEYS", "SDXL_MAX_IMAGES", "SDXL_NETWORK_POLICY",
+    "SDXL_SHARED_COMPILE_CACHE",
     "SDXL_NETWORK_POLICY_SOURCES",
 )
 # Taint keys of the node pools the operator's own work uses; anything else (the control plane's
@@ -140,6 +143,7 @@ class OperatorSettings:
     allowed_toleration_keys: tuple[str, ...] = DEFAULT_ALLOWED_TOLERATION_KEYS
     allowed_node_selector_keys: tuple[str, ...] = DEFAULT_ALLOWED_NODE_SELECTOR_KEYS
     max_images: int = DEFAULT_MAX_IMAGES
+    shared_compile_cache: bool = True
     network_policy: bool = True
     network_policy_sources: tuple[Mapping[str, Any], ...] = ()
 
@@ -202,6 +206,7 @@ class OperatorSettings:
             allowed_node_selector_keys=_globs(env, "SDXL_ALLOWED_NODE_SELECTOR_KEYS",
                                               defaults.allowed_node_selector_keys),
             max_images=_integer(env, "SDXL_MAX_IMAGES", defaults.max_images, 1),
+            shared_compile_cache=_boolean(env, "SDXL_SHARED_COMPILE_CACHE", defaults.shared_compile_cache),
             network_policy=_boolean(env, "SDXL_NETWORK_POLICY", defaults.network_policy),
             network_policy_sources=_network_policy_sources(env),
         )

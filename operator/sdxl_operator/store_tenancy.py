@@ -19,8 +19,10 @@ every URI a user gives (``spec.output``, ``spec.instanceImages``, ``spec.baseMod
 The namespace's prefix keeps today's layout (``finetunes/<namespace>/``) rather than
 ``<store>/<namespace>/``: a namespace named ``compiled`` could otherwise write into the shared compile
 cache (``<store>/compiled/<key>/``), and existing artifacts stay where they are. Compiled artifacts are
-shared across namespaces; the compile verifies the LoRA's bytes before any reuse, so sharing one needs
-identical LoRA bytes. Pure.
+shared across namespaces (the compile verifies the LoRA's bytes before any reuse, so sharing one needs
+identical LoRA bytes) unless ``SDXL_SHARED_COMPILE_CACHE=false`` gives each namespace its own cache
+under its prefix: with a shared cache every tenant's identity can write ``compiled/``, which is only
+safe where tenants cannot run pods of their own with the workload identity. Pure.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def _segments(path: str) -> tuple[str, ...]:
 def namespace_prefix(artifact_store: str, namespace: str) -> str:
     """``<artifactStore>/finetunes/<namespace>/``: the namespace's own part of the store."""
     return f"{artifact_store.rstrip('/')}/finetunes/{namespace}/"
+
+
+def compile_store(artifact_store: str, namespace: str, *, shared: bool) -> str:
+    """Where compile Jobs of ``namespace`` keep ``compiled/<key>/``: the store itself (shared across
+    namespaces), or the namespace's own prefix (``SDXL_SHARED_COMPILE_CACHE=false``)."""
+    return artifact_store if shared else namespace_prefix(artifact_store, namespace).rstrip("/")
 
 
 def _store_domain(artifact_store: str) -> Location:

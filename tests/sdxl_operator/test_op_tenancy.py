@@ -257,3 +257,18 @@ def test_tenancy_settings_come_from_the_environment() -> None:
 def test_malformed_tenancy_settings_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("*", r"\*").replace("{", r"\{")):
         OperatorSettings.from_env({name: value})
+
+
+def test_compiles_share_the_stores_cache_or_keep_one_per_namespace() -> None:
+    from sdxl_operator.compile_job import build_compile_job
+
+    owner = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLDeployment",
+             "metadata": {"name": "alice", "namespace": "team-a", "uid": "u-1"}}
+    resolved = {"accelerator": "cpu", "baseModel": "builtin:tiny", "lora": "s3://b/l", "loraScale": 1.0}
+    key = "c" * 64
+    for shared, store in ((True, S3_STORE), (False, f"{S3_STORE}/finetunes/team-a")):
+        job = build_compile_job(owner, resolved, key, OperatorSettings(artifact_store=S3_STORE,
+                                                                       shared_compile_cache=shared))
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--store") + 1] == store
+        assert job["metadata"]["annotations"]["sdxl.io/compiled-artifact"] == f"{store}/compiled/{key}"

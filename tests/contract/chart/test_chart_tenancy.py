@@ -26,6 +26,7 @@ def test_the_charts_defaults_are_the_operators(render: Callable[..., Any]) -> No
     assert settings.allowed_node_selector_keys == defaults.allowed_node_selector_keys
     assert settings.max_images == defaults.max_images == 1000
     assert settings.network_policy is True and settings.network_policy_sources == ()
+    assert settings.shared_compile_cache is defaults.shared_compile_cache is True
     assert settings.tenancy_allowed_prefixes == {}
 
 
@@ -33,7 +34,7 @@ def test_tenancy_values_reach_the_operator(render: Callable[..., Any]) -> None:
     ingress = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     settings = _settings(render({
         "tenancy": {"allowedPrefixes": {"team-a": ["s3://sdxl-artifacts/shared-models/"]},
-                    "reservedNamespaces": ["kube-*", "istio-system"]},
+                    "reservedNamespaces": ["kube-*", "istio-system"], "sharedCompileCache": False},
         "placement": {"allowedTolerationKeys": ["nvidia.com/gpu"], "allowedNodeSelectorKeys": []},
         "limits": {"maxImages": 200},
         "networkPolicy": {"enabled": False, "extraSources": [ingress]},
@@ -42,7 +43,7 @@ def test_tenancy_values_reach_the_operator(render: Callable[..., Any]) -> None:
     assert settings.tenancy_allowed_prefixes == {"team-a": ("s3://sdxl-artifacts/shared-models/",)}
     assert settings.reserved_namespaces == ("kube-*", "istio-system")
     assert settings.allowed_toleration_keys == ("nvidia.com/gpu",) and settings.allowed_node_selector_keys == ()
-    assert settings.max_images == 200
+    assert settings.max_images == 200 and settings.shared_compile_cache is False
     assert settings.network_policy is False and settings.network_policy_sources == (ingress,)
     assert settings.workload_service_account_namespace_annotations == {"team-a": {"eks.amazonaws.com/role-arn": "arn:a"}}
 
