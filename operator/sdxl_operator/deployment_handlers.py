@@ -2,7 +2,8 @@
 
 create / resume / update and a timer all run one idempotent :func:`reconcile`:
 
-1. validate (invalid: phase Failed / InvalidSpec, nothing created);
+1. validate, then apply the administrator's limits (:mod:`admin_policy`: store prefixes, placement
+   keys); invalid: phase Failed / InvalidSpec, nothing created;
 2. find the model source: ``spec.lora``, or the SDXLFineTune's LoRA once it has succeeded (read each
    time; a failed fine-tune fails the deployment, a missing or running one makes it wait);
 3. compute the compile key and make sure its artifact exists. The operator cannot read the artifact
@@ -15,14 +16,15 @@ create / resume / update and a timer all run one idempotent :func:`reconcile`:
    no Job and starts its own, which the workload answers from the store at once when the artifact is
    complete. Deployments created together race to that lookup, so the lookup and the create run under
    a lock per compile key in this operator process (one operator is active at a time: Kopf peering);
-4. once compiled: create or patch the Deployment (rolling update onto the new artifact), the Service
-   and the HorizontalPodAutoscaler. While a new key compiles, the Deployment keeps its template (the
+4. once compiled: create or patch the Deployment (rolling update onto the new artifact), the Service,
+   the NetworkPolicy (:mod:`inference_network_policy`) and the HorizontalPodAutoscaler. While a new key compiles, the Deployment keeps its template (the
    old artifact serves); only ``replicas`` follows the spec at once;
 5. write the status computed by :func:`deployment_status.compute_deployment_status`.
 
-Nothing here deletes children except a HorizontalPodAutoscaler whose ``spec.autoscaling`` was removed;
-ownerReferences let the garbage collector remove the rest with the SDXLDeployment. Handlers write
-``patch.status`` and return None.
+Nothing here deletes children except a HorizontalPodAutoscaler whose ``spec.autoscaling`` was removed
+and this deployment's NetworkPolicy once network policies are turned off; ownerReferences let the
+garbage collector remove the rest with the SDXLDeployment. Resources in reserved namespaces match no
+handler. Handlers write ``patch.status`` and return None.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """Kopf handlers of SDXLFineTune: thin glue between the API and the pure builders/status function.
 
-* create / resume: validate → an invalid spec ends as Failed/InvalidSpec with no Job (permanent);
-  otherwise create the ``<ft>-spec`` ConfigMap and ``<ft>-train`` Job (409 means they are already
+* create / resume: validate, then (before the Job exists) the administrator's limits
+  (:mod:`admin_policy`: store prefixes, placement keys, image counts) and whether another fine-tune
+  holds the same explicit ``spec.output`` (:mod:`shared_output`) → a refusal ends as Failed/InvalidSpec
+  with no Job (permanent); otherwise create the ``<ft>-spec`` ConfigMap and ``<ft>-train`` Job (409 means they are already
   there, so a retried or resumed handler creates nothing twice).
 * a timer recomputes the status from the Job, its pods and the last progress line of the pod log.
   Kopf adds its finalizer while a timer runs so it can stop the timer on deletion; the timer only
   matches unfinished fine-tunes, so the finalizer goes away when the run ends, and a deleted run is
   released by the running operator within one cycle. Nothing else holds a finalizer.
+* resources in reserved namespaces (:mod:`reserved_namespaces`) match no handler at all.
 
 Handlers write ``patch.status`` and return None (a return value would be stored in the status,
 which the CRD's strict schema prunes).
@@ -90,9 +93,12 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
             return
         generation = int(body["metadata"].get("generation") or 1)
         namespace = body["metadata"]["namespace"]
-        errors = validate_finetune_spec(body.get("spec")) or \
-            finetune_policy_errors(body.get("spec") or {}, namespace, context.settings)
+        errors = validate_finetune_spec(body.get("spec"))
+        # The administrator's limits and the output's owner are checked before the Job exists only: a
+        # run already started is not failed by a limit tightened later (its Job would go on running).
         if not errors and not status.get("trainingJob"):
+            errors = finetune_policy_errors(body.get("spec") or {}, namespace, context.settings)
+        if not errors and not status.get("trainingJob") and (body.get("spec") or {}).get("output"):
             try:
                 others = await context.api.list_custom(GROUP, VERSION, FINETUNES, namespace)
             except KubeApiError as exc:
