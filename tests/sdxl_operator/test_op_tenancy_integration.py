@@ -206,3 +206,20 @@ async def test_a_foreign_network_policy_of_that_name_is_a_name_conflict(cluster:
     now = cluster.emulator.live_object(POLICIES, NS, "alice")
     assert now["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert now["spec"] == foreign["spec"]
+
+
+async def test_a_started_run_is_not_failed_by_a_limit_tightened_later(cluster: Any, operator_runner: Any,
+                                                                       tiny_spec: Any) -> None:
+    gpu = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    async with operator_runner():
+        await cluster.create_finetune("ft", {**tiny_spec, "resources": {**tiny_spec["resources"], "tolerations": [gpu]}})
+        await cluster.wait_for("the Job", lambda: cluster.job("ft-train"))
+        await cluster.run_pod(await cluster.start_pod("ft-train"))
+        await cluster.wait_for_status("ft", lambda s: s.get("phase") == "Training")
+    # The administrator no longer allows the key; the operator restarts while the Job runs on.
+    async with operator_runner(allowed_toleration_keys=()):
+        await cluster.create_finetune("later", {**tiny_spec, "resources": {**tiny_spec["resources"],
+                                                                           "tolerations": [gpu]}})
+        failed_with(await cluster.wait_for_status("later", lambda s: s.get("phase") == "Failed"))
+        await asyncio.sleep(1.0)
+        assert cluster.status("ft")["phase"] == "Training"
