@@ -116,7 +116,10 @@ def drop_annotation_mutants(session: Path, tree: Path) -> int:
 def sample_work(session: Path, keep: int, seed: int) -> int:
     """Keep `keep` randomly chosen mutants of an initialised session; returns how many there were."""
     with sqlite3.connect(session) as db:
-        ids = sorted(row[0] for row in db.execute("SELECT job_id FROM work_items"))
+        # Ordered by what the mutant is (job ids are random per session), so a seed picks the same mutants.
+        ids = [row[0] for row in db.execute(
+            "SELECT job_id FROM mutation_specs ORDER BY module_path, start_pos_row, start_pos_col, operator_name, "
+            "operator_args, occurrence")]
         if keep >= len(ids):
             return len(ids)
         dropped = set(ids) - set(random.Random(seed).sample(ids, keep))

@@ -257,3 +257,45 @@ def test_gradients_are_clipped_at_max_grad_norm_by_default(tmp_path: Path, kit: 
     result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 3}}))
     assert result.exit_code == 0
     assert norms == [1.0, 1.0, 1.0]  # once per optimizer step, at the default maxGradNorm
+
+
+def test_the_prior_loss_is_weighted_by_loss_weight(tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each micro-batch's loss = mean(instance losses) + lossWeight x mean(class losses)."""
+    per_example: list[torch.Tensor] = []
+    returned: list[float] = []
+    real_denoise, real_step = training_loop.denoising_loss, training_loop.micro_step_loss
+
+    def denoise(*args: Any, **kwargs: Any) -> torch.Tensor:
+        losses = real_denoise(*args, **kwargs)
+        per_example.append(losses.detach().clone())
+        return losses
+
+    def step(run: Any, micro_index: int) -> torch.Tensor:
+        value = real_step(run, micro_index)
+        returned.append(float(value))
+        return value
+
+    monkeypatch.setattr(training_loop, "denoising_loss", denoise)
+    monkeypatch.setattr(training_loop, "micro_step_loss", step)
+    spec = kit.spec_with({"classPrompt": "a photo of a person",
+                          "priorPreservation": {"enabled": True, "numClassImages": 2, "lossWeight": 0.25},
+                          "training": {"maxSteps": 2, "batchSize": 2, "snrGamma": 0}})
+    result = kit.run_train(tmp_path, spec)
+    assert result.exit_code == 0
+    expected = [float(losses[:2].mean() + 0.25 * losses[2:].mean()) for losses in per_example]
+    assert returned == pytest.approx(expected, rel=1e-5)
+
+
+def test_trained_text_encoders_run_in_training_mode(tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gradient checkpointing (and any dropout) act only in training mode: the loop must set it."""
+    modes: list[bool] = []
+    real = training_loop.encode_prompts
+
+    def spy(text_encoders: Any, tokenizers: Any, prompts: Any) -> Any:
+        modes.extend(encoder.training for encoder in text_encoders)
+        return real(text_encoders, tokenizers, prompts)
+
+    monkeypatch.setattr(training_loop, "encode_prompts", spy)
+    result = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 2, "trainTextEncoder": True}}))
+    assert result.exit_code == 0
+    assert modes and all(modes)
