@@ -178,6 +178,7 @@ class Sandbox:
         self.executor = LocalExecutor(self.server_url, self.workdir, log_sink=emulator.append_pod_log,
                                       threads=self.threads, poll_seconds=self.poll_seconds)
         self.executor.start()
+        await self.ensure_namespace("default")  # the artifact store's claim, which the operator checks
         await self.start_operator()
 
     async def _start_real(self) -> None:
