@@ -25,7 +25,7 @@ pytestmark = pytest.mark.compat
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a photo of sks person"
-KOHYA_NAME = "alice_kohya.safetensors"
+KOHYA_NAME = "alice-v1_kohya.safetensors"  # the example's metadata.name
 
 
 def trainer_python() -> Path:
@@ -33,22 +33,32 @@ def trainer_python() -> Path:
     return Path(os.environ.get("SDXL_TRAINER_PYTHON", REPO / ".venv" / "bin" / "python"))
 
 
+EXAMPLE = REPO / "crds" / "examples" / "finetune.yaml"
+
+
 @pytest.fixture(scope="module")
 def trained_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The LoRA folder of a short production-settings run (bf16, checkpointing, text encoders,
-    alpha != rank) made by the training image's libraries."""
+    """The LoRA folder of the flagship example's run (crds/examples/finetune.yaml: bf16, gradient
+    checkpointing, prior preservation with generated class images, accumulation 4, rank 8, face
+    crop) plus text-encoder LoRA, made by the training image's libraries. Changed for a CPU: the
+    embedded model and photos, 64 px, 3 steps, 2 class images, and learning rates high enough
+    for 3 steps to change the images."""
     python = trainer_python()
     if not python.exists():
         pytest.fail(f"{python} is missing: run `make setup` (the trainer's libraries write the LoRA this test loads)")
     work = tmp_path_factory.mktemp("trainer")
-    spec = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune", "metadata": {"name": "alice"},
-            "spec": {"baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject", "instancePrompt": PROMPT,
-                     "training": {"maxSteps": 8, "resolution": 64, "rank": 4, "alpha": 8, "learningRate": 2e-2,
-                                  "textEncoderLearningRate": 1e-2, "trainTextEncoder": True,
-                                  "mixedPrecision": "bf16", "gradientCheckpointing": True,
-                                  "gradientAccumulation": 1, "checkpointEvery": 0},
-                     "validation": {"numInferenceSteps": 1}, "resources": {"gpus": 0, "cpu": "1"}}}
-    (work / "spec.yaml").write_text(yaml.safe_dump(spec))
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    spec = manifest["spec"]
+    spec.update(baseModel="builtin:tiny", instanceImages="builtin:sample-subject", resources={"gpus": 0, "cpu": "1"})
+    for key in ("vae", "output"):  # the hub's fp16-fix VAE; S3
+        spec.pop(key)
+    spec["priorPreservation"]["numClassImages"] = 2
+    spec["training"].update(maxSteps=3, resolution=64, learningRate=2e-2, textEncoderLearningRate=1e-2,
+                            trainTextEncoder=True, checkpointEvery=0)
+    spec["validation"].update(every=0, numInferenceSteps=1)
+    assert (spec["training"]["mixedPrecision"], spec["training"]["gradientCheckpointing"],
+            spec["priorPreservation"]["enabled"]) == ("bf16", True, True)
+    (work / "spec.yaml").write_text(yaml.safe_dump(manifest))
     # The trainer's own model cache: the compat run's SDXL_CACHE_DIR holds the compat-built copy.
     env = {k: v for k, v in os.environ.items() if k != "SDXL_CACHE_DIR"}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "workloads"))
@@ -87,7 +97,8 @@ def test_the_metadata_names_only_keys_every_peft_release_knows(trained_lora: Pat
     assert set(configs) == {"unet", "text_encoder", "text_encoder_2"}
     for config in configs.values():
         assert set(config) == {"r", "lora_alpha", "target_modules", "rank_pattern", "alpha_pattern"}
-        assert config["lora_alpha"] == config["r"] == 4  # alpha 8 / rank 4 is folded into the weights
+        # the example's rank 8; alpha / rank is folded into the weights, so alpha = rank
+        assert config["lora_alpha"] == config["r"] == 8
 
 
 def test_the_trainers_lora_loads_and_fuses_here(trained_lora: Path, tiny_model_path: Path) -> None:
