@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in {
         401: "missing or wrong API key",
+        404: "the adapter named (`adapter`, or `model` in the OpenAI API) is not served here",
         406: "Accept: image/png with more than one image",
         408: "the request body did not arrive within the server's body timeout",
         413: "request body too large",
@@ -127,6 +128,10 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         own = model.limits.max_batch_images if model.ready else None
         return settings.max_batch if own is None else min(settings.max_batch, own)
 
+    observers = getattr(model.backend, "observers", None)
+    if observers is not None:  # a multi-adapter backend reports loads and evictions per adapter
+        observers.append(metrics.adapter_event)
+
     batcher = Batcher(model.generate, queue_size=settings.queue_size, max_batch_images=max_batch_images,
                       on_change=metrics.queue_changed, on_batch=metrics.batch_done)
 
@@ -188,10 +193,15 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
 
     def resolve(*, prompt: str, negative_prompt: str | None, steps: int | None, guidance: float | None,
                 seed: int | None, width: int | None, height: int | None, num_images: int,
-                size_field: str | None = None) -> GenerationParams:
+                size_field: str | None = None, adapter: str | None = None) -> GenerationParams:
         """Defaults filled in and checked against what the loaded model accepts."""
         if not model.ready:
             raise not_ready_error()
+        if adapter is not None and not model.has_adapter(adapter):
+            served = "this server serves one model and no adapters" if not model.serves_adapters else (
+                "GET /v1/adapters lists the ones served; leave it out for the base model")
+            raise ApiError(404, "not_found_error", f"unknown adapter {adapter!r}: {served}",
+                           reason="unknown_adapter")
         limits = model.limits
         width = limits.default_width if width is None else width
         height = limits.default_height if height is None else height
@@ -205,7 +215,7 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
             guidance_scale=settings.default_guidance if guidance is None else guidance,
             width=width, height=height,
             seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
-            num_images=num_images)
+            num_images=num_images, adapter=adapter)
 
     async def run(params: GenerationParams, request: Request) -> Outcome[Any]:
         """The request's result; or, once its client has disconnected, its work withdrawn and a 499
@@ -240,6 +250,10 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         except GenerationFailed as err:
             raise ApiError(503, "generation_failed", str(err), reason="generation_failed") from None
 
+    def answered(params: GenerationParams, seconds: float) -> None:
+        if model.serves_adapters:
+            metrics.adapter_answered(params.adapter, seconds)
+
     def server_timing(outcome: Outcome[Any], encode_seconds: float) -> str:
         return (f"queue;dur={outcome.queue_seconds * 1000:.1f}, inference;dur={outcome.run_seconds * 1000:.1f}, "
                 f"encode;dur={encode_seconds * 1000:.1f}")
@@ -261,6 +275,14 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
                                {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
 
+    @app.get("/v1/adapters", summary="the adapters (fine-tunes) this server serves, and those resident in memory",
+             dependencies=[Depends(require_key)])
+    async def adapters() -> dict[str, list[str]]:
+        names = getattr(model.backend, "adapter_names", None)
+        resident = getattr(model.backend, "resident_names", None)
+        return {"adapters": names() if names is not None else [],
+                "resident": resident() if resident is not None else []}
+
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
         metrics.model_ready.set(1 if model.ready else 0)
@@ -279,7 +301,8 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
                            "or accept application/json", reason="not_acceptable")
         params = resolve(prompt=body.prompt, negative_prompt=body.negative_prompt,
                          steps=body.num_inference_steps, guidance=body.guidance_scale, seed=body.seed,
-                         width=body.width, height=body.height, num_images=body.num_images)
+                         width=body.width, height=body.height, num_images=body.num_images,
+                         adapter=body.adapter)
         outcome = await run(params, request)
         encode_began = time.perf_counter()
         if png_only:
@@ -287,6 +310,7 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
             encode_seconds = time.perf_counter() - encode_began
             total = time.perf_counter() - began
             metrics.request_latency.labels(endpoint="generate").observe(total)
+            answered(params, total)
             metrics.images_generated.inc(1)
             return Response(content=png, media_type="image/png", headers={
                 "X-Seed": str(params.seed), "Server-Timing": server_timing(outcome, encode_seconds)})
@@ -294,6 +318,7 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         encode_seconds = time.perf_counter() - encode_began
         total = time.perf_counter() - began
         metrics.request_latency.labels(endpoint="generate").observe(total)
+        answered(params, total)
         metrics.images_generated.inc(len(images))
         response = GenerateResponse(
             images=images, seed=params.seed, seeds=params.image_seeds(), width=params.width,
@@ -309,10 +334,13 @@ def create_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         params = resolve(prompt=body.prompt, negative_prompt=None, steps=None, guidance=None, seed=None,
                          width=dimensions[0] if dimensions else None,
                          height=dimensions[1] if dimensions else None,
-                         num_images=body.n, size_field="size")
+                         num_images=body.n, size_field="size",
+                         # A one-model server ignores `model` (clients send "dall-e-3" and the like).
+                         adapter=body.model if model.serves_adapters else None)
         outcome = await run(params, request)
         images = await asyncio.to_thread(encode_png_base64, outcome.value)
         metrics.request_latency.labels(endpoint="openai").observe(time.perf_counter() - began)
+        answered(params, time.perf_counter() - began)
         metrics.images_generated.inc(len(images))
         response = OpenAIImageResponse(created=int(time.time()), data=[OpenAIImage(b64_json=i) for i in images])
         return JSONResponse(response.model_dump())

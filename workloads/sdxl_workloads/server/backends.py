@@ -32,11 +32,14 @@ class GenerationParams:
     height: int
     seed: int
     num_images: int = 1
+    # The adapter (fine-tune name) a multi-adapter server applies; None = the base model.
+    adapter: str | None = None
 
     def batch_key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one pipeline call. A negative prompt's presence
-        matters: SDXL uses zero embeddings for an absent one but encodes an empty string."""
-        return (self.width, self.height, self.num_inference_steps, self.guidance_scale,
+        matters: SDXL uses zero embeddings for an absent one but encodes an empty string. One pipeline
+        call applies one adapter, so the adapter is part of the key."""
+        return (self.adapter, self.width, self.height, self.num_inference_steps, self.guidance_scale,
                 self.negative_prompt is not None)
 
     def image_seeds(self) -> list[int]:

@@ -126,40 +126,45 @@ class DiffusersBackend:
                            min_side=low, max_side=high)
 
     def generate(self, batch: Sequence[GenerationParams], should_stop: ShouldStop) -> list[list[Any]]:
-        import torch
+        return run_pipeline(self.pipeline, batch, should_stop)
 
-        first = batch[0]
-        prompts: list[str] = []
-        negatives: list[str] = []
-        generators = []
-        for params in batch:
-            for seed in params.image_seeds():
-                prompts.append(params.prompt)
-                negatives.append(params.negative_prompt or "")
-                # CPU generators: the same seed gives the same latents on every device.
-                generators.append(torch.Generator("cpu").manual_seed(seed))
 
-        def stop_between_steps(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if should_stop():
-                raise GenerationCancelled("every request of this batch gave up")
-            return tensors
+def run_pipeline(pipeline: Any, batch: Sequence[GenerationParams], should_stop: ShouldStop) -> list[list[Any]]:
+    """One pipeline call for a compatible batch; the images grouped per request, in order."""
+    import torch
 
-        with torch.inference_mode():
-            output = self.pipeline(
-                prompt=prompts,
-                negative_prompt=negatives if first.negative_prompt is not None else None,
-                num_inference_steps=first.num_inference_steps,
-                guidance_scale=first.guidance_scale,
-                width=first.width,
-                height=first.height,
-                generator=generators,
-                num_images_per_prompt=1,
-                output_type="pil",
-                callback_on_step_end=stop_between_steps,
-            )
-        images = list(output.images)
-        grouped: list[list[Any]] = []
-        for params in batch:
-            grouped.append(images[: params.num_images])
-            images = images[params.num_images:]
-        return grouped
+    first = batch[0]
+    prompts: list[str] = []
+    negatives: list[str] = []
+    generators = []
+    for params in batch:
+        for seed in params.image_seeds():
+            prompts.append(params.prompt)
+            negatives.append(params.negative_prompt or "")
+            # CPU generators: the same seed gives the same latents on every device.
+            generators.append(torch.Generator("cpu").manual_seed(seed))
+
+    def stop_between_steps(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if should_stop():
+            raise GenerationCancelled("every request of this batch gave up")
+        return tensors
+
+    with torch.inference_mode():
+        output = pipeline(
+            prompt=prompts,
+            negative_prompt=negatives if first.negative_prompt is not None else None,
+            num_inference_steps=first.num_inference_steps,
+            guidance_scale=first.guidance_scale,
+            width=first.width,
+            height=first.height,
+            generator=generators,
+            num_images_per_prompt=1,
+            output_type="pil",
+            callback_on_step_end=stop_between_steps,
+        )
+    images = list(output.images)
+    grouped: list[list[Any]] = []
+    for params in batch:
+        grouped.append(images[: params.num_images])
+        images = images[params.num_images:]
+    return grouped

@@ -82,6 +82,15 @@ class ServedModel:
         log.info("warm-up generation (%dx%d, %d steps) took %.1f s", params.width, params.height,
                  params.num_inference_steps, time.perf_counter() - started)
 
+    @property
+    def serves_adapters(self) -> bool:
+        """True for a backend of several fine-tunes chosen per request (MultiAdapterBackend)."""
+        return hasattr(self.backend, "has_adapter")
+
+    def has_adapter(self, name: str) -> bool:
+        has = getattr(self.backend, "has_adapter", None)
+        return bool(has(name)) if has is not None else False
+
     def generate(self, batch: Sequence[GenerationParams], should_stop: ShouldStop) -> list[list[Any]]:
         if self._limits is None:
             raise RuntimeError("the model is not loaded yet")

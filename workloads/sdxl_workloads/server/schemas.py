@@ -49,6 +49,9 @@ class GenerateRequest(BaseModel):
     height: int | None = Field(
         default=None, ge=8, le=MAX_SIDE, multiple_of=8, description="pixels; default: the model's size")
     num_images: int = Field(default=1, ge=1, le=MAX_IMAGES, description="images to generate for this prompt")
+    adapter: str | None = Field(
+        default=None, min_length=1, max_length=253,
+        description="the fine-tune (LoRA adapter) to apply, on a server that serves several; none = the base model")
 
     @field_validator("prompt")
     @classmethod
@@ -78,8 +81,8 @@ class GenerateResponse(BaseModel):
 class OpenAIImageRequest(BaseModel):
     """`POST /v1/images/generations`: the subset of OpenAI's images API this server honours.
 
-    Unknown fields (`model`, `quality`, `style`, `user`, ...) are accepted and ignored so that
-    existing OpenAI clients work unchanged.
+    Unknown fields (`quality`, `style`, `user`, ...) are accepted and ignored so that existing
+    OpenAI clients work unchanged. `model` names the adapter on a multi-adapter server.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -89,7 +92,10 @@ class OpenAIImageRequest(BaseModel):
     size: str | None = Field(default=None, description='"WIDTHxHEIGHT", e.g. "1024x1024"; default: the model\'s size')
     response_format: Literal["b64_json"] | None = Field(
         default=None, description='only "b64_json": this server keeps no images to link to')
-    model: str | None = Field(default=None, description="ignored: the server hosts one model")
+    model: str | None = Field(
+        default=None,
+        description="on a server of several fine-tunes: the one (LoRA adapter) to apply, none = the base model; "
+                    "ignored by a server of one model, so existing OpenAI clients work unchanged")
 
     @field_validator("prompt")
     @classmethod

@@ -1,0 +1,290 @@
+"""Many fine-tunes behind one server: adapters chosen per request, hot-swapped into the resident
+base pipeline, kept resident by LRU, with zero recompiles of a compiled UNet across swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sdxl_workloads.server.adapter_backend import AdapterLoadFailed, MultiAdapterBackend, UnknownAdapter
+from sdxl_workloads.server.app import create_app
+from sdxl_workloads.server.backends import GenerationParams, ShouldStop
+from sdxl_workloads.server.diffusers_backend import DiffusersBackend
+from sdxl_workloads.server.model import ServedModel
+from sdxl_workloads.server.settings import ServerSettings
+
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def params(adapter: str | None, seed: int = 11) -> GenerationParams:
+    return GenerationParams(prompt="a photo of sks person", negative_prompt=None, num_inference_steps=2,
+                            guidance_scale=5.0, width=64, height=64, seed=seed, adapter=adapter)
+
+
+def make_lora(model: Path, out: Path, *, rank: int, seed: int, text_encoder: bool = False) -> Path:
+    """A LoRA with random (non-zero) weights saved the way the trainer saves one (diffusers format
+    with peft metadata); with `text_encoder`, LoRAs on both text encoders as well."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(model))
+    torch.manual_seed(seed)
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=TARGETS)
+    pipe.unet.add_adapter(config)
+    layers: dict[str, Any] = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet),
+                              "unet_lora_adapter_metadata": config.to_dict()}
+    if text_encoder:
+        te_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                               target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+        for te, key in (("text_encoder", "text_encoder_lora_layers"), ("text_encoder_2", "text_encoder_2_lora_layers")):
+            inject_adapter_in_model(te_config, getattr(pipe, te))
+            layers[key] = get_peft_model_state_dict(getattr(pipe, te))
+            layers[f"{key.removesuffix('_layers')}_adapter_metadata"] = te_config.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    StableDiffusionXLPipeline.save_lora_weights(out, **layers)
+    return out
+
+
+@pytest.fixture(scope="module")
+def loras(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "alice": str(make_lora(tiny_model_path, root / "alice", rank=4, seed=1)),
+        "bob": str(make_lora(tiny_model_path, root / "bob", rank=8, seed=2)),
+        "carol": str(make_lora(tiny_model_path, root / "carol", rank=2, seed=3)),
+        "dave": str(make_lora(tiny_model_path, root / "dave", rank=4, seed=4, text_encoder=True)),
+    }
+
+
+def image(backend: Any, adapter: str | None, seed: int = 11) -> np.ndarray:
+    (images,) = backend.generate([params(adapter, seed)], lambda: False)
+    return np.asarray(images[0], dtype=np.int16)
+
+
+def fused(tiny_model_path: Path, lora: str | None) -> np.ndarray:
+    backend = DiffusersBackend(str(tiny_model_path), lora=lora)
+    backend.load()
+    return image(backend, None)
+
+
+def test_each_adapter_matches_its_own_fused_server_and_none_is_the_base(
+        tiny_model_path: Path, loras: dict[str, str]) -> None:
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8)
+    backend.load()
+    base = fused(tiny_model_path, None)
+    assert np.abs(image(backend, None) - base).max() <= 2, "no adapter must be the base model"
+    seen = {}
+    # Alternating, including back to the base model after an adapter was swapped in.
+    for name in ["alice", "bob", None, "dave", "alice", "carol", None, "dave"]:
+        got = image(backend, name)
+        if name is None:
+            assert np.abs(got - base).max() <= 2, "the base model after a swap must be the base model again"
+            continue
+        want = seen.setdefault(name, fused(tiny_model_path, loras[name]))
+        assert np.abs(got - want).max() <= 2, f"adapter {name} differs from its own one-LoRA server"
+        assert np.abs(got - base).max() > 8, f"adapter {name} changed nothing"
+
+
+def test_text_encoder_lora_is_applied_only_for_its_adapter(tiny_model_path: Path, loras: dict[str, str]) -> None:
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8)
+    backend.load()
+    image(backend, "dave")
+    assert "dave" in backend.pipeline.text_encoder.peft_config
+    # alice after dave: the text encoders must be back to their base weights.
+    assert np.abs(image(backend, "alice") - fused(tiny_model_path, loras["alice"])).max() <= 2
+
+
+def test_lru_keeps_k_resident_evicts_the_least_recent_and_reloads_on_demand(
+        tiny_model_path: Path, loras: dict[str, str]) -> None:
+    events: list[tuple[str, str]] = []
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=2, max_rank=8)
+    backend.observers.append(lambda event, name, seconds: events.append((event, name)))
+    backend.load()
+    first = image(backend, "alice")
+    image(backend, "bob")
+    image(backend, "alice")  # alice is now the most recent; bob the least
+    assert events == [("load", "alice"), ("load", "bob")]
+    image(backend, "carol")
+    assert events[-2:] == [("load", "carol"), ("evict", "bob")]
+    assert backend.resident_names() == ["alice", "carol"]
+    image(backend, "bob")
+    assert events[-2:] == [("load", "bob"), ("evict", "alice")]
+    assert np.abs(image(backend, "alice") - first).max() <= 2, "a reloaded adapter must give the same image"
+    assert events[-2:] == [("load", "alice"), ("evict", "carol")]
+
+
+def test_unknown_and_removed_adapters_are_refused_and_new_ones_served(
+        tiny_model_path: Path, loras: dict[str, str]) -> None:
+    backend = MultiAdapterBackend(str(tiny_model_path), {"alice": loras["alice"]}, resident=2, max_rank=8)
+    backend.load()
+    with pytest.raises(UnknownAdapter) as err:
+        image(backend, "bob")
+    assert err.value.name == "bob"
+    backend.set_adapters({"bob": loras["bob"]})
+    assert backend.adapter_names() == ["bob"]
+    image(backend, "bob")
+    with pytest.raises(UnknownAdapter):
+        image(backend, "alice")
+
+
+def test_an_adapter_above_the_rank_limit_is_a_named_load_failure(tiny_model_path: Path, loras: dict[str, str]) -> None:
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=2, max_rank=4)
+    backend.load()
+    image(backend, "alice")
+    with pytest.raises(AdapterLoadFailed, match="bob"):
+        image(backend, "bob")
+
+
+def test_compiled_unet_never_recompiles_across_swaps_of_different_ranks(
+        tiny_model_path: Path, loras: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8, compile_unet=True,
+                                  compile_backend="aot_eager")
+    backend.load()
+    # The first adapter compiles the UNet; from here on a recompile is an error.
+    first = image(backend, "alice")
+    assert counters["stats"]["unique_graphs"] >= 1, "the UNet was not compiled"
+    graphs = counters["stats"]["unique_graphs"]
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    for name in ["bob", "carol", None, "dave", "alice"]:  # ranks 8, 2, base, 4 with text encoders, 4
+        image(backend, name)
+    assert np.abs(image(backend, "alice") - first).max() <= 2
+    assert counters["stats"]["unique_graphs"] == graphs, "a swap compiled a new graph"
+
+
+# --- through the HTTP API ---------------------------------------------------------------------
+FAST = ServerSettings(default_steps=2, request_timeout=120, max_batch=4)
+PROMPT = "a photo of sks person"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://server", timeout=120) as client:
+            yield client
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"metric {name} {labels} not exported")
+
+
+class RecordingBackend:
+    """The real multi-adapter backend, recording the adapters of each pipeline call; the first
+    call waits for `release` so that later requests queue up behind it."""
+
+    def __init__(self, inner: MultiAdapterBackend) -> None:
+        self.inner = inner
+        self.batches: list[list[str | None]] = []
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, batch: Sequence[GenerationParams], should_stop: ShouldStop) -> list[list[Any]]:
+        self.batches.append([p.adapter for p in batch])
+        assert self.release.wait(60)
+        return self.inner.generate(batch, should_stop)
+
+
+@pytest.fixture
+def served(tiny_model_path: Path, loras: dict[str, str]) -> tuple[ServedModel, RecordingBackend]:
+    backend = RecordingBackend(MultiAdapterBackend(str(tiny_model_path), loras, resident=2, max_rank=8))
+    backend.release.set()
+    model = ServedModel(backend, warmup_steps=0)  # type: ignore[arg-type]
+    model.load()
+    return model, backend
+
+
+def test_api_names_the_adapter_404s_an_unknown_one_and_counts_per_adapter(
+        served: tuple[ServedModel, RecordingBackend]) -> None:
+    model, backend = served
+
+    async def scenario() -> None:
+        async with serving(create_app(model, FAST)) as client:
+            native = await client.post("/v1/generate", json={"prompt": PROMPT, "seed": 3, "adapter": "alice"})
+            assert native.status_code == 200, native.text
+            openai = await client.post("/v1/images/generations", json={"prompt": PROMPT, "model": "bob"})
+            assert openai.status_code == 200, openai.text
+            base = await client.post("/v1/generate", json={"prompt": PROMPT, "seed": 3})
+            assert base.status_code == 200
+            assert native.json()["images"] != base.json()["images"]
+            for path, body in (("/v1/generate", {"prompt": PROMPT, "adapter": "mallory"}),
+                               ("/v1/images/generations", {"prompt": PROMPT, "model": "mallory"})):
+                missing = await client.post(path, json=body)
+                assert missing.status_code == 404, missing.text
+                assert "mallory" in missing.json()["error"]["message"]
+                assert missing.json()["error"]["type"] == "not_found_error"
+            listed = (await client.get("/v1/adapters")).json()
+            assert listed == {"adapters": ["alice", "bob", "carol", "dave"], "resident": ["alice", "bob"]}
+            text = (await client.get("/metrics")).text
+            assert metric(text, "sdxl_adapter_requests_total", adapter="alice") == 1
+            assert metric(text, "sdxl_adapter_requests_total", adapter="bob") == 1
+            assert metric(text, "sdxl_adapter_requests_total", adapter="_base") == 1
+            assert metric(text, "sdxl_adapter_request_duration_seconds_count", adapter="alice") == 1
+            assert metric(text, "sdxl_adapter_loads_total", adapter="alice") == 1
+            assert metric(text, "sdxl_requests_rejected_total", reason="unknown_adapter") == 2
+            # A third adapter evicts the least recently used (alice).
+            assert (await client.post("/v1/generate", json={"prompt": PROMPT, "adapter": "carol"})).status_code == 200
+            text = (await client.get("/metrics")).text
+            assert metric(text, "sdxl_adapter_evictions_total", adapter="alice") == 1
+
+    asyncio.run(scenario())
+    assert backend.batches == [["alice"], ["bob"], [None], ["carol"]]
+
+
+def test_one_server_model_ignores_openai_model_and_404s_a_named_adapter(loaded_model: ServedModel) -> None:
+    async def scenario() -> None:
+        async with serving(create_app(loaded_model, FAST)) as client:
+            ignored = await client.post("/v1/images/generations", json={"prompt": PROMPT, "model": "dall-e-3"})
+            assert ignored.status_code == 200
+            named = await client.post("/v1/generate", json={"prompt": PROMPT, "adapter": "alice"})
+            assert named.status_code == 404
+            assert "alice" in named.json()["error"]["message"]
+
+    asyncio.run(scenario())
+
+
+def test_a_micro_batch_carries_one_adapter_only(served: tuple[ServedModel, RecordingBackend]) -> None:
+    model, backend = served
+    backend.release.clear()
+
+    async def scenario() -> list[int]:
+        async with serving(create_app(model, FAST)) as client:
+            async def ask(adapter: str | None) -> int:
+                body: dict[str, Any] = {"prompt": PROMPT, "seed": 1}
+                if adapter is not None:
+                    body["adapter"] = adapter
+                return (await client.post("/v1/generate", json=body)).status_code
+
+            first = asyncio.ensure_future(ask("alice"))
+            while not backend.batches:
+                await asyncio.sleep(0.01)
+            rest = []
+            for adapter in ["bob", "alice", None, "bob", "alice", None]:
+                rest.append(asyncio.ensure_future(ask(adapter)))
+                await asyncio.sleep(0.02)  # admitted in this order
+            backend.release.set()
+            return list(await asyncio.gather(first, *rest))
+
+    assert asyncio.run(scenario()) == [200] * 7
+    assert backend.batches == [["alice"], ["bob", "bob"], ["alice", "alice"], [None, None]]
