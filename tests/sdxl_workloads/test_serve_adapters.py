@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -288,3 +295,76 @@ def test_a_micro_batch_carries_one_adapter_only(served: tuple[ServedModel, Recor
 
     assert asyncio.run(scenario()) == [200] * 7
     assert backend.batches == [["alice"], ["bob", "bob"], ["alice", "alice"], [None, None]]
+
+
+# --- `sdxl-workload serve --adapters FILE` as a process ---------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Any, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited early:\n{log.read_text()}"
+        with contextlib.suppress(httpx.TransportError):
+            if condition():
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met in {timeout} s:\n{log.read_text()}")
+
+
+def test_serve_reads_the_adapters_file_and_follows_its_changes_without_restart(
+        tiny_model_path: Path, loras: dict[str, str], tmp_path: Path) -> None:
+    adapters = tmp_path / "adapters.json"
+    adapters.write_text(json.dumps({"adapters": {"alice": loras["alice"]}}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sdxl_workloads", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--model", str(tiny_model_path), "--adapters", str(adapters), "--adapters-refresh", "0.2",
+         "--resident-adapters", "2", "--max-adapter-rank", "8"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def generate(adapter: str) -> int:
+        body = {"prompt": PROMPT, "num_inference_steps": 2, "adapter": adapter}
+        return httpx.post(f"{url}/v1/generate", json=body, timeout=60).status_code
+
+    try:
+        wait_for(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, process, log)
+        assert generate("alice") == 200
+        assert generate("bob") == 404
+        # What the operator does when a fine-tune joins and another leaves: rewrite the file.
+        adapters.write_text(json.dumps({"adapters": {"bob": loras["bob"], "dave": loras["dave"]}}))
+        wait_for(lambda: httpx.get(f"{url}/v1/adapters", timeout=2).json()["adapters"] == ["bob", "dave"],
+                 process, log, timeout=20)
+        assert generate("bob") == 200
+        assert generate("dave") == 200
+        assert generate("alice") == 404
+        # A broken file keeps the last good set.
+        adapters.write_text("{not json")
+        time.sleep(0.6)
+        assert generate("bob") == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert process.returncode == 0, log.read_text()
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--accelerator", "neuron"], "--adapters cannot be used with --accelerator neuron"),
+    (["--lora", "x"], "--lora and --adapters"),
+    (["--resident-adapters", "0"], "--resident-adapters"),
+])
+def test_bad_adapter_flags_fail_before_serving_with_the_flag_named(
+        tmp_path: Path, flags: list[str], named: str) -> None:
+    adapters = tmp_path / "adapters.json"
+    adapters.write_text(json.dumps({"adapters": {"alice": "/nowhere"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "sdxl_workloads", "serve", "--model", "builtin:tiny", "--adapters", str(adapters),
+         *flags], capture_output=True, timeout=60,
+        env={**os.environ, "SDXL_TERMINATION_LOG": str(tmp_path / "result.json")})
+    assert result.returncode == 2, result.stderr
+    assert named in json.loads((tmp_path / "result.json").read_text())["message"]

@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-file", metavar="PATH", help="require this API key (Bearer or X-API-Key)")
     serve.add_argument("--max-steps", type=int, default=150, help="most denoising steps one request may ask for")
     serve.add_argument("--max-images", type=int, default=8, help="most images one request may ask for")
+    serve.add_argument("--adapters", metavar="FILE",
+                       help='serve several fine-tunes: a JSON file {"adapters": {"<name>": "<LoRA URI>"}}, re-read '
+                            "while serving; requests choose one by name (cpu and nvidia only)")
+    serve.add_argument("--adapters-refresh", type=float, default=10.0, metavar="SECONDS",
+                       help="how often the --adapters file is re-read (default 10)")
+    serve.add_argument("--resident-adapters", type=int, default=8, metavar="K",
+                       help="adapters kept in memory, most recently used first; others load on demand (default 8)")
+    serve.add_argument("--max-adapter-rank", type=int, default=64,
+                       help="highest LoRA rank an adapter may have; every adapter is padded to it (default 64)")
+    serve.add_argument("--compile-unet", action="store_true",
+                       help="with --adapters: torch.compile the UNet once; adapters are hot-swapped without recompiling")
     _termination_log(serve)
 
     tiny = sub.add_parser("tiny-model", help="write the embedded SDXL-architecture test model")

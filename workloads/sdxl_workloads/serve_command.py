@@ -46,6 +46,10 @@ def build_backend(args: argparse.Namespace) -> Backend:
     if not 0 <= args.lora_scale <= 2:
         raise WorkloadError("InvalidInput", f"--lora-scale must be within 0..2, got {args.lora_scale}")
     if args.accelerator == "neuron":
+        if getattr(args, "adapters", None):
+            raise WorkloadError("InvalidInput",
+                                "--adapters cannot be used with --accelerator neuron: a Neuron model has its one LoRA "
+                                "fused at compile time; serve each fine-tune as its own compiled model")
         if args.lora:
             raise WorkloadError("InvalidInput",
                                 "--lora cannot be used with --accelerator neuron: a Neuron model has its LoRA "
@@ -53,10 +57,33 @@ def build_backend(args: argparse.Namespace) -> Backend:
         from sdxl_workloads.server.neuron_backend import NeuronBackend
 
         return NeuronBackend(args.model)
+    device = "cuda" if args.accelerator == "nvidia" else "cpu"
+    if getattr(args, "adapters", None):
+        return build_adapter_backend(args, device)
+    if getattr(args, "compile_unet", False):
+        raise WorkloadError("InvalidInput", "--compile-unet applies to --adapters only (a swap of adapters never "
+                                            "recompiles; a single fused LoRA needs no hot-swap)")
     from sdxl_workloads.server.diffusers_backend import DiffusersBackend
 
-    device = "cuda" if args.accelerator == "nvidia" else "cpu"
     return DiffusersBackend(args.model, lora=args.lora, lora_scale=args.lora_scale, device=device)
+
+
+def build_adapter_backend(args: argparse.Namespace, device: str) -> Backend:
+    """Several fine-tunes behind one base pipeline, from the --adapters file."""
+    from sdxl_workloads.server.adapter_backend import MultiAdapterBackend
+    from sdxl_workloads.server.adapters_file import read_adapters
+
+    if args.lora:
+        raise WorkloadError("InvalidInput", "--lora and --adapters exclude each other: with --adapters, requests "
+                                            "choose the LoRA; list the single one in the file to serve it too")
+    for flag, value, low in (("--resident-adapters", args.resident_adapters, 1),
+                             ("--max-adapter-rank", args.max_adapter_rank, 1)):
+        if value < low:
+            raise WorkloadError("InvalidInput", f"{flag} must be >= {low}, got {value}")
+    if not args.adapters_refresh > 0:
+        raise WorkloadError("InvalidInput", f"--adapters-refresh must be > 0 seconds, got {args.adapters_refresh}")
+    return MultiAdapterBackend(args.model, read_adapters(args.adapters), resident=args.resident_adapters,
+                               max_rank=args.max_adapter_rank, device=device, compile_unet=args.compile_unet)
 
 
 async def _load_in_background(model: ServedModel) -> None:
@@ -102,7 +129,8 @@ def uvicorn_config(app: Any, settings: ServerSettings, host: str, port: int, log
     )
 
 
-async def serve(model: ServedModel, settings: ServerSettings, host: str, port: int) -> None:
+async def serve(model: ServedModel, settings: ServerSettings, host: str, port: int,
+                adapters_file: str | None = None, adapters_refresh: float = 10.0) -> None:
     import uvicorn
 
     from sdxl_workloads.server.app import create_app
@@ -119,10 +147,19 @@ async def serve(model: ServedModel, settings: ServerSettings, host: str, port: i
             server.should_exit = True
 
     loader = asyncio.get_running_loop().create_task(load())
+    tasks = [loader]
+    set_adapters = getattr(model.backend, "set_adapters", None)
+    if adapters_file is not None and set_adapters is not None:
+        from sdxl_workloads.server.adapters_file import follow_adapters
+
+        tasks.append(asyncio.get_running_loop().create_task(
+            follow_adapters(adapters_file, set_adapters, model.backend.adapter_names_map(),  # type: ignore[attr-defined]
+                            every=adapters_refresh)))
     try:
         await server.serve()
     finally:
-        loader.cancel()
+        for task in tasks:
+            task.cancel()
     if failure:
         raise failure[0]
 
@@ -142,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, lambda signum, frame: None)
     try:
-        asyncio.run(serve(model, settings, args.host, args.port))
+        asyncio.run(serve(model, settings, args.host, args.port, adapters_file=getattr(args, "adapters", None),
+                          adapters_refresh=getattr(args, "adapters_refresh", 10.0)))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -115,6 +115,11 @@ class MultiAdapterBackend:
         with self._lock:
             return sorted(self._catalog)
 
+    def adapter_names_map(self) -> dict[str, str]:
+        """name -> LoRA URI of every adapter served."""
+        with self._lock:
+            return dict(self._catalog)
+
     def resident_names(self) -> list[str]:
         """Resident adapters, least recently used first."""
         return list(self._resident)
