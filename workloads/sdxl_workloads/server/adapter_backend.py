@@ -56,6 +56,10 @@ class UnknownAdapter(KeyError):
         super().__init__(name)
         self.name = name
 
+    def __str__(self) -> str:
+        # Reached by a request admitted just before its adapter left the set (the app 404s the rest).
+        return f"adapter {self.name!r} is not served (any more)"
+
 
 class AdapterLoadFailed(Exception):
     """An adapter's LoRA could not be read or applied; the message names it and why."""
@@ -106,6 +110,9 @@ class MultiAdapterBackend:
         self.observers: list[AdapterObserver] = []
         self._catalog = check_adapter_names(adapters)
         self._resident: collections.OrderedDict[str, _Resident] = collections.OrderedDict()
+        # What /v1/adapters reports, replaced whole after each change (read from the event loop while
+        # the worker thread changes `_resident`).
+        self._resident_snapshot: tuple[str, ...] = ()
         self._active: str | None = None
         self._slot_filled = False
         self._lock = threading.Lock()  # the catalog: changed from the reload thread, read per request
@@ -122,7 +129,7 @@ class MultiAdapterBackend:
 
     def resident_names(self) -> list[str]:
         """Resident adapters, least recently used first."""
-        return list(self._resident)
+        return list(self._resident_snapshot)
 
     def has_adapter(self, name: str) -> bool:
         with self._lock:
@@ -158,6 +165,11 @@ class MultiAdapterBackend:
         # later swaps change values only, never shapes (what a compiled UNet guards on).
         pipe.enable_lora_hotswap(target_rank=self.max_rank)
         self.pipeline = pipe
+        first = next(iter(self.adapter_names()), None)
+        if self.compile_unet and first is not None:
+            # Fill the slot now, so the UNet is compiled by the warm-up generation (ServedModel.load)
+            # rather than by the first request; the warm-up (no adapter) zeroes the slot again.
+            self.activate(first)
         default_side = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
         low, high = size_limits(default_side)
         return ModelLimits(default_width=default_side, default_height=default_side, min_side=low, max_side=high)
@@ -228,6 +240,7 @@ class MultiAdapterBackend:
         self._resident.move_to_end(name)
         while len(self._resident) > self.resident_limit:
             self._evict(next(iter(self._resident)))
+        self._resident_snapshot = tuple(self._resident)
         return entry
 
     # --- switching ---------------------------------------------------------------------------
