@@ -89,7 +89,7 @@ async def test_neuron_compile_lands_only_on_the_inf2_node_and_waits_unschedulabl
     client = sandbox.client
     assert client is not None
     spec = {"accelerator": "neuron", "baseModel": "builtin:tiny",
-            "lora": "pvc://sdxl-artifacts/absent/pytorch_lora_weights.safetensors",
+            "lora": f"pvc://sdxl-artifacts/store/finetunes/{namespace}/absent/pytorch_lora_weights.safetensors",
             "neuron": {"batchSize": 1, "height": 256, "width": 256, "numImagesPerPrompt": 1},
             "resources": {"cpu": "1", "memory": "2Gi"}}
     deployment = make_deployment("neuron-placed", "unused", namespace)
