@@ -18,6 +18,7 @@ that differs between the two; the HTTP layer is the same on both (bench/serve_ov
 
     .venv/bin/python bench/many_adapters.py                 # tiny model, 20 adapters
     .venv/bin/python bench/many_adapters.py --size mid --steps 10
+Each side runs `--rounds` times, alternating; the table gives medians.
 Results: a table on stdout and JSON in bench/results/many_adapters.json (or --json).
 """
 
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10, help="denoising steps per generation")
     parser.add_argument("--requests", type=int, default=40, help="timed generations per side")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="one-adapter and many-adapter runs alternate this many times; medians are reported")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "many_adapters.json")
     parser.add_argument("--child", choices=["one", "many"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -114,11 +117,23 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     backend.load()
     timed(backend, None, 0)  # warm-up of the base pipeline
     first_image = [timed(backend, name, 0) for name in names]  # each read from disk, swapped in, one image
+    # The part of that which is the adapter's own: read from disk and swapped in, no generation.
+    backend.resident_limit = 1
+    backend.activate(None)
+    load_swap = []
+    for name in list(names)[1:]:  # the most recent one stays resident with K = 1; the others are re-read
+        started = time.perf_counter()
+        backend.activate(name)
+        load_swap.append(time.perf_counter() - started)
+    backend.resident_limit = len(names)
     order = list(names)
+    for name in order:  # resident again after the load measurement
+        backend.activate(name)
     latencies = [timed(backend, order[seed % len(order)], seed) for seed in range(args.requests)]
     # The same adapter back to back: the unfused LoRA's own cost, without swaps.
     same = [timed(backend, order[0], seed) for seed in range(args.requests)]
     return {"rss_mib": rss_mib(), "p50_s": statistics.median(latencies), "p50_same_adapter_s": statistics.median(same),
+            "load_swap_median_s": statistics.median(load_swap),
             "first_image_median_s": statistics.median(first_image), "first_image_max_s": max(first_image)}
 
 
@@ -143,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         lora_dir = Path(tmp)
         make_loras(model, lora_dir, args.adapters, args.rank)
-        one = run_child("one", args, model, lora_dir)
-        many = run_child("many", args, model, lora_dir)
+        # Alternating rounds, so that drift in a shared machine's load hits both sides alike.
+        rounds = [(run_child("one", args, model, lora_dir), run_child("many", args, model, lora_dir))
+                  for _ in range(args.rounds)]
+    one = {key: statistics.median(r[0][key] for r in rounds) for key in rounds[0][0]}
+    many = {key: statistics.median(r[1][key] for r in rounds) for key in rounds[0][1]}
+    one["rounds"], many["rounds"] = [r[0] for r in rounds], [r[1] for r in rounds]
     memory_ratio = many["rss_mib"] / one["rss_mib"]
     latency_ratio = many["p50_s"] / one["p50_s"]
     rows = [
@@ -156,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
          f"{many['p50_same_adapter_s'] * 1000:.1f} ms", f"{many['p50_same_adapter_s'] / one['p50_s']:.2f}x", "", ""),
         ("first image of a new adapter", "-", f"median {many['first_image_median_s'] * 1000:.0f} ms, "
          f"max {many['first_image_max_s'] * 1000:.0f} ms", "", "< 1 s", many["first_image_max_s"] < 1.0),
+        ("  of which reading + swapping in the adapter", "-", f"median {many['load_swap_median_s'] * 1000:.0f} ms",
+         "", "", ""),
     ]
     header = ("measure", f"one-adapter server ({args.adapters} needed)", f"one server, {args.adapters} adapters",
               "ratio", "goal", "met")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = []
-    print(f"{args.size} model, {args.adapters} adapters of rank {args.rank}, {args.steps} steps, CPU, 1 thread")
+    print(f"{args.size} model, {args.adapters} adapters of rank {args.rank}, {args.steps} steps, CPU, 1 thread, "
+          f"median of {args.rounds} alternating rounds")
     for row in [header, *rows]:
         cells = [("yes" if c else "NO") if isinstance(c, bool) else str(c) for c in row]
         lines.append("| " + " | ".join(cells) + " |")
@@ -171,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"size": args.size, "adapters": args.adapters, "rank": args.rank, "steps": args.steps,
                    "requests": args.requests, "machine": platform.machine(), "python": platform.python_version()},
         "one_adapter_server": one, "many_adapter_server": many,
-        "memory_ratio": memory_ratio, "latency_ratio": latency_ratio}, indent=2))
+        "rounds": args.rounds, "memory_ratio": memory_ratio, "latency_ratio": latency_ratio}, indent=2))
     print("\nMarkdown:\n" + "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]]))
     print(f"JSON: {args.json}")
     return 0
