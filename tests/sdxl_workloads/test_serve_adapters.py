@@ -359,6 +359,8 @@ def test_serve_reads_the_adapters_file_and_follows_its_changes_without_restart(
     (["--accelerator", "neuron"], "--adapters cannot be used with --accelerator neuron"),
     (["--lora", "x"], "--lora and --adapters"),
     (["--resident-adapters", "0"], "--resident-adapters"),
+    (["--lora-scale", "0.5"], "--lora-scale applies to --lora only"),
+    (["--max-adapter-rank", "0"], "--max-adapter-rank"),
 ])
 def test_bad_adapter_flags_fail_before_serving_with_the_flag_named(
         tmp_path: Path, flags: list[str], named: str) -> None:

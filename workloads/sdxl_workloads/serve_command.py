@@ -76,6 +76,9 @@ def build_adapter_backend(args: argparse.Namespace, device: str) -> Backend:
     if args.lora:
         raise WorkloadError("InvalidInput", "--lora and --adapters exclude each other: with --adapters, requests "
                                             "choose the LoRA; list the single one in the file to serve it too")
+    if args.lora_scale != 1.0:
+        raise WorkloadError("InvalidInput", "--lora-scale applies to --lora only; with --adapters each adapter is "
+                                            "served at the strength it was trained with")
     for flag, value, low in (("--resident-adapters", args.resident_adapters, 1),
                              ("--max-adapter-rank", args.max_adapter_rank, 1)):
         if value < low:
