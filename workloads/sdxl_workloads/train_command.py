@@ -13,6 +13,7 @@ so a restarted pod (`--resume latest`) loses at most `checkpointEvery` steps.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import shutil
 import time
@@ -467,6 +468,16 @@ def publish_results(output: storage.Output) -> None:
         output.publish(entry.name)
 
 
+def release_training_state(run: training_loop.TrainingRun) -> None:
+    """Free what only further steps would use (gradients, optimizer moments, cached examples) before the
+    final validation images and the export, which are where a run's memory peaks."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.optimizer.state.clear()
+    run.instance_examples.clear()
+    run.class_examples.clear()
+    gc.collect()
+
+
 def train(plan: RunPlan, started: float, stop: graceful_stop.StopRequest | None = None) -> dict[str, Any]:
     """Stages 2-4 for a checked plan; returns the result's artifacts and metrics.
 
@@ -495,6 +506,7 @@ def train(plan: RunPlan, started: float, stop: graceful_stop.StopRequest | None 
     run.accelerator.wait_for_everyone()
     if not run.accelerator.is_main_process:
         return {}
+    release_training_state(run)
     save_validation(plan, run)
     metrics: dict[str, Any] = {"finalLoss": round(training_loop.recent_loss(run), 6), "steps": run.step}
     if run.step > first_step:
