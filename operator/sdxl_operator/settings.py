@@ -329,33 +329,32 @@ def _globs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple
     return tuple(value)
 
 
-def _namespace_annotations(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    name = "SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS"
-    example = '{"team-a": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sdxl-team-a"}}'
+def _namespace_map(env: Mapping[str, str], name: str, example: str, entry_ok: Callable[[Any], bool],
+                   shape: str) -> dict[str, Any]:
+    """A JSON object keyed by namespace (globs allowed) whose every value passes ``entry_ok``; {} if unset."""
     value = _json(env, name, example)
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(
-            isinstance(ns, str) and isinstance(annotations, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
-            for ns, annotations in value.items()):
-        raise SettingsError(f"{name}: expected a JSON object of namespace: {{annotation: value}}, e.g. {example}; "
-                            f"got {value!r}")
+    if not isinstance(value, dict) or not all(isinstance(ns, str) and entry_ok(entry) for ns, entry in value.items()):
+        raise SettingsError(f"{name}: expected a JSON object of {shape}, e.g. {example}; got {value!r}")
+    return value
+
+
+def _namespace_annotations(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    value = _namespace_map(
+        env, "SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS",
+        '{"team-a": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sdxl-team-a"}}',
+        lambda annotations: isinstance(annotations, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()),
+        "namespace: {annotation: value}")
     return {ns: dict(annotations) for ns, annotations in value.items()}
 
 
 def _allowed_prefixes(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    name = "SDXL_TENANCY_ALLOWED_PREFIXES"
-    example = '{"team-a": ["s3://sdxl-artifacts/shared-models/"]}'
-    value = _json(env, name, example)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-            isinstance(ns, str) and isinstance(prefixes, list)
-            and all(isinstance(p, str) and "://" in p for p in prefixes)
-            for ns, prefixes in value.items()):
-        raise SettingsError(f"{name}: expected a JSON object of namespace (glob): [URI prefix, ...] with "
-                            f"s3:// or pvc:// prefixes, e.g. {example}; got {value!r}")
+    value = _namespace_map(
+        env, "SDXL_TENANCY_ALLOWED_PREFIXES", '{"team-a": ["s3://sdxl-artifacts/shared-models/"]}',
+        lambda prefixes: isinstance(prefixes, list) and all(isinstance(p, str) and "://" in p for p in prefixes),
+        "namespace (glob): [URI prefix, ...] with s3:// or pvc:// prefixes")
     return {ns: tuple(prefixes) for ns, prefixes in value.items()}
 
 
