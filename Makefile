@@ -36,7 +36,7 @@ control-plane:
 	bash tools/control-plane/build.sh
 
 lint: setup
-	$(VENV)/bin/ruff check operator workloads tests bench
+	$(VENV)/bin/ruff check contract operator workloads sandbox tests bench
 
 types: setup
 	$(VENV)/bin/mypy
