@@ -91,6 +91,10 @@ sync-crds:
 	mkdir -p charts/sdxl-operator/crds
 	rm -f charts/sdxl-operator/crds/*.yaml
 	cp crds/*.yaml charts/sdxl-operator/crds/
+	# The contract package ships the same CRDs: both sides validate and default against them.
+	mkdir -p contract/sdxl_contract/crds
+	rm -f contract/sdxl_contract/crds/*.yaml
+	cp crds/*.yaml contract/sdxl_contract/crds/
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .sandbox demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,1 +1,14 @@
-"""The local sandbox: the operator, an API server (the real control plane or an emulator) and a local executor on one machine. Development only; not in the operator image."""
+"""The local sandbox: the whole product on one machine, for ``make demo`` and the end-to-end tests.
+
+* ``kube_emulator`` — the Kubernetes API (KMock's emulator, extended with the server behaviours the
+  operator relies on);
+* ``local_executor`` — kubelet (``kubelet``), the Job and Deployment controllers
+  (``job_controller``, ``deployment_controller``) and Service routing, running containers as local
+  processes (``container_launch``, ``path_mapping``, ``local_process``, ``probes``) and talking to the
+  API over HTTP (``api_client``);
+* ``sandbox`` — :class:`~sdxl_operator.sandbox.sandbox.Sandbox`: the emulator, the real operator in its
+  own process, and the executor, started and stopped together;
+* ``command`` — ``sdxl-operator sandbox`` (``tables``, ``image_request``).
+
+Development only: it needs the ``dev`` extra (kmock, aiohttp) and is imported only when used.
+"""

@@ -1,5 +1,5 @@
-"""The chart's crds/ are byte-identical copies of the hand-written crds/ (refresh with `make sync-crds`),
-and Helm installs them as valid CustomResourceDefinitions."""
+"""The chart's crds/ and the contract package's crds/ are byte-identical copies of the hand-written crds/
+(refresh with `make sync-crds`), and Helm installs them as valid CustomResourceDefinitions."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SOURCE_DIR = REPO_ROOT / "crds"
 CHART_CRDS_DIR = REPO_ROOT / "charts" / "sdxl-operator" / "crds"
+# The operator and the workloads validate and default specs against this copy (sdxl_contract.schema).
+CONTRACT_CRDS_DIR = REPO_ROOT / "contract" / "sdxl_contract" / "crds"
 
 
-def test_chart_crds_are_byte_identical_copies() -> None:
+@pytest.mark.parametrize("copies_dir", [CHART_CRDS_DIR, CONTRACT_CRDS_DIR], ids=["chart", "contract"])
+def test_crd_copies_are_byte_identical(copies_dir: Path) -> None:
     sources = {p.name: p.read_bytes() for p in SOURCE_DIR.glob("*.yaml")}
-    copies = {p.name: p.read_bytes() for p in CHART_CRDS_DIR.glob("*")}
+    copies = {p.name: p.read_bytes() for p in copies_dir.glob("*") if p.is_file()}
+    where = copies_dir.relative_to(REPO_ROOT)
     assert sources, f"no CRDs in {SOURCE_DIR}"
-    assert sorted(copies) == sorted(sources), "chart crds/ differ in files from crds/; run `make sync-crds`"
+    assert sorted(copies) == sorted(sources), f"{where} differs in files from crds/; run `make sync-crds`"
     stale = [name for name in sources if copies[name] != sources[name]]
-    assert stale == [], f"stale copies in charts/sdxl-operator/crds: {stale}; run `make sync-crds`"
+    assert stale == [], f"stale copies in {where}: {stale}; run `make sync-crds`"
 
 
 def test_helm_installs_the_crds_as_valid_definitions(render: Callable[..., Any]) -> None:
