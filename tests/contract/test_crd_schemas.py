@@ -105,7 +105,7 @@ def test_scale_subresource_points_at_declared_integer_fields(crd_validation: Mod
     ("file_name", "columns"),
     [
         ("sdxlfinetunes.sdxl.io.yaml", ["Phase", "Step", "Loss", "Age"]),
-        ("sdxldeployments.sdxl.io.yaml", ["Phase", "Accelerator", "Ready", "URL", "Age"]),
+        ("sdxldeployments.sdxl.io.yaml", ["Phase", "Accelerator", "Ready", "Adapters", "URL", "Age"]),
     ],
 )
 def test_printer_columns_show_the_agreed_columns_from_declared_fields(
@@ -330,10 +330,16 @@ def test_deployment_examples_reference_the_finetune_examples() -> None:
     by_accelerator = {}
     for path in EXAMPLES:
         obj = _load(path)
-        if obj["kind"] == "SDXLDeployment":
+        if obj["kind"] == "SDXLDeployment" and "fineTune" in obj["spec"]:
             assert obj["spec"]["fineTune"] in finetunes, path.name
             by_accelerator[obj["spec"]["accelerator"]] = obj["spec"]["fineTune"]
     assert by_accelerator["cpu"] == _load(CRD_DIR / "examples" / "finetune-tiny.yaml")["metadata"]["name"]
+
+
+def test_adapter_set_example_serves_the_tiny_finetunes_base_model_on_cpu() -> None:
+    spec = _load(CRD_DIR / "examples" / "deployment-adapters.yaml")["spec"]
+    assert spec["baseModel"] == _load(CRD_DIR / "examples" / "finetune-tiny.yaml")["spec"]["baseModel"]
+    assert spec["accelerator"] == "cpu" and spec["fineTuneSelector"]["matchLabels"]
 
 
 def test_realistic_finetune_example_uses_the_hub_model_s3_photos_and_prior_preservation() -> None:
@@ -417,6 +423,28 @@ def test_deployment_spec_stays_mutable(crd_validator: Validator, deployment_crd_
         ({"fineTune": None, "lora": "s3://my-loras/alice", "baseModel": "stabilityai/stable-diffusion-xl-base-1.0",
           "baseModelRevision": "462165984030d82259a11f4367a4eed129e94a7b"}, None),
         ({"baseModelRevision": "refs pr/1"}, "spec.baseModelRevision in body should match"),
+        # A set of fine-tunes served as adapters: nvidia or cpu only, with the base model named.
+        ({"fineTune": None, "fineTunes": ["alice", "bob"], "baseModel": "builtin:tiny", "accelerator": "cpu"}, None),
+        ({"fineTune": None, "fineTuneSelector": {"matchLabels": {"team": "a"}}, "baseModel": "builtin:tiny",
+          "accelerator": "nvidia", "adapters": {"resident": 2, "maxRank": 16}}, None),
+        ({"fineTune": None, "fineTuneSelector": {}, "baseModel": "builtin:tiny", "accelerator": "cpu"}, None),
+        ({"fineTune": None, "fineTunes": ["alice"], "baseModel": "builtin:tiny"},
+         "spec.accelerator: Forbidden: spec.fineTunes and spec.fineTuneSelector need spec.accelerator nvidia or cpu"),
+        ({"fineTune": None, "fineTuneSelector": {}, "baseModel": "builtin:tiny", "accelerator": "neuron"},
+         "a LoRA is fused into the model at compile time"),
+        ({"fineTune": None, "fineTunes": ["alice"], "accelerator": "cpu"}, "spec.baseModel: Required value"),
+        ({"fineTunes": ["alice"], "baseModel": "builtin:tiny", "accelerator": "cpu"}, "set exactly one of"),
+        ({"fineTune": None, "fineTunes": ["alice"], "fineTuneSelector": {}, "baseModel": "builtin:tiny",
+          "accelerator": "cpu"}, "set exactly one of"),
+        ({"adapters": {"resident": 2}}, "spec.adapters: Forbidden"),
+        ({"fineTune": None, "fineTunes": ["Alice"], "baseModel": "builtin:tiny", "accelerator": "cpu"},
+         "should match"),
+        ({"fineTune": None, "fineTunes": [], "baseModel": "builtin:tiny", "accelerator": "cpu"},
+         "should have at least 1 items"),
+        ({"fineTune": None, "fineTuneSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]},
+          "baseModel": "builtin:tiny", "accelerator": "cpu"}, "operators In and NotIn need values"),
+        ({"fineTune": None, "fineTuneSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
+          "baseModel": "builtin:tiny", "accelerator": "cpu"}, None),
     ],
 )
 def test_deployment_cross_field_rules(
