@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from sdxl_contract.schema import validate_against_crd
 from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileRunning, compile_outcome
 from sdxl_operator.deployment_status import (
     CompileView,
@@ -34,17 +32,6 @@ ARTIFACT, OLD_ARTIFACT = f"s3://s/compiled/{KEY}", f"s3://s/compiled/{OLD_KEY}"
 URL = "http://alice.team-a.svc:8080"
 SOURCE = ModelSource(lora="s3://b/lora.safetensors", lora_sha256=None, base_model="builtin:tiny",
                      base_revision="main", finetune="ft")
-
-
-def _crd_validation() -> ModuleType:
-    name = "sdxl_tests_crd_validation"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "contract" / "crd_validation.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def deployment(key: str, artifact: str, *, replicas: int = 2, updated: int = 2, ready: int = 2,
@@ -152,10 +139,9 @@ def test_status_per_outcome_fits_the_crd(scenario: str) -> None:
     for type_, expected in conditions.items():
         assert cond(status, type_) == expected, (type_, status["conditions"])
     assert status["observedGeneration"] == 3
-    crd = _crd_validation()
     body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLDeployment", "metadata": {"name": "alice"},
             "spec": {"fineTune": "ft"}, "status": status}
-    assert crd.validate_against_crd(body, crd.CRD_DIR / "sdxldeployments.sdxl.io.yaml") == []
+    assert validate_against_crd(body, "SDXLDeployment") == []
 
 
 def test_live_artifact_follows_the_completed_rollout_only() -> None:

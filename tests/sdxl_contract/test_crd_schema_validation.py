@@ -1,7 +1,7 @@
-"""The offline apiserver stand-in (crd_validation.py) behaves like the apiserver on a small CRD.
+"""The CRD validator (sdxl_contract.schema) behaves like the API server on a small CRD.
 
-Other tests trust its verdicts on our CRDs, so its defaulting, OpenAPI conversion, CEL evaluation and
-error wording are checked here against a CRD written for the purpose.
+The operator, the workloads and other tests trust its verdicts on our CRDs, so its defaulting, OpenAPI
+semantics, CEL evaluation and error wording are checked here against a CRD written for the purpose.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from sdxl_contract import schema
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -67,6 +69,11 @@ WIDGET_CRD = {
 
 
 @pytest.fixture
+def crd_validation() -> ModuleType:
+    return schema
+
+
+@pytest.fixture
 def widget_crd(tmp_path: Path) -> Path:
     path = tmp_path / "widgets.example.io.yaml"
     path.write_text(yaml.safe_dump(WIDGET_CRD), encoding="utf-8")
@@ -116,7 +123,8 @@ def test_defaults_do_not_touch_the_callers_object(crd_validation: ModuleType, wi
          ['spec.when: Invalid value: "2026-11-26": spec.when in body must be of type date-time']),
         ({"when": "2026-13-26T12:00:00Z"},
          ['spec.when: Invalid value: "2026-13-26T12:00:00Z": spec.when in body must be of type date-time']),
-        ({"port": 1.5}, ['spec.port: Invalid value: 1.5: 1.5 is not valid under any of the given schemas']),
+        ({"port": 1.5},
+         ['spec.port: Invalid value: "number": spec.port in body must be of type integer,string: "number"']),
         ({"inner": {"depht": 1}}, ['unknown field "spec.inner.depht"']),
         ({"free": {"known": "k", "anything": {"goes": 1}}}, []),
         ({"parts": [{"count": 2}]}, ["spec.parts[0].name: Required value"]),
@@ -172,15 +180,25 @@ def test_identity_of_the_object_is_checked(crd_validation: ModuleType, widget_cr
         "metadata.name: Required value: name or generateName is required"]
 
 
-def test_conversion_keeps_openapi_meaning(crd_validation: ModuleType) -> None:
-    converted = crd_validation.openapi_to_jsonschema({
+def test_openapi_meaning_of_exclusive_bounds_nullable_and_declared_fields(crd_validation: ModuleType) -> None:
+    node = {
         "type": "object", "x-kubernetes-validations": [{"rule": "true"}],
         "properties": {"n": {"type": "integer", "minimum": 0, "exclusiveMinimum": True, "nullable": True}},
-    })
-    assert converted == {
-        "type": "object", "additionalProperties": False,
-        "properties": {"n": {"type": ["integer", "null"], "exclusiveMinimum": 0}},
     }
+    check = crd_validation.structural_errors
+    assert check({"n": None}, node) == [] and check({"n": 1}, node) == []
+    assert [e.api_text() for e in check({"n": 0}, node)] == ["n: Invalid value: 0: n in body should be greater than 0"]
+    assert [e.api_text() for e in check({"m": 1}, node)] == ['unknown field "m"']
+    assert [e.api_text() for e in check({"n": "1"}, node)] == [
+        'n: Invalid value: "string": n in body must be of type integer: "string"']
+
+
+def test_errors_read_for_a_person_name_the_field_and_the_limit(crd_validation: ModuleType, widget_crd: Path) -> None:
+    errors = crd_validation.object_errors(_widget(size=0, inner={"depht": 1}), widget_crd)
+    assert [e.text for e in errors] == [
+        "spec.inner.depht: unknown field; did you mean depth?",
+        "spec.size: must be > 0, got 0",
+    ]
 
 
 def test_crd_is_reloaded_when_its_file_changes(crd_validation: ModuleType, widget_crd: Path) -> None:
