@@ -29,8 +29,8 @@ import aiohttp
 import kmock
 import psutil
 
-from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
-from sdxl_operator.sandbox.sandbox import ARTIFACT_CLAIM
+from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
+from sdxl_sandbox.sandbox import ARTIFACT_CLAIM
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

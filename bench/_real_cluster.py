@@ -1,5 +1,5 @@
 """The scale benchmarks on the real control plane: kube-apiserver, kube-controller-manager,
-kube-scheduler and etcd (``sdxl_operator.sandbox.control_plane``), the Helm chart installed, and the
+kube-scheduler and etcd (``sdxl_sandbox.control_plane``), the Helm chart installed, and the
 real operator in a subprocess running as the chart's ServiceAccount, with the chart's arguments.
 
 It is ``Sandbox(control_plane="real", run_pods=False)``: nothing runs the pods. Kubernetes' own Job
@@ -31,9 +31,9 @@ import aiohttp
 import psutil
 
 from _emulated_cluster import CONCURRENCY, FINETUNE_SPEC, RssSampler, free_port, wait_for_liveness
-from sdxl_operator.sandbox.kubeconfig import read_kubeconfig, ssl_context
-from sdxl_operator.sandbox.sandbox import Sandbox
-from sdxl_operator.sandbox.simulated_nodes import SimulatedNode
+from sdxl_sandbox.kubeconfig import read_kubeconfig, ssl_context
+from sdxl_sandbox.sandbox import Sandbox
+from sdxl_sandbox.simulated_nodes import SimulatedNode
 
 # One CPU node with room for every bench pod: the default nodes allow 110 pods and 32 CPUs each.
 BENCH_NODE = SimulatedNode("bench-cpu", "m6i.metal", {"cpu": "2000", "memory": "8Ti", "pods": "1000"})

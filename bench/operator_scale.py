@@ -1,7 +1,7 @@
 """The operator at scale: N SDXLFineTunes created at once, against the API emulator or a real control plane.
 
 ``--control-plane emulator`` (the default): the API server is the emulator
-(``sdxl_operator.sandbox.kube_emulator``) on 127.0.0.1 in this process; the operator is the real
+(``sdxl_sandbox.kube_emulator``) on 127.0.0.1 in this process; the operator is the real
 ``sdxl-operator run --standalone --all-namespaces`` in a subprocess (so its memory is its own), found
 through a kubeconfig, and this process plays the Job controller and kubelet.
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_operator.sandbox.layer_tools import LayerToolError
-from sdxl_operator.sandbox.layer_tools import layer_tool as layer_tool_path
+from sdxl_sandbox.layer_tools import LayerToolError
+from sdxl_sandbox.layer_tools import layer_tool as layer_tool_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,10 @@ same options (``--namespace/-n`` repeatable, ``--all-namespaces/-A``, ``--standa
 ``--log-format``) and runs our handlers (:func:`operator_registry.build_registry`). It finds the
 cluster as kubectl does: the in-cluster service account, else the kubeconfig's current context.
 
-``sdxl-operator sandbox ...`` runs the local sandbox (``sdxl_operator.sandbox.command.main``), which
-needs the development dependencies; it is imported only when asked for.
+``sdxl-operator sandbox ...`` runs the local sandbox (``sdxl_sandbox.command.main``). The sandbox is a
+separate package that the operator image does not contain and the operator never imports (an
+import-linter contract): it is looked up by name only when asked for, and a clear message says how to
+get it where it is absent.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Sequence
 
 from sdxl_operator.settings import OperatorSettings, SettingsError
 
-SANDBOX_MODULE = "sdxl_operator.sandbox.command"
+# A name, not an import: the sandbox is a development tool outside the operator image.
+SANDBOX_MODULE = "sdxl_sandbox.command"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +80,8 @@ def run_sandbox(argv: Sequence[str]) -> int:
     try:
         module = importlib.import_module(SANDBOX_MODULE)
     except ImportError as exc:
-        print(f"sdxl-operator sandbox: unavailable ({exc}); install the development extras: pip install "
-              "'sdxl-operator[dev]'", file=sys.stderr)
+        print(f"sdxl-operator sandbox: unavailable ({exc}). The sandbox is a development tool: "
+              "pip install 'sdxl-operator[dev]' from a checkout.", file=sys.stderr)
         return 2
     return int(module.main(list(argv)))
 

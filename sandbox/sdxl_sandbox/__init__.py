@@ -6,7 +6,7 @@
   (``job_controller``, ``deployment_controller``) and Service routing, running containers as local
   processes (``container_launch``, ``path_mapping``, ``local_process``, ``probes``) and talking to the
   API over HTTP (``api_client``);
-* ``sandbox`` — :class:`~sdxl_operator.sandbox.sandbox.Sandbox`: the emulator, the real operator in its
+* ``sandbox`` — :class:`~sdxl_sandbox.sandbox.Sandbox`: the emulator, the real operator in its
   own process, and the executor, started and stopped together;
 * ``command`` — ``sdxl-operator sandbox`` (``tables``, ``image_request``).
 

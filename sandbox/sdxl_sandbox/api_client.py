@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from sdxl_operator.sandbox.kubeconfig import Credentials, read_kubeconfig, ssl_context
+from sdxl_sandbox.kubeconfig import Credentials, read_kubeconfig, ssl_context
 
 CORE_KINDS = {"Pod": "pods", "Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
               "PersistentVolumeClaim": "persistentvolumeclaims", "PersistentVolume": "persistentvolumes",

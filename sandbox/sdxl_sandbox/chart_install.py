@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from sdxl_operator.sandbox.api_client import ApiError, KubeClient
-from sdxl_operator.sandbox.layer_tools import REPO_ROOT, layer_tool
+from sdxl_sandbox.api_client import ApiError, KubeClient
+from sdxl_sandbox.layer_tools import REPO_ROOT, layer_tool
 
 CHART = REPO_ROOT / "charts" / "sdxl-operator"
 RELEASE = "sdxl-operator"

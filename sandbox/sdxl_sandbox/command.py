@@ -1,6 +1,6 @@
 """``sdxl-operator sandbox [FILES...]``: the whole product on this machine, from custom resources to images.
 
-Starts the :class:`~sdxl_operator.sandbox.sandbox.Sandbox` (API emulator, the real operator, the local
+Starts the :class:`~sdxl_sandbox.sandbox.Sandbox` (API emulator, the real operator, the local
 executor), applies FILES (default: the tiny fine-tune and the CPU deployment from ``crds/examples``),
 prints the resources as ``kubectl get`` would whenever they change, and once every SDXLDeployment is
 Ready, calls it (``POST /v1/generate``) and saves the images to the output folder. Exit status: 0 when
@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from sdxl_operator.sandbox.api_client import ApiError
-from sdxl_operator.sandbox.image_request import GenerateError, generate_images, save_images
-from sdxl_operator.sandbox.sandbox import CONTROL_PLANES, DEPLOYMENTS, FINETUNES, Sandbox, load_manifests
-from sdxl_operator.sandbox.tables import (
+from sdxl_sandbox.api_client import ApiError
+from sdxl_sandbox.image_request import GenerateError, generate_images, save_images
+from sdxl_sandbox.sandbox import CONTROL_PLANES, DEPLOYMENTS, FINETUNES, Sandbox, load_manifests
+from sdxl_sandbox.tables import (
     deployment_row,
     explanation,
     finetune_row,
@@ -38,7 +38,7 @@ PROGRESS_EVERY_SECONDS = 3.0
 
 def find_default_files() -> list[Path]:
     """The default examples: ``crds/examples`` under the current folder, else in this source tree."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
         folder = root / "crds" / "examples"
         files = [folder / name for name in DEFAULT_EXAMPLES]
         if all(path.is_file() for path in files):

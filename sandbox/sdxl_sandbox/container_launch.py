@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sdxl_operator.sandbox.path_mapping import PodFilesystem, VolumeNotReady
+from sdxl_sandbox.path_mapping import PodFilesystem, VolumeNotReady
 
 LOOPBACK = "127.0.0.1"
 PASS_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TZ")

@@ -30,19 +30,19 @@ from typing import Any
 
 import aiohttp
 
-from sdxl_operator.sandbox.api_client import ApiError, KubeClient
-from sdxl_operator.sandbox.certificates import (
+from sdxl_sandbox.api_client import ApiError, KubeClient
+from sdxl_sandbox.certificates import (
     API_SERVER_ADDRESSES,
     API_SERVER_NAMES,
     CertificateAuthority,
     KeyPair,
     service_account_keys,
 )
-from sdxl_operator.sandbox.container_launch import LOOPBACK, free_port
-from sdxl_operator.sandbox.kubeconfig import Credentials, write_kubeconfig
-from sdxl_operator.sandbox.local_process import die_with_parent
+from sdxl_sandbox.container_launch import LOOPBACK, free_port
+from sdxl_sandbox.kubeconfig import Credentials, write_kubeconfig
+from sdxl_sandbox.local_process import die_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "control-plane" / "build.sh"
 BINARIES_ENV = "SDXL_CONTROL_PLANE_BIN"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")

@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sdxl_operator.sandbox.api_client import KubeClient
-from sdxl_operator.sandbox.job_controller import owned_by, pod_from_template
-from sdxl_operator.sandbox.kubelet import now_rfc3339
+from sdxl_sandbox.api_client import KubeClient
+from sdxl_sandbox.job_controller import owned_by, pod_from_template
+from sdxl_sandbox.kubelet import now_rfc3339
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 

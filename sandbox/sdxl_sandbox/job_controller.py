@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator.sandbox.api_client import KubeClient
-from sdxl_operator.sandbox.kubelet import NODE_NAME, now_rfc3339
+from sdxl_sandbox.api_client import KubeClient
+from sdxl_sandbox.kubelet import NODE_NAME, now_rfc3339
 
 TERMINAL = ("Succeeded", "Failed")
 

@@ -60,7 +60,7 @@ import yaml
 from kmock._internal import dicts as kmock_dicts  # the same patch semantics KMock applies
 from kmock._internal import rendering
 
-from sdxl_operator.sandbox.label_selectors import matches_selector, parse_selector
+from sdxl_sandbox.label_selectors import matches_selector, parse_selector
 
 
 @attrs.define(kw_only=True)
@@ -464,7 +464,7 @@ def load_printer_columns(crd_dir: Path | None = None) -> dict[tuple[str, str], l
     Defaults to ``crds/`` in this source tree; returns nothing when that folder is absent (an
     installed package), so kubectl then shows only NAME and AGE.
     """
-    folder = crd_dir if crd_dir is not None else Path(__file__).resolve().parents[3] / "crds"
+    folder = crd_dir if crd_dir is not None else Path(__file__).resolve().parents[2] / "crds"
     found: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -29,13 +29,13 @@ from typing import Any
 
 import aiohttp
 
-from sdxl_operator.sandbox.api_client import KubeClient, object_path
-from sdxl_operator.sandbox.container_launch import LOOPBACK, LaunchPlan, plan_launch
-from sdxl_operator.sandbox.local_process import LocalProcess
-from sdxl_operator.sandbox.path_mapping import VolumeNotReady, prepare_volumes
-from sdxl_operator.sandbox.probes import ReadinessProbe
+from sdxl_sandbox.api_client import KubeClient, object_path
+from sdxl_sandbox.container_launch import LOOPBACK, LaunchPlan, plan_launch
+from sdxl_sandbox.local_process import LocalProcess
+from sdxl_sandbox.path_mapping import VolumeNotReady, prepare_volumes
+from sdxl_sandbox.probes import ReadinessProbe
 
-log = logging.getLogger("sdxl_operator.sandbox")
+log = logging.getLogger("sdxl_sandbox")
 NODE_NAME = "sandbox"
 MESSAGE_LIMIT = 4096
 FALLBACK_LOG_LINES = 80

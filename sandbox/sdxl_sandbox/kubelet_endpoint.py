@@ -18,8 +18,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sdxl_operator.sandbox.certificates import KeyPair
-from sdxl_operator.sandbox.container_launch import LOOPBACK, free_port
+from sdxl_sandbox.certificates import KeyPair
+from sdxl_sandbox.container_launch import LOOPBACK, free_port
 
 FOLLOW_POLL_SECONDS = 0.25
 

@@ -26,13 +26,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sdxl_operator.sandbox.api_client import KubeClient
-from sdxl_operator.sandbox.container_launch import LOOPBACK
-from sdxl_operator.sandbox.deployment_controller import DeploymentController
-from sdxl_operator.sandbox.job_controller import JobController
-from sdxl_operator.sandbox.kubelet import Kubelet
+from sdxl_sandbox.api_client import KubeClient
+from sdxl_sandbox.container_launch import LOOPBACK
+from sdxl_sandbox.deployment_controller import DeploymentController
+from sdxl_sandbox.job_controller import JobController
+from sdxl_sandbox.kubelet import Kubelet
 
-log = logging.getLogger("sdxl_operator.sandbox")
+log = logging.getLogger("sdxl_sandbox")
 
 
 def _matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sdxl_operator.sandbox.container_launch import LaunchPlan
+from sdxl_sandbox.container_launch import LaunchPlan
 
 PR_SET_PDEATHSIG = 1
 LOG_READ_CHUNK = 65536

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from sdxl_operator.sandbox.container_launch import LOOPBACK
+from sdxl_sandbox.container_launch import LOOPBACK
 
 MAX_PERIOD_SECONDS = 1.0
 

@@ -4,12 +4,12 @@
 can stand behind it (``control_plane``):
 
 * ``"real"`` — kube-apiserver, kube-controller-manager, kube-scheduler and etcd built from their Go
-  modules (:mod:`~sdxl_operator.sandbox.control_plane`), three simulated nodes (a GPU node, an
-  inf2-like node, a CPU node; :mod:`~sdxl_operator.sandbox.simulated_nodes`) whose kubelet is the local
+  modules (:mod:`~sdxl_sandbox.control_plane`), three simulated nodes (a GPU node, an
+  inf2-like node, a CPU node; :mod:`~sdxl_sandbox.simulated_nodes`) whose kubelet is the local
   executor, and the Helm chart installed into it (CRDs, RBAC, ServiceAccounts). The operator runs as
   the chart's ServiceAccount with the chart's arguments and settings; Jobs, Deployments, ReplicaSets,
   garbage collection and scheduling are Kubernetes' own.
-* ``"emulator"`` — :func:`~sdxl_operator.sandbox.kube_emulator.serve_emulator` (fast; no admission,
+* ``"emulator"`` — :func:`~sdxl_sandbox.kube_emulator.serve_emulator` (fast; no admission,
   controllers, scheduler or RBAC); the executor plays the Job and Deployment controllers too. The
   operator runs cluster-wide with the sandbox's settings.
 
@@ -34,21 +34,21 @@ from typing import Any, TypeVar
 
 import yaml
 
-from sdxl_operator.sandbox.api_client import ApiError, KubeClient
-from sdxl_operator.sandbox.chart_install import (
+from sdxl_sandbox.api_client import ApiError, KubeClient
+from sdxl_sandbox.chart_install import (
     InstalledOperator,
     ensure_claim,
     ensure_namespace,
     install_chart,
     installed_args,
 )
-from sdxl_operator.sandbox.container_launch import LOOPBACK, resolve_program
-from sdxl_operator.sandbox.control_plane import ControlPlane
-from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
-from sdxl_operator.sandbox.kubelet_endpoint import serve_kubelet_endpoint
-from sdxl_operator.sandbox.local_executor import LocalExecutor
-from sdxl_operator.sandbox.local_process import die_with_parent
-from sdxl_operator.sandbox.simulated_nodes import DEFAULT_NODES, SimulatedNode, register_node
+from sdxl_sandbox.container_launch import LOOPBACK, resolve_program
+from sdxl_sandbox.control_plane import ControlPlane
+from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
+from sdxl_sandbox.kubelet_endpoint import serve_kubelet_endpoint
+from sdxl_sandbox.local_executor import LocalExecutor
+from sdxl_sandbox.local_process import die_with_parent
+from sdxl_sandbox.simulated_nodes import DEFAULT_NODES, SimulatedNode, register_node
 
 T = TypeVar("T")
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"

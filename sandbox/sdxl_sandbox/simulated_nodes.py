@@ -21,8 +21,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator.sandbox.api_client import ApiError, KubeClient
-from sdxl_operator.sandbox.container_launch import LOOPBACK
+from sdxl_sandbox.api_client import ApiError, KubeClient
+from sdxl_sandbox.container_launch import LOOPBACK
 
 BASE_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
 

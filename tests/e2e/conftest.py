@@ -5,7 +5,7 @@ chart installed into it (CRDs and RBAC from ``helm template``), the real operato
 ServiceAccount, and the local executor as the kubelet of three simulated nodes (GPU, inf2, CPU). Nothing
 is mocked: the operator, the trainer, the compile step and the inference server are the real programs;
 Jobs, Deployments, ReplicaSets, scheduling, admission, RBAC and garbage collection are Kubernetes' own.
-Only the nodes are simulated (their pods run as local processes; see ``sdxl_operator.sandbox``).
+Only the nodes are simulated (their pods run as local processes; see ``sdxl_sandbox``).
 
 Resources live in namespaces other than the operator's (``sdxl-system``), one or more per test
 module, so modules share the cluster without seeing each other's objects. They use the embedded tiny
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from sdxl_operator.sandbox.sandbox import Sandbox
+from sdxl_sandbox.sandbox import Sandbox
 
 NAMESPACE = "team-a"
 # Few steps, tiny images, no checkpoints: seconds of training on the embedded model. One GPU, as users

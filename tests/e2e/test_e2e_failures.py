@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from sdxl_operator.sandbox.sandbox import FINETUNES, Sandbox
+from sdxl_sandbox.sandbox import FINETUNES, Sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

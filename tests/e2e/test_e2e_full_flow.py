@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sdxl_operator.sandbox.image_request import PNG_SIGNATURE, generate_images
-from sdxl_operator.sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
+from sdxl_sandbox.image_request import PNG_SIGNATURE, generate_images
+from sdxl_sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from sdxl_operator.sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
-from sdxl_operator.sandbox.simulated_nodes import INF2_NODE, set_schedulable
+from sdxl_sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
+from sdxl_sandbox.simulated_nodes import INF2_NODE, set_schedulable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from sdxl_operator.sandbox.api_client import KubeClient
-from sdxl_operator.sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
+from sdxl_sandbox.api_client import KubeClient
+from sdxl_sandbox.sandbox import DEPLOYMENTS, FINETUNES, Sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

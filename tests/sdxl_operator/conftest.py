@@ -1,6 +1,6 @@
 """A fake cluster for the operator's integration tests.
 
-The API server is the emulator (KMock, extended in ``sdxl_operator.sandbox.kube_emulator``) over real
+The API server is the emulator (KMock, extended in ``sdxl_sandbox.kube_emulator``) over real
 HTTP on 127.0.0.1; the real operator (Kopf with our registry) runs in the test's event loop and
 reaches it through a kubeconfig, as it would reach a cluster. Nothing runs Jobs here, so the tests
 play the Job controller and the kubelet themselves (:class:`FakeCluster`): they create the Job's
@@ -25,9 +25,9 @@ import pytest
 import pytest_asyncio
 
 from sdxl_operator import permissions
-from sdxl_operator.sandbox.embedded_operator import embedded_operator
-from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator
 from sdxl_operator.settings import OperatorSettings
+from sdxl_sandbox.embedded_operator import embedded_operator
+from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator
 
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
 OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")  # Kopf's own client, and the kubernetes client

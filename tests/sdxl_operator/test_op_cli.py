@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sdxl_operator import cli
-from sdxl_operator.sandbox.kube_emulator import serve_emulator, write_kubeconfig
+from sdxl_sandbox.kube_emulator import serve_emulator, write_kubeconfig
 
 
 def test_run_takes_kopf_options() -> None:
@@ -48,7 +48,7 @@ def test_sandbox_is_dispatched_lazily_with_its_arguments(tmp_path: Path, monkeyp
 
 
 def test_missing_sandbox_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.setattr(cli, "SANDBOX_MODULE", "sdxl_operator.sandbox.no_such_module")
+    monkeypatch.setattr(cli, "SANDBOX_MODULE", "sdxl_sandbox.no_such_module")
     assert cli.main(["sandbox"]) == 2
     assert "sdxl-operator[dev]" in capsys.readouterr().err
 

@@ -8,8 +8,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from sdxl_operator.sandbox.kube_emulator import serve_emulator
-from sdxl_operator.sandbox.label_selectors import matches_selector, parse_selector
+from sdxl_sandbox.kube_emulator import serve_emulator
+from sdxl_sandbox.label_selectors import matches_selector, parse_selector
 
 JOBS = "/apis/batch/v1/namespaces/ns/jobs"
 PODS = "/api/v1/namespaces/ns/pods"

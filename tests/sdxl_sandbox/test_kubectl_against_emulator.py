@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from sdxl_operator.sandbox.kube_emulator import serve_emulator, write_kubeconfig
+from sdxl_sandbox.kube_emulator import serve_emulator, write_kubeconfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "team-a"

@@ -11,12 +11,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sdxl_operator.sandbox.api_client import KubeClient
-from sdxl_operator.sandbox.certificates import CertificateAuthority
-from sdxl_operator.sandbox.control_plane import BINARIES_ENV, ControlPlaneError, control_plane_binaries
-from sdxl_operator.sandbox.kubeconfig import Credentials, read_kubeconfig, ssl_context, write_kubeconfig
-from sdxl_operator.sandbox.kubelet_endpoint import serve_kubelet_endpoint
-from sdxl_operator.sandbox.simulated_nodes import CPU_NODE, GPU_NODE, INF2_NODE
+from sdxl_sandbox.api_client import KubeClient
+from sdxl_sandbox.certificates import CertificateAuthority
+from sdxl_sandbox.control_plane import BINARIES_ENV, ControlPlaneError, control_plane_binaries
+from sdxl_sandbox.kubeconfig import Credentials, read_kubeconfig, ssl_context, write_kubeconfig
+from sdxl_sandbox.kubelet_endpoint import serve_kubelet_endpoint
+from sdxl_sandbox.simulated_nodes import CPU_NODE, GPU_NODE, INF2_NODE
 
 
 def test_a_kubeconfig_round_trips_its_server_and_credentials(tmp_path: Path) -> None:

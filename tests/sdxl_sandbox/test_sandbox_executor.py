@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from sdxl_operator.sandbox.api_client import KubeClient
-from sdxl_operator.sandbox.kube_emulator import KubeEmulator, serve_emulator
-from sdxl_operator.sandbox.local_executor import LocalExecutor
+from sdxl_sandbox.api_client import KubeClient
+from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator
+from sdxl_sandbox.local_executor import LocalExecutor
 
 pytestmark = pytest.mark.asyncio
 NS = "team-a"

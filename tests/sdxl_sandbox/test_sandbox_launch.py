@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from sdxl_operator.sandbox.container_launch import LOOPBACK, plan_launch
-from sdxl_operator.sandbox.path_mapping import PodFilesystem, VolumeNotReady, prepare_volumes
-from sdxl_operator.sandbox.tables import deployment_row, finetune_row, progress_line, render_table
+from sdxl_sandbox.container_launch import LOOPBACK, plan_launch
+from sdxl_sandbox.path_mapping import PodFilesystem, VolumeNotReady, prepare_volumes
+from sdxl_sandbox.tables import deployment_row, finetune_row, progress_line, render_table
 
 POD = {"metadata": {"name": "p-1", "namespace": "ns", "uid": "u-1", "labels": {"app": "x"}}, "spec": {}}
 
@@ -123,7 +123,7 @@ def test_tables_and_progress() -> None:
 
 
 def test_pod_state_lines() -> None:
-    from sdxl_operator.sandbox.command import pod_state
+    from sdxl_sandbox.command import pod_state
 
     def pod(phase: str, state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
         return {"status": {"phase": phase, "containerStatuses": [{"ready": ready, "state": state}]}}
