@@ -21,12 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import kopf
 import pytest
 import pytest_asyncio
 
 from sdxl_operator import permissions
+from sdxl_operator.operator_registry import build_registry
 from sdxl_operator.settings import OperatorSettings
-from sdxl_sandbox.embedded_operator import embedded_operator
 from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator
 
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
@@ -175,6 +176,38 @@ def fast_settings(**overrides: Any) -> OperatorSettings:
                               "artifact_store": "s3://sdxl-artifacts/store"}
     values.update(overrides)
     return OperatorSettings(**values)
+
+
+OPERATOR_START_TIMEOUT_SECONDS = 30.0
+OPERATOR_STOP_TIMEOUT_SECONDS = 30.0
+
+
+@contextlib.asynccontextmanager
+async def embedded_operator(api_server: str, settings: OperatorSettings) -> AsyncIterator[None]:
+    """The registry ``sdxl-operator run`` uses, run by Kopf in this event loop against ``api_server``
+    (cluster-wide, standalone) for the duration of the block."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(kopf.operator(
+        registry=build_registry(settings, api_server=api_server), settings=kopf.OperatorSettings(),
+        clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
+    ), name="sdxl-operator")
+    readiness = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, readiness}, timeout=OPERATOR_START_TIMEOUT_SECONDS,
+                       return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        readiness.cancel()
+        task.result()  # raises what stopped the operator
+        raise RuntimeError("the operator stopped while starting")
+    if not ready.is_set():
+        readiness.cancel()
+        stop.set()
+        raise TimeoutError(f"the operator did not start within {OPERATOR_START_TIMEOUT_SECONDS:.0f}s")
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, OPERATOR_STOP_TIMEOUT_SECONDS)
 
 
 def running_operator(cluster: FakeCluster, **overrides: Any) -> contextlib.AbstractAsyncContextManager[None]:
