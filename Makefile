@@ -54,7 +54,7 @@ test: lint types layers pytest test-compat
 COMPAT_VENV := .venv-compat
 COMPAT_CONSTRAINTS := constraints-compat.txt
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
-COMPAT_TESTS ?= tests/sdxl_workloads
+COMPAT_TESTS ?= tests/sdxl_workloads tests/sdxl_contract
 
 setup-compat: $(COMPAT_STAMP)
 

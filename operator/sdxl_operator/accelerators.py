@@ -1,12 +1,12 @@
 """What each accelerator means for a pod: its image, its device resource, taints and node selection.
 
-* neuron — AWS Inferentia2: ``aws.amazon.com/neuron: 1`` (one device = both NeuronCores of a chip,
-  which the server uses data-parallel), the ``aws.amazon.com/neuron:NoSchedule`` taint tolerated (the
-  EKS Neuron node groups carry it), the well-known ``node.kubernetes.io/instance-type`` label set to
+The device resource and the taint of each accelerator are facts of its profile in
+:mod:`sdxl_contract.accelerators`; what only the operator decides is here:
+
+* neuron — the well-known ``node.kubernetes.io/instance-type`` label set to
   ``spec.neuron.instanceType``; image ``SDXL_IMAGE_NEURON``.
-* nvidia — ``nvidia.com/gpu: 1`` and the ``nvidia.com/gpu:NoSchedule`` taint tolerated; image
-  ``SDXL_IMAGE_NVIDIA``.
-* cpu — nothing special; image ``SDXL_IMAGE_CPU``.
+* nvidia — image ``SDXL_IMAGE_NVIDIA``.
+* cpu — image ``SDXL_IMAGE_CPU``.
 
 The image reference is also the compile key's runtime id: a compiled model belongs to the image that
 compiled it and serves it (pin digests in production, so a moved tag cannot reuse an old compile).
@@ -19,17 +19,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sdxl_contract import accelerators
+from sdxl_contract.accelerators import AcceleratorProfile
 from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.workload_pod import merged_tolerations
 
-NEURON = "neuron"
-NVIDIA = "nvidia"
-CPU = "cpu"
-NEURON_RESOURCE = "aws.amazon.com/neuron"
-GPU_RESOURCE = "nvidia.com/gpu"
+NEURON = accelerators.NEURON.name
+NVIDIA = accelerators.NVIDIA.name
+CPU = accelerators.CPU.name
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-NEURON_TOLERATION: dict[str, Any] = {"key": NEURON_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-GPU_TOLERATION: dict[str, Any] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def device_toleration(profile: AcceleratorProfile) -> list[dict[str, Any]]:
+    """The toleration of the taint that ``profile``'s node pools carry, if they carry one."""
+    if profile.node_taint_key is None:
+        return []
+    return [{"key": profile.node_taint_key, "operator": "Exists", "effect": "NoSchedule"}]
+
 
 
 def image_for(accelerator: str, settings: OperatorSettings) -> str:
@@ -42,7 +48,8 @@ def image_for(accelerator: str, settings: OperatorSettings) -> str:
 
 def device_resources(accelerator: str) -> dict[str, str]:
     """The extended resource one server pod asks for (requests and limits alike)."""
-    return {NEURON: {NEURON_RESOURCE: "1"}, NVIDIA: {GPU_RESOURCE: "1"}}.get(accelerator, {})
+    profile = accelerators.PROFILES.get(accelerator)
+    return {profile.device_resource: "1"} if profile and profile.device_resource else {}
 
 
 def merged_selector(*groups: Mapping[str, str]) -> dict[str, str]:
@@ -62,13 +69,9 @@ def server_placement(
     if accelerator == NEURON:
         instance = {INSTANCE_TYPE_LABEL: str((neuron or {}).get("instanceType", "inf2.8xlarge"))}
         return (merged_selector(instance, settings.neuron_node_selector, spec_selector),
-                merged_tolerations([NEURON_TOLERATION], settings.neuron_tolerations, spec_tolerations))
+                merged_tolerations(device_toleration(accelerators.NEURON), settings.neuron_tolerations, spec_tolerations))
     if accelerator == NVIDIA:
         return (merged_selector(settings.nvidia_node_selector, spec_selector),
-                merged_tolerations([GPU_TOLERATION], settings.nvidia_tolerations, spec_tolerations))
+                merged_tolerations(device_toleration(accelerators.NVIDIA), settings.nvidia_tolerations, spec_tolerations))
     return merged_selector(spec_selector), merged_tolerations(spec_tolerations)
 
-
-def is_builtin(model: str) -> bool:
-    """The embedded test models (``builtin:tiny``...) need a fraction of SDXL's memory and CPU."""
-    return model.startswith("builtin:")

@@ -17,8 +17,8 @@ from typing import Any
 
 import kopf
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.child_ownership import require_controlled
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.kube_api import KubeApi, KubeApiError
 
 # How long Kopf waits before retrying a handler after a temporary API failure.

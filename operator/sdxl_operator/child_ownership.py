@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.custom_resources import GROUP
-from sdxl_operator.failure_reasons import FailureReason
 
 DEPLOYMENT_KIND = "SDXLDeployment"
 

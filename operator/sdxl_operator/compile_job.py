@@ -30,9 +30,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sdxl_contract import accelerators
+from sdxl_contract.compiled_artifacts import compiled_uri
+from sdxl_contract.uris import is_builtin
+from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator import volumes
-from sdxl_operator.accelerators import NEURON, NEURON_RESOURCE, NEURON_TOLERATION, image_for, is_builtin
-from sdxl_operator.compile_key import compiled_uri
+from sdxl_operator.accelerators import NEURON, device_resources, device_toleration, image_for
 from sdxl_operator.labels import COMPILE_KEY, compile_labels
 from sdxl_operator.naming import compile_job_name
 from sdxl_operator.ownership import child_metadata
@@ -65,7 +68,7 @@ def compile_annotations(key: str, artifact: str) -> dict[str, str]:
 def compile_command(resolved_spec: Mapping[str, Any], key: str, settings: OperatorSettings, store: str
                     ) -> tuple[list[str], list[str]]:
     """(command, args) of the compile container; ``store`` holds ``compiled/<key>/``."""
-    args = ["compile", "--spec", volumes.SPEC_PATH, "--store", store, "--key", key,
+    args = ["compile", "--spec", SPEC_PATH, "--store", store, "--key", key,
             "--runtime-id", image_for(str(resolved_spec["accelerator"]), settings),
             "--lora", str(resolved_spec["lora"])]
     if resolved_spec.get("loraSha256"):
@@ -102,8 +105,8 @@ def compile_resources(resolved_spec: Mapping[str, Any], settings: OperatorSettin
         requests["ephemeral-storage"] = scratch
     limits = {"memory": sizes["memory"]}
     if neuron and settings.compile_on_neuron:
-        requests[NEURON_RESOURCE] = "1"
-        limits[NEURON_RESOURCE] = "1"
+        requests.update(device_resources(NEURON))
+        limits.update(device_resources(NEURON))
     return {"requests": requests, "limits": limits}
 
 
@@ -133,7 +136,7 @@ def build_compile_job(
         container, pod_volumes, settings, run_once=True,
         node_selector=settings.compile_node_selector if use_pool else {},
         tolerations=merged_tolerations(
-            [NEURON_TOLERATION] if neuron and settings.compile_on_neuron else [],
+            device_toleration(accelerators.NEURON) if neuron and settings.compile_on_neuron else [],
             settings.compile_tolerations if use_pool else [],
         ),
     )

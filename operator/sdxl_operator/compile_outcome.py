@@ -15,8 +15,9 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sdxl_contract import artifact_keys
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.compile_job import ARTIFACT_ANNOTATION
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.pod_problems import (
     PodProblem,
     PodWaiting,
@@ -68,10 +69,10 @@ def compile_outcome(
     if job_condition(job, "Complete", "SuccessCriteriaMet") is not None:
         succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
         result = parse_result(str((last_terminated(succeeded) or {}).get("message") or "")) or {}
-        reported = (result.get("artifacts") or {}).get("compiled")
+        reported = (result.get("artifacts") or {}).get(artifact_keys.COMPILED)
         annotated = ((job.get("metadata") or {}).get("annotations") or {}).get(ARTIFACT_ANNOTATION)
         artifact = reported if isinstance(reported, str) and reported else annotated
-        return CompileDone(str(artifact or ""), bool((result.get("metrics") or {}).get("cacheHit")))
+        return CompileDone(str(artifact or ""), bool((result.get("metrics") or {}).get(artifact_keys.CACHE_HIT)))
     failed = job_condition(job, "Failed", "FailureTarget")
     if failed is not None:
         failure = _failure(job, failed, pods)

@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import kopf
 
+from sdxl_contract.compile_key import compile_key, lora_digest
 from sdxl_operator.accelerators import NEURON, image_for
 from sdxl_operator.admin_policy import deployment_policy_errors
 from sdxl_operator.autoscaler import build_autoscaler
@@ -48,7 +49,6 @@ from sdxl_operator.child_ownership import (
     shared_compile_owner,
 )
 from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
-from sdxl_operator.compile_key import compile_key, lora_digest
 from sdxl_operator.compile_outcome import (
     CompileDone,
     CompileFailed,

@@ -25,9 +25,9 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileOutcome, CompileRunning
 from sdxl_operator.conditions import TRUE, find_condition, make_condition, merge_conditions, rfc3339
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.inference_deployment import served_artifact
 from sdxl_operator.labels import COMPILE_KEY
 from sdxl_operator.model_source import FineTuneWait, ModelSource

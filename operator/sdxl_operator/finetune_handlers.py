@@ -22,11 +22,11 @@ from typing import Any
 
 import kopf
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.admin_policy import finetune_policy_errors
 from sdxl_operator.child_creation import ChildRejected, create_child, handler_error
 from sdxl_operator.child_ownership import NameConflict, require_controlled
 from sdxl_operator.custom_resources import FINETUNES, GROUP, VERSION
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.finetune_status import (
     FAILED,
     SUCCEEDED,

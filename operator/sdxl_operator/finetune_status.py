@@ -22,12 +22,13 @@ Conditions: ``Accepted`` (spec valid, children created), ``Scheduled`` (the pod 
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sdxl_contract import artifact_keys
+from sdxl_contract.digests import is_sha256, normalise_sha256
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.conditions import UNKNOWN, make_condition, merge_conditions, rfc3339
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.pod_problems import (
     PodProblem,
     PodWaiting,
@@ -47,8 +48,6 @@ TRAINING = "Training"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
-ARTIFACT_KEYS = ("lora", "kohyaLora", "validationImages")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def is_terminal(status: Mapping[str, Any] | None) -> bool:
@@ -180,10 +179,10 @@ def _artifacts(result: Mapping[str, Any] | None) -> dict[str, str]:
     if not result:
         return {}
     reported = result.get("artifacts") or {}
-    artifacts = {key: reported[key] for key in ARTIFACT_KEYS if isinstance(reported.get(key), str)}
-    digest = (result.get("metrics") or {}).get("loraSha256")
-    if isinstance(digest, str) and SHA256.match(digest):
-        artifacts["loraSha256"] = digest
+    artifacts = {key: reported[key] for key in artifact_keys.TRAIN_ARTIFACTS if isinstance(reported.get(key), str)}
+    digest = (result.get("metrics") or {}).get(artifact_keys.LORA_SHA256)
+    if isinstance(digest, str) and is_sha256(digest):
+        artifacts[artifact_keys.LORA_SHA256] = normalise_sha256(digest)
     return artifacts
 
 
@@ -227,13 +226,14 @@ def compute_finetune_status(
         result = parse_result(str((terminated or {}).get("message") or ""))
         artifacts = _artifacts(result)
         metrics = (result or {}).get("metrics") or {}
-        if new_progress is not None or isinstance(metrics.get("steps"), int):
+        steps, final_loss = metrics.get(artifact_keys.STEPS), metrics.get(artifact_keys.FINAL_LOSS)
+        if new_progress is not None or isinstance(steps, int):
             final = dict(new_progress or {})
-            if isinstance(metrics.get("steps"), int):
-                final["step"] = metrics["steps"]
-                final.setdefault("totalSteps", metrics["steps"])
-            if isinstance(metrics.get("finalLoss"), (int, float)) and not isinstance(metrics.get("finalLoss"), bool):
-                final["loss"] = float(metrics["finalLoss"])
+            if isinstance(steps, int):
+                final["step"] = steps
+                final.setdefault("totalSteps", steps)
+            if isinstance(final_loss, (int, float)) and not isinstance(final_loss, bool):
+                final["loss"] = float(final_loss)
             final["etaSeconds"] = 0
             final["updatedAt"] = rfc3339(now)
             new_progress = final

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_operator import volumes
-from sdxl_operator.accelerators import NEURON, device_resources, image_for, is_builtin, server_placement
+from sdxl_contract.uris import is_builtin
+from sdxl_operator.accelerators import NEURON, device_resources, image_for, server_placement
 from sdxl_operator.compile_job import ARTIFACT_ANNOTATION, compile_annotations
 from sdxl_operator.labels import COMPILE_KEY, SERVER, deployment_labels
 from sdxl_operator.naming import deployment_name

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator.failure_reasons import FailureReason
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.finetune_validation import DEFAULT_BASE_MODEL, DEFAULT_REVISION
 
 NOT_FOUND = "FineTuneNotFound"

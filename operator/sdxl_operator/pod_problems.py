@@ -14,8 +14,8 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sdxl_contract.failure_reasons import FailureReason, parse_reason
 from sdxl_operator.conditions import find_condition, parse_time
-from sdxl_operator.failure_reasons import FailureReason, parse_reason
 from sdxl_operator.workload_output import parse_result
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})

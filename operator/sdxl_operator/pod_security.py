@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sdxl_contract.workload_protocol import CACHE_DIR_ENV
+
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 1000
 FS_GROUP = 1000
@@ -76,5 +78,5 @@ def scratch_env() -> list[dict[str, Any]]:
         {"name": "XDG_CACHE_HOME", "value": CACHE_DIR},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         {"name": "TORCH_HOME", "value": f"{CACHE_DIR}/torch"},
-        {"name": "SDXL_CACHE_DIR", "value": CACHE_DIR},
+        {"name": CACHE_DIR_ENV, "value": CACHE_DIR},
     ]

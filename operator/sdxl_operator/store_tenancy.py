@@ -31,7 +31,7 @@ import dataclasses
 import fnmatch
 from collections.abc import Mapping, Sequence
 
-_SCHEMES = ("s3://", "pvc://")
+from sdxl_contract.uris import STORAGE_SCHEMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Location:
 
 def location(uri: str) -> Location | None:
     """The storage location a URI names, or None for a hub id or a ``builtin:`` name."""
-    for scheme in _SCHEMES:
+    for scheme in STORAGE_SCHEMES:
         if uri.startswith(scheme):
             root, _, path = uri[len(scheme):].partition("/")
             return Location(scheme, root, _segments(path))

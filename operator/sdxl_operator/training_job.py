@@ -8,9 +8,9 @@ Choices worth knowing:
   CPU has a request only, so training is not throttled.
 * Node selector: the operator's defaults, overridden key by key by the spec's. Tolerations: the
   operator's, then the spec's (duplicates dropped).
-* ``podFailurePolicy``: exit code 2 is the workload's "invalid input / permanent" code
-  (CONTRACT.md), so the Job fails at once instead of retrying; pods killed by a disruption (spot
-  reclaim, node drain) do not count against ``backoffLimit``.
+* ``podFailurePolicy``: the workload's permanent-failure exit code (invalid input, a compile error,
+  out of memory: ``sdxl_contract.exit_codes``) fails the Job at once instead of retrying; pods
+  killed by a disruption (spot reclaim, node drain) do not count against ``backoffLimit``.
 * The result goes to ``/dev/termination-log`` (also given as ``SDXL_TERMINATION_LOG``);
   ``FallbackToLogsOnError`` gives a crash that wrote nothing a log tail instead.
 """
@@ -20,8 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sdxl_contract.exit_codes import PERMANENT_FAILURE_EXIT_CODE
+from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator import volumes
-from sdxl_operator.accelerators import GPU_RESOURCE
+from sdxl_operator.accelerators import NVIDIA, device_resources
 from sdxl_operator.labels import finetune_labels
 from sdxl_operator.naming import finetune_configmap_name, finetune_job_name
 from sdxl_operator.ownership import child_metadata
@@ -34,11 +36,12 @@ from sdxl_operator.workload_pod import (
 )
 
 CONTAINER = "trainer"
-INVALID_INPUT_EXIT_CODE = 2
+# The extended resource of the GPUs a training pod asks for: the nvidia accelerator's device.
+(GPU_RESOURCE,) = device_resources(NVIDIA)
 
 
 def pod_failure_policy(container: str) -> dict[str, Any]:
-    """Fail the Job at once on the workload's "invalid input" exit code; disruptions do not count.
+    """Fail the Job at once on the workload's permanent-failure exit code; disruptions do not count.
 
     Shared by training and compile Jobs.
     """
@@ -46,7 +49,7 @@ def pod_failure_policy(container: str) -> dict[str, Any]:
         "rules": [
             {
                 "action": "FailJob",
-                "onExitCodes": {"containerName": container, "operator": "In", "values": [INVALID_INPUT_EXIT_CODE]},
+                "onExitCodes": {"containerName": container, "operator": "In", "values": [PERMANENT_FAILURE_EXIT_CODE]},
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
@@ -61,7 +64,7 @@ def training_command(max_images: int) -> tuple[list[str], list[str]]:
     and training starts fresh). ``--max-instance-images``: the administrator's limit on photos, which
     only the trainer can count (the folder is read in the pod).
     """
-    return ["sdxl-workload"], ["train", "--spec", volumes.SPEC_PATH, "--resume", "latest",
+    return ["sdxl-workload"], ["train", "--spec", SPEC_PATH, "--resume", "latest",
                                "--max-instance-images", str(max_images)]
 
 

@@ -1,10 +1,10 @@
 """Volumes and mounts shared by workload pods.
 
-* ``pvc://claim/path`` URIs in a spec are mounted at ``/mnt/pvc/<claim>`` (the workloads map the URI
-  to that path: CONTRACT.md "pvc contract"); claims used only for inputs are mounted read-only.
+* ``pvc://claim/path`` URIs in a spec are mounted at ``<PVC_ROOT>/<claim>``, where the workloads map
+  the URI to (``sdxl_contract.workload_protocol``); claims used only for inputs are mounted read-only.
 * ``/dev/shm`` is a memory-backed emptyDir: PyTorch data loaders share tensors through it and the
   container runtime's default 64 MiB is far too small.
-* The resolved spec comes from a ConfigMap at ``/etc/sdxl/spec.json``.
+* The resolved spec comes from a ConfigMap at ``SPEC_PATH`` (``/etc/sdxl/spec.json``).
 * A Hugging Face token, when the operator is configured with a Secret, comes from its ``token`` key.
 """
 
@@ -14,23 +14,13 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sdxl_contract.uris import pvc_claim
+from sdxl_contract.workload_protocol import PVC_ROOT, SPEC_DIR, SPEC_FILE
 from sdxl_operator.naming import child_name
 
-PVC_ROOT = "/mnt/pvc"
-SPEC_DIR = "/etc/sdxl"
-SPEC_FILE = "spec.json"
-SPEC_PATH = f"{SPEC_DIR}/{SPEC_FILE}"
 SPEC_VOLUME = "spec"
 SHM_VOLUME = "dshm"
 HF_TOKEN_KEY = "token"
-
-
-def pvc_claim(uri: object) -> str | None:
-    """The claim of a ``pvc://claim/path`` URI, else None."""
-    if isinstance(uri, str) and uri.startswith("pvc://"):
-        claim = uri[len("pvc://"):].split("/", 1)[0]
-        return claim or None
-    return None
 
 
 def pvc_volumes(inputs: Iterable[object], outputs: Iterable[object]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

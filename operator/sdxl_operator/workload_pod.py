@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sdxl_contract.workload_protocol import PVC_ROOT, PVC_ROOT_ENV, TERMINATION_LOG_ENV, TERMINATION_LOG_PATH
 from sdxl_operator import pod_security, volumes
 from sdxl_operator.settings import OperatorSettings
-
-# Where the kubelet reads the result from; the workload finds it in SDXL_TERMINATION_LOG.
-TERMINATION_LOG = "/dev/termination-log"
 
 
 def merged_tolerations(*groups: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -41,8 +39,9 @@ def workload_container(
         "command": command,
         "args": args,
         "env": [
-            {"name": "SDXL_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "SDXL_PVC_ROOT", "value": volumes.PVC_ROOT},
+            # The kubelet reads the result from the termination message path; the workload finds it here.
+            {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG_PATH},
+            {"name": PVC_ROOT_ENV, "value": PVC_ROOT},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             *pod_security.scratch_env(),
             *(volumes.hf_token_env(settings.hf_token_secret) if hf_token else []),
@@ -50,7 +49,7 @@ def workload_container(
         "resources": dict(resources),
         "volumeMounts": [dict(mount) for mount in mounts],
         "securityContext": pod_security.container_security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePath": TERMINATION_LOG_PATH,
         # A crash that wrote no result still tells the operator why: the log's tail.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

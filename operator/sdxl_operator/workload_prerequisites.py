@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sdxl_operator.failure_reasons import FailureReason
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.kube_api import KubeApi
 from sdxl_operator.labels import MANAGED_BY, MANAGED_BY_KEY
 from sdxl_operator.settings import OperatorSettings

@@ -16,20 +16,22 @@ from typing import Any
 import pytest
 import yaml
 
+from sdxl_contract.compiled_artifacts import compiled_uri
+from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
-from sdxl_operator.compile_key import compiled_uri
 from sdxl_operator.deployment_handlers import key_of
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.inference_deployment import build_inference_deployment
 from sdxl_operator.model_source import ModelSource, model_source
 from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_operator.settings import OperatorSettings
-from sdxl_operator.volumes import SPEC_PATH
 from sdxl_workloads import cli, compile_command, spec_loading
 from sdxl_workloads.deployment_spec import DeploymentSpec
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "crds" / "examples").glob("deployment*.yaml"))
+# The examples that deploy one fine-tune: a set of them (spec.fineTunes) has no single LoRA to compile.
+EXAMPLES = [path for path in sorted((REPO / "crds" / "examples").glob("deployment*.yaml"))
+            if "fineTune" in yaml.safe_load(path.read_text())["spec"]]
 SHA = "d97320424be7ffac2de421d8eaea6957627f1aa571e1d9bc1cb687c4a21ba1b4"
 SETTINGS = OperatorSettings(artifact_store="s3://sdxl-artifacts/store", image_neuron="reg/neuron@sha256:" + "a" * 64)
 FINETUNE = {"spec": {"baseModel": "builtin:tiny", "baseModelRevision": "main"},

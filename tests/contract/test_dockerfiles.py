@@ -127,6 +127,14 @@ def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile: str) -
             assert not _dockerignore_excludes(relative, rules), f"{dockerfile}: .dockerignore leaves out {relative}"
 
 
+@pytest.mark.parametrize("dockerfile", IMAGES)
+def test_every_image_copies_the_contract_package(dockerfile: str) -> None:
+    """The operator and the workloads both import ``sdxl_contract`` (the facts they share) at run time."""
+    parser = _parse(dockerfile)
+    sources = {s.rstrip("/") for value in _instructions(parser, "COPY") for s in _copy_sources(value)}
+    assert "contract/sdxl_contract" in sources, f"{dockerfile} does not copy contract/sdxl_contract"
+
+
 def test_dockerignore_keeps_the_rest_of_the_repository_out() -> None:
     rules = _dockerignore_rules()
     for relative in (".venv/bin/python", "tests/conftest.py", ".git/HEAD", "charts/sdxl-operator/Chart.yaml",
@@ -266,6 +274,7 @@ def test_package_builds_from_only_what_the_image_copies(dockerfile: str, tmp_pat
     _, script = IMAGES[dockerfile]
     package = {"sdxl-operator": "sdxl_operator", "sdxl-workload": "sdxl_workloads"}[script]
     assert package in top_level
+    assert "sdxl_contract" in top_level  # every image's package imports it
     assert f"{script} = {package}." in scripts
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from sdxl_operator.failure_reasons import WORKLOAD_REASONS
+from sdxl_contract.exit_codes import exit_code_for
+from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.resolved_spec import resolve_finetune_spec
 from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.spec_configmap import build_spec_configmap
-from sdxl_operator.training_job import INVALID_INPUT_EXIT_CODE, build_training_job
-from sdxl_operator.volumes import PVC_ROOT, SPEC_PATH
+from sdxl_operator.training_job import build_training_job
 from sdxl_workloads import cli, protocol, spec_loading, storage
 from sdxl_workloads.finetune_spec import FineTuneSpec
 
@@ -88,24 +88,33 @@ def test_configmap_spec_loads_with_the_trainer_spec_loader(example: Path, tmp_pa
         {k: v for k, v in expected.items() if k != "output"}
 
 
-def test_job_environment_and_paths_match_the_trainer() -> None:
-    _, _, job = _children(_owner(REPO / "crds" / "examples" / "finetune.yaml"))
+def test_job_environment_and_paths_match_the_trainer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the Job's environment the trainer writes its result where the kubelet reads it and finds
+    the artifact store's claim where the Job mounts it."""
+    owner = _owner(REPO / "crds" / "examples" / "finetune.yaml")
+    owner["spec"]["output"] = "pvc://loras/alice"
+    _, _, job = _children(owner)
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {item["name"]: item.get("value") for item in container["env"]}
-    assert container["terminationMessagePath"] == protocol.DEFAULT_TERMINATION_LOG
-    assert env["SDXL_TERMINATION_LOG"] == protocol.DEFAULT_TERMINATION_LOG
-    assert env["SDXL_PVC_ROOT"] == PVC_ROOT == storage.DEFAULT_PVC_ROOT
+    for name, value in env.items():
+        if name.startswith("SDXL_") and value is not None:
+            monkeypatch.setenv(name, value)
+    assert str(protocol.termination_log_path()) == container["terminationMessagePath"]
+    # The trainer looks for the output's claim where the Job mounts it.
+    assert str(storage.pvc_root() / "loras") in {mount["mountPath"] for mount in container["volumeMounts"]}
     assert "HF_TOKEN" in env
 
 
-def test_failure_reasons_and_exit_codes_agree() -> None:
-    assert set(WORKLOAD_REASONS) == set(protocol.REASONS)
+def test_the_job_fails_at_once_on_the_trainers_permanent_exit_code() -> None:
     # The Job fails at once on the exit code the CLI uses for permanent failures (bad input) and
     # retries the rest (a storage hiccup or a lost node), resuming from the last checkpoint.
-    assert cli.exit_code_for("InvalidInput") == INVALID_INPUT_EXIT_CODE
-    assert cli.PERMANENT_FAILURE_EXIT_CODE == INVALID_INPUT_EXIT_CODE
+    _, _, job = _children(_owner(REPO / "crds" / "examples" / "finetune.yaml"))
+    fail_job = [rule for rule in job["spec"]["podFailurePolicy"]["rules"] if rule["action"] == "FailJob"]
+    assert len(fail_job) == 1 and fail_job[0]["onExitCodes"]["containerName"] == "trainer"
+    permanent = fail_job[0]["onExitCodes"]["values"]
+    assert exit_code_for("InvalidInput") in permanent
     for reason in ("StorageError", "InternalError"):
-        assert cli.exit_code_for(reason) != INVALID_INPUT_EXIT_CODE, reason
+        assert exit_code_for(reason) not in permanent, reason
 
 
 def test_a_result_the_trainer_writes_is_read_back_by_the_operator(tmp_path: Path) -> None:

@@ -20,8 +20,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from sdxl_workloads import cli, compile_command, compile_key, lora_input, pipeline_prepare, storage
+from sdxl_contract import compile_key, exit_codes
+from sdxl_workloads import cli, compile_command, lora_input, pipeline_prepare, storage
 from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.runtime_id import default_runtime_id
 
 pytestmark = pytest.mark.compat
 PROMPT = "a photo of sks person"
@@ -91,7 +93,7 @@ def expected_key(lora: Path, accelerator: str = "cpu", scale: float = 1.0,
         base_model="builtin:tiny", base_revision=None,
         lora=compile_key.lora_digest(lora_input.file_sha256(lora), None), lora_scale=scale,
         accelerator=accelerator, shapes=shapes, auto_cast_type=auto_cast_type,
-        runtime_id=compile_key.default_runtime_id(accelerator),
+        runtime_id=default_runtime_id(accelerator),
     )
 
 
@@ -338,7 +340,7 @@ def test_a_failure_while_saving_leaves_nothing_behind(tmp_path: Path, capsys: py
     log = tmp_path / "termination-log"
     code = cli.main(["compile", "--spec", str(write_spec(tmp_path, lora=str(lora_file))), "--store", str(store),
                      "--termination-log", str(log)])
-    assert code == cli.RETRYABLE_FAILURE_EXIT_CODE  # a full disk may not be there on the next attempt
+    assert code == exit_codes.RETRYABLE_FAILURE_EXIT_CODE  # a full disk may not be there on the next attempt
     result = json.loads(log.read_text())
     assert result["reason"] == "InternalError" and "No space left on device" in result["message"]
     assert compiled_dirs(store) == []

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from sdxl_contract.compiled_artifacts import COMPLETE_MARKER
 from sdxl_workloads import protocol
-from sdxl_workloads.storage import COMPLETE_MARKER, Output
+from sdxl_workloads.storage import Output
 
 CHECKPOINT_DIR = "checkpoints"
 LORA_FILE = "lora_state.safetensors"

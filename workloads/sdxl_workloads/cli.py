@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from sdxl_contract.exit_codes import exit_code_for
 from sdxl_workloads import protocol
 
 # subcommand -> module whose `run(args) -> int` carries it out
@@ -103,20 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("out", metavar="OUT")
     sample.add_argument("--seed", type=int, default=0)
     return parser
-
-
-# Exit codes. The operator's Jobs fail at once (no retry) on PERMANENT_FAILURE_EXIT_CODE: a retry
-# of bad input, a compiler error or running out of memory on the same node cannot succeed. The rest
-# (a storage hiccup, an unexpected error) exits 1 and is retried up to the Job's backoffLimit,
-# resuming from the last checkpoint.
-PERMANENT_FAILURE_EXIT_CODE = 2
-RETRYABLE_FAILURE_EXIT_CODE = 1
-PERMANENT_REASONS = frozenset({"InvalidInput", "InvalidSpec", "CompileFailed", "OutOfMemory"})
-
-
-def exit_code_for(reason: str) -> int:
-    """The exit code of a workload that failed with ``reason``."""
-    return PERMANENT_FAILURE_EXIT_CODE if reason in PERMANENT_REASONS else RETRYABLE_FAILURE_EXIT_CODE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

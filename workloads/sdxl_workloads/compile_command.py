@@ -36,14 +36,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sdxl_workloads import compile_key as keys
+from sdxl_contract import accelerators, artifact_keys
+from sdxl_contract import compile_key as keys
+from sdxl_contract.compiled_artifacts import COMPLETE_MARKER, compiled_relpath
+from sdxl_contract.digests import is_sha256, normalise_sha256
 from sdxl_workloads import lora_input, protocol, storage
 from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings
 from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.runtime_id import default_runtime_id
 
-COMPILED_PREFIX = "compiled"
 INFO_FILE = "compile_info.json"
-COMPLETE_MARKER = storage.COMPLETE_MARKER
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 # Progress steps; fusing (nvidia/cpu) and compiling (neuron) are the same step.
 STAGE_STEPS = {"resolving": 1, "loading": 2, "fusing": 3, "compiling": 3, "saving": 4, "publishing": 5}
@@ -106,7 +108,7 @@ def resolve_request(spec: DeploymentSpec, args: argparse.Namespace) -> CompileRe
         raise WorkloadError("InvalidInput", "spec.baseModel: required (the model the LoRA was trained on); "
                                             "set it or pass --base-model")
     sha = getattr(args, "lora_sha256", None) or (spec.lora_sha256 if lora == spec.lora else None)
-    if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+    if sha is not None and not is_sha256(sha):
         raise WorkloadError("InvalidInput", f"--lora-sha256: must be 64 hexadecimal characters, got {sha!r}")
     key = getattr(args, "key", None)
     if key is not None and not _KEY.match(key):
@@ -115,18 +117,18 @@ def resolve_request(spec: DeploymentSpec, args: argparse.Namespace) -> CompileRe
         base_model=base,
         base_revision=spec.base_model_revision,
         lora_uri=lora,
-        lora_sha256=sha.lower() if sha else None,
+        lora_sha256=normalise_sha256(sha) if sha else None,
         accelerator=spec.accelerator,
         neuron=spec.neuron,
         lora_scale=spec.lora_scale,
-        runtime_id=getattr(args, "runtime_id", None) or keys.default_runtime_id(spec.accelerator),
+        runtime_id=getattr(args, "runtime_id", None) or default_runtime_id(spec.accelerator),
         store=args.store,
         key=key,
     )
 
 
 def key_inputs_for(request: CompileRequest, lora_sha256: str | None) -> dict[str, Any]:
-    neuron = request.accelerator == "neuron"
+    neuron = accelerators.profile_of(request.accelerator).compiles_for_fixed_shapes
     return keys.key_inputs(
         base_model=request.base_model,
         base_revision=request.base_revision,
@@ -175,15 +177,15 @@ def run(args: argparse.Namespace) -> int:
     # have been built from (a digest or key given from outside only names where to look).
     lora_file, lora_sha = _fetch_lora(request)
     key = request.key or key_for(request, lora_sha)
-    relpath = f"{COMPILED_PREFIX}/{key}"
+    relpath = compiled_relpath(key)
 
     def cache_hit(out: storage.Output) -> bool:
         if not _finished_for(out, relpath, lora_sha, request.lora_uri):
             return False
         protocol.emit_event("log", message=f"{out.uri_of(relpath)} is complete; nothing to do")
         protocol.report_success(
-            {"compiled": out.uri_of(relpath)},
-            {"key": key, "cacheHit": True, "seconds": round(time.monotonic() - started, 3)},
+            {artifact_keys.COMPILED: out.uri_of(relpath)},
+            {artifact_keys.COMPILE_KEY: key, artifact_keys.CACHE_HIT: True, "seconds": round(time.monotonic() - started, 3)},
             args.termination_log,
         )
         return True
@@ -238,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
         (stage_dir / COMPLETE_MARKER).write_text(key + "\n")
         out.publish(f"{relpath}/{COMPLETE_MARKER}")
         protocol.report_success(
-            {"compiled": out.uri_of(relpath)},
-            {"key": key, "cacheHit": False, "seconds": round(time.monotonic() - started, 3)},
+            {artifact_keys.COMPILED: out.uri_of(relpath)},
+            {artifact_keys.COMPILE_KEY: key, artifact_keys.CACHE_HIT: False, "seconds": round(time.monotonic() - started, 3)},
             args.termination_log,
         )
     return 0
@@ -311,7 +313,7 @@ def _fetch_lora(request: CompileRequest) -> tuple[Path, str]:
 
 def _build(request: CompileRequest, base: str, lora_file: Path, stage_dir: Path) -> dict[str, Any]:
     """Write the servable folder into `stage_dir`; returns what compile_info.json should add."""
-    if request.accelerator == "neuron":
+    if accelerators.profile_of(request.accelerator).compiles_for_fixed_shapes:
         return _compile_neuron(request, base, lora_file, stage_dir)
     return _prepare(request, base, lora_file, stage_dir)
 
@@ -356,7 +358,7 @@ def _compile_neuron(request: CompileRequest, base: str, lora_file: Path, stage_d
     return {
         "format": "neuron",
         "shapes": n.shapes(),
-        "compiler": {"autoCast": neuron_export.AUTO_CAST, "autoCastType": n.auto_cast_type,
+        "compiler": {"autoCast": accelerators.NEURON.auto_cast, "autoCastType": n.auto_cast_type,
                      "target": neuron_export.COMPILE_TARGET},
         "instanceType": n.instance_type,
     }

@@ -22,12 +22,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sdxl_contract import accelerators
+
 OPTIMUM_NEURON_VERSION = "0.4.5"
 # The optimum task of StableDiffusionXLPipeline ("stable-diffusion-xl" is its synonym).
 EXPORT_TASK = "text-to-image"
 LIBRARY_NAME = "diffusers"
-# Cast matmuls only: the default of optimum-neuron's Python API (its CLI defaults to no cast at all).
-AUTO_CAST = "matmul"
 # Compile for Inferentia2 whatever the compiling machine is: a CPU node compiles as well as an inf2 one.
 COMPILE_TARGET = "inf2"
 LORA_ADAPTER_NAME = "finetune"
@@ -67,7 +67,7 @@ def input_shape_arguments(batch_size: int, height: int, width: int,
 
 def compiler_arguments(auto_cast_type: str) -> dict[str, Any]:
     """The `compiler_kwargs` mapping `main_export` passes on to neuronx-cc's flags."""
-    return {"auto_cast": AUTO_CAST, "auto_cast_type": auto_cast_type, "instance_type": COMPILE_TARGET}
+    return {"auto_cast": accelerators.NEURON.auto_cast, "auto_cast_type": auto_cast_type, "instance_type": COMPILE_TARGET}
 
 
 def main_export_arguments(base_model: str, revision: str | None, output_dir: Path,

@@ -1,6 +1,6 @@
 """The workload protocol: progress lines on stdout, one result in the termination log.
 
-See DESIGN.md. The operator reads both: the pod's last progress line for `status.progress`, and
+See DESIGN.md and ``sdxl_contract.workload_protocol``. The operator reads both: the pod's last progress line for `status.progress`, and
 the termination message (kept under the kubelet's 4 KiB limit) for the result.
 """
 
@@ -13,22 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The kubelet keeps at most 4096 bytes of a termination message.
-TERMINATION_LIMIT = 4096
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-
-REASONS = frozenset({
-    "InvalidSpec", "InvalidInput", "FineTuneFailed", "Unschedulable", "ImagePullFailed",
-    "OutOfMemory", "CompileFailed", "DeadlineExceeded", "BackoffLimitExceeded",
-    "CrashLoopBackOff", "StorageError", "InternalError",
-})
+from sdxl_contract.failure_reasons import WORKLOAD_REASONS
+from sdxl_contract.workload_protocol import (
+    FAILED,
+    SUCCEEDED,
+    TERMINATION_LOG_ENV,
+    TERMINATION_LOG_PATH,
+    TERMINATION_MESSAGE_LIMIT,
+)
 
 
 class WorkloadError(Exception):
     """A failure with a reason from the closed list and a message a person can act on."""
 
     def __init__(self, reason: str, message: str) -> None:
-        if reason not in REASONS:
+        if reason not in WORKLOAD_REASONS:
             raise ValueError(f"unknown failure reason {reason!r}")
         super().__init__(message)
         self.reason = reason
@@ -60,10 +59,10 @@ def termination_log_path(explicit: str | None = None) -> Path | None:
     """Where the result goes: the flag, else $SDXL_TERMINATION_LOG, else the kubelet's path if writable."""
     if explicit:
         return Path(explicit)
-    env = os.environ.get("SDXL_TERMINATION_LOG")
+    env = os.environ.get(TERMINATION_LOG_ENV)
     if env:
         return Path(env)
-    default = Path(DEFAULT_TERMINATION_LOG)
+    default = Path(TERMINATION_LOG_PATH)
     if default.exists() and os.access(default, os.W_OK):
         return default
     return None
@@ -72,14 +71,14 @@ def termination_log_path(explicit: str | None = None) -> Path | None:
 def encode_result(result: dict[str, Any]) -> str:
     """JSON under the 4 KiB limit: a long message is shortened, never the structure."""
     text = json.dumps(result, separators=(",", ":"), default=str)
-    if len(text.encode()) <= TERMINATION_LIMIT:
+    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
         return text
     trimmed = dict(result)
     message = str(trimmed.get("message", ""))
-    overflow = len(text.encode()) - TERMINATION_LIMIT + 32
+    overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT + 32
     trimmed["message"] = message[: max(0, len(message) - overflow)] + " (truncated)"
     text = json.dumps(trimmed, separators=(",", ":"), default=str)
-    if len(text.encode()) > TERMINATION_LIMIT:
+    if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
         # Metrics are the least important part; drop them before ever cutting JSON mid-structure.
         trimmed.pop("metrics", None)
         text = json.dumps(trimmed, separators=(",", ":"), default=str)
@@ -99,12 +98,12 @@ def write_result(result: dict[str, Any], explicit_path: str | None = None) -> No
 
 def report_success(artifacts: dict[str, str], metrics: dict[str, Any] | None = None,
                    explicit_path: str | None = None) -> None:
-    write_result({"status": "Succeeded", "artifacts": artifacts, "metrics": metrics or {}}, explicit_path)
+    write_result({"status": SUCCEEDED, "artifacts": artifacts, "metrics": metrics or {}}, explicit_path)
 
 
 def report_failure(reason: str, message: str, explicit_path: str | None = None) -> None:
     sys.stderr.write(f"error: {message}\n")
-    write_result({"status": "Failed", "reason": reason, "message": message,
+    write_result({"status": FAILED, "reason": reason, "message": message,
                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, explicit_path)
 
 

@@ -28,17 +28,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sdxl_contract.compiled_artifacts import COMPLETE_MARKER
+from sdxl_contract.uris import PVC_SCHEME, S3_SCHEME, scheme_of
+from sdxl_contract.workload_protocol import PVC_ROOT, PVC_ROOT_ENV
 from sdxl_workloads.protocol import WorkloadError
-
-DEFAULT_PVC_ROOT = "/mnt/pvc"
 
 # `builtin:` model references -> (size, seed) of the embedded pipeline.
 BUILTIN_MODELS = {"builtin:tiny": ("tiny", 0), "builtin:tiny-mid": ("mid", 0)}
 BUILTIN_INPUTS = ("builtin:sample-subject",)
 
-# A file with this name is published after every other file (see Output.publish), so a reader
-# that sees it knows the rest of its folder is complete.
-COMPLETE_MARKER = "COMPLETE"
 
 # A Hugging Face repo id: "name" or "org/name" (letters, digits, '-', '_', '.').
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -48,24 +46,13 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Parsing
 
 
-def scheme_of(uri: str) -> str:
-    """'s3', 'pvc', 'builtin' or 'local'."""
-    if uri.startswith("s3://"):
-        return "s3"
-    if uri.startswith("pvc://"):
-        return "pvc"
-    if uri.startswith("builtin:"):
-        return "builtin"
-    return "local"
-
-
 def pvc_root() -> Path:
-    return Path(os.environ.get("SDXL_PVC_ROOT", DEFAULT_PVC_ROOT))
+    return Path(os.environ.get(PVC_ROOT_ENV, PVC_ROOT))
 
 
 def pvc_path(uri: str) -> Path:
     """`pvc://claim/some/path` -> `$SDXL_PVC_ROOT/claim/some/path`, refusing an unmounted claim."""
-    rest = uri[len("pvc://"):].strip("/")
+    rest = uri[len(PVC_SCHEME):].strip("/")
     claim, _, inner = rest.partition("/")
     if not claim or ".." in Path(rest).parts:
         raise WorkloadError("InvalidInput", f"{uri}: not a valid pvc:// URI; write pvc://<claim>/<path>")
@@ -111,7 +98,7 @@ def _join_inside(folder: Path, relpath: str, what: str) -> Path:
 
 def split_s3(uri: str) -> tuple[str, str]:
     """`s3://bucket/key/prefix` -> ('bucket', 'key/prefix'), the key normalised (see safe_relpath)."""
-    rest = uri[len("s3://"):]
+    rest = uri[len(S3_SCHEME):]
     bucket, _, key = rest.partition("/")
     if not bucket or bucket in (".", ".."):
         raise WorkloadError("InvalidInput", f"{uri}: not a valid s3:// URI; write s3://<bucket>/<prefix>")

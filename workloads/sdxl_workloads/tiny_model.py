@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdxl_contract.workload_protocol import CACHE_DIR_ENV
+
 # Bump when anything below changes the written model, so old cache folders are never reused.
 MODEL_FORMAT_VERSION = 2
 
@@ -115,7 +117,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder: the argument, else $SDXL_CACHE_DIR, else ~/.cache/sdxl-operator."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    env = os.environ.get("SDXL_CACHE_DIR")
+    env = os.environ.get(CACHE_DIR_ENV)
     return Path(env).expanduser() if env else DEFAULT_CACHE_DIR.expanduser()
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from sdxl_contract import artifact_keys
 from sdxl_workloads import (
     checkpoints,
     embedding_cache,
@@ -452,8 +453,9 @@ def export(plan: RunPlan, run: training_loop.TrainingRun, metrics: dict[str, Any
     lora_file = lora_export.save_diffusers_lora(
         lora_dir, models["unet"], models.get("text_encoder_one"), models.get("text_encoder_two"))
     kohya_file = lora_export.save_kohya_lora(lora_file, lora_dir / lora_export.kohya_file_name(plan.run_name))
-    metrics["loraSha256"] = lora_export.sha256_of(lora_file)
-    files = {"lora": f"{LORA_DIR}/{lora_file.name}", "kohyaLora": f"{LORA_DIR}/{kohya_file.name}"}
+    metrics[artifact_keys.LORA_SHA256] = lora_export.sha256_of(lora_file)
+    files = {artifact_keys.LORA: f"{LORA_DIR}/{lora_file.name}",
+             artifact_keys.KOHYA_LORA: f"{LORA_DIR}/{kohya_file.name}"}
     lora_export.write_training_args(
         plan.output.local_dir / TRAINING_ARGS_FILE, plan.spec_dict,
         {"name": plan.run_name, "metrics": metrics, "files": files},
@@ -508,7 +510,8 @@ def train(plan: RunPlan, started: float, stop: graceful_stop.StopRequest | None 
         return {}
     release_training_state(run)
     save_validation(plan, run)
-    metrics: dict[str, Any] = {"finalLoss": round(training_loop.recent_loss(run), 6), "steps": run.step}
+    metrics: dict[str, Any] = {artifact_keys.FINAL_LOSS: round(training_loop.recent_loss(run), 6),
+                               artifact_keys.STEPS: run.step}
     if run.step > first_step:
         metrics["stepsPerSecond"] = round((run.step - first_step) / loop_seconds, 3)
     files = export(plan, run, metrics)
@@ -516,9 +519,9 @@ def train(plan: RunPlan, started: float, stop: graceful_stop.StopRequest | None 
     metrics["seconds"] = round(time.monotonic() - started, 1)
     return {
         "artifacts": {
-            "lora": plan.output.uri_of(files["lora"]),
-            "kohyaLora": plan.output.uri_of(files["kohyaLora"]),
-            "validationImages": plan.output.uri_of(VALIDATION_DIR),
+            artifact_keys.LORA: plan.output.uri_of(files[artifact_keys.LORA]),
+            artifact_keys.KOHYA_LORA: plan.output.uri_of(files[artifact_keys.KOHYA_LORA]),
+            artifact_keys.VALIDATION_IMAGES: plan.output.uri_of(VALIDATION_DIR),
         },
         "metrics": metrics,
     }

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from sdxl_contract import exit_codes
 from sdxl_workloads import cli
 
 
@@ -78,7 +79,7 @@ def test_a_spec_without_any_output_is_refused(tmp_path: Path, kit: Any) -> None:
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(kit.spec_with()))
     log = tmp_path / "log"
-    assert cli.main(["train", "--spec", str(spec_file), "--termination-log", str(log)]) == cli.PERMANENT_FAILURE_EXIT_CODE
+    assert cli.main(["train", "--spec", str(spec_file), "--termination-log", str(log)]) == exit_codes.PERMANENT_FAILURE_EXIT_CODE
     assert "spec.output" in log.read_text()
 
 
@@ -96,7 +97,7 @@ def test_a_run_failing_mid_training_publishes_nothing(tmp_path: Path, kit: Any,
     monkeypatch.setattr(training_loop, "micro_step_loss", explode)
     output = tmp_path / "out"
     run = kit.run_train(tmp_path, kit.spec_with({"training": {"maxSteps": 6}}), output=output)
-    assert run.exit_code == cli.RETRYABLE_FAILURE_EXIT_CODE  # unexpected errors get the Job's retries
+    assert run.exit_code == exit_codes.RETRYABLE_FAILURE_EXIT_CODE  # unexpected errors get the Job's retries
     assert not output.exists()
     log = (tmp_path / "run-termination-log").read_text()
     assert '"reason":"InternalError"' in log and "simulated device failure" in log

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from sdxl_contract import exit_codes
 from sdxl_workloads import cli
 
 
@@ -27,7 +28,7 @@ def test_1001_photos_are_refused_under_the_default_cap(tmp_path: Path, kit: Any)
     output = tmp_path / "out"
     result = kit.run_train(tmp_path, kit.spec_with({"instanceImages": _photos(tmp_path / "many", 1001)}),
                            output=output)
-    assert result.exit_code == cli.PERMANENT_FAILURE_EXIT_CODE
+    assert result.exit_code == exit_codes.PERMANENT_FAILURE_EXIT_CODE
     assert result.result is not None and result.result["reason"] == "InvalidInput"
     message = result.result["message"]
     assert "has 1001 photos, more than this cluster's limit of 1000" in message, message
@@ -41,7 +42,7 @@ def test_the_operators_limit_arrives_as_a_flag(tmp_path: Path, kit: Any) -> None
     log = tmp_path / "log"
     argv = ["train", "--spec", str(spec_file), "--output", str(tmp_path / "out"), "--termination-log", str(log),
             "--max-instance-images", "4"]
-    assert cli.main(argv) == cli.PERMANENT_FAILURE_EXIT_CODE
+    assert cli.main(argv) == exit_codes.PERMANENT_FAILURE_EXIT_CODE
     result = json.loads(log.read_text())
     assert result["reason"] == "InvalidInput" and "has 5 photos, more than this cluster's limit of 4" in result["message"]
     assert not (tmp_path / "out").exists()
