@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import celpy
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 from sdxl_contract.crd_schema import CelRule, LoadedCrd
 from sdxl_contract.field_error import FieldError
@@ -49,12 +51,12 @@ def cel_errors(value: Any, schema: dict[str, Any], crd: LoadedCrd, path: str = "
 
 
 def _rule_holds(rule: CelRule, value: Any, old: Any) -> bool:
-    activation = {"self": celpy.json_to_cel(value)}
+    activation = {"self": json_to_cel(value)}
     if rule.is_transition:
-        activation["oldSelf"] = celpy.json_to_cel(old)
+        activation["oldSelf"] = json_to_cel(old)
     try:
         result = rule.program.evaluate(activation)
-    except celpy.CELEvalError:
+    except CELEvalError:
         return False
     # cel-python returns evaluation errors as values as well as raising them.
     return isinstance(result, celpy.celtypes.BoolType) and bool(result)
@@ -63,8 +65,8 @@ def _rule_holds(rule: CelRule, value: Any, old: Any) -> bool:
 def _message(rule: CelRule, value: Any) -> str:
     if rule.message_program is not None:
         try:
-            text = rule.message_program.evaluate({"self": celpy.json_to_cel(value)})
-        except celpy.CELEvalError:
+            text = rule.message_program.evaluate({"self": json_to_cel(value)})
+        except CELEvalError:
             text = None
         if isinstance(text, str) and text.strip():
             return text.strip()

@@ -8,7 +8,9 @@ are given; both call this module, so all three agree by construction.
 1. ``apiVersion``/``kind`` against the CRD and ``metadata.name`` as a DNS-1123 subdomain (whole objects);
 2. the schema's ``default`` values (:mod:`structural_defaulting`);
 3. types, enums, bounds, lengths, patterns, required and unknown fields (:mod:`structural_validation`);
-4. if those passed, the CEL rules (:mod:`cel_validation`).
+4. the CEL rules (:mod:`cel_validation`), unless a structural error means the object lacks the shape
+   the rules were written for (a wrong type, a missing required field, an unsupported enum value, too
+   long or too many): the API server's ``hasBlockingErr``. A bound or pattern error does not block.
 
 Errors are :class:`~sdxl_contract.field_error.FieldError`: ``.text`` for a person, ``.api_text()`` in
 the API server's wording.
@@ -78,12 +80,10 @@ def spec_errors(kind: str, spec: Any, old: Any = MISSING) -> list[FieldError]:
     schema = crd.spec_schema
     defaulted = apply_defaults(spec, schema)
     errors = structural_errors(defaulted, schema, "spec")
-    if errors:
-        # The API server evaluates CEL on values that match their schema; a rule on a wrongly typed
-        # value would only add noise.
+    if _blocks_rules(errors):
         return errors
     old_defaulted = apply_defaults(old, schema) if old is not MISSING else MISSING
-    return cel_errors(defaulted, schema, crd, "spec", old_defaulted)
+    return errors + cel_errors(defaulted, schema, crd, "spec", old_defaulted)
 
 
 def object_errors(obj: dict[str, Any], crd_path: str | Path, old: dict[str, Any] | None = None
@@ -94,7 +94,7 @@ def object_errors(obj: dict[str, Any], crd_path: str | Path, old: dict[str, Any]
     defaulted = apply_defaults(obj, crd.schema)
     schema_errors = structural_errors(defaulted, crd.schema)
     errors.extend(schema_errors)
-    if schema_errors:
+    if _blocks_rules(schema_errors):
         return errors
     old_defaulted = apply_defaults(old, crd.schema) if old is not None else MISSING
     errors.extend(cel_errors(defaulted, crd.schema, crd, "", old_defaulted))
@@ -111,6 +111,16 @@ def apply_crd_defaults(obj: dict[str, Any], crd_path: str | Path) -> dict[str, A
     """The whole object as the API server would store it: a copy with the CRD's defaults applied."""
     result: dict[str, Any] = apply_defaults(obj, load_crd(crd_path).schema)
     return result
+
+
+# The structural errors after which the API server does not evaluate CEL rules (strategy.go's
+# hasBlockingErr: NotSupported, Required, TooLong, TooMany, TypeInvalid): the value lacks the shape
+# the rules were written for. An unknown field is pruned, so it blocks nothing either.
+_BLOCKING_CHECKS = frozenset({"enum", "required", "maxLength", "maxItems", "maxProperties", "type"})
+
+
+def _blocks_rules(errors: list[FieldError]) -> bool:
+    return any(error.check in _BLOCKING_CHECKS for error in errors)
 
 
 def _identity_errors(obj: dict[str, Any], crd: LoadedCrd) -> list[FieldError]:

@@ -153,10 +153,14 @@ def test_cel_rules_run_on_nested_list_items_with_field_path_and_reason(
     ]
 
 
-def test_cel_rules_are_skipped_while_the_schema_fails(crd_validation: ModuleType, widget_crd: Path) -> None:
+def test_cel_rules_are_skipped_after_a_blocking_schema_error(crd_validation: ModuleType, widget_crd: Path) -> None:
+    # As the API server's hasBlockingErr: a wrong type (or a missing required field, an unsupported
+    # enum value, too long, too many) stops the rules; a bound does not.
+    errors = crd_validation.validate_against_crd(_widget(size=1, color="red", ratio="high"), widget_crd)
+    assert errors == ['spec.ratio: Invalid value: "string": spec.ratio in body must be of type number: "string"']
     errors = crd_validation.validate_against_crd(_widget(size=1, color="red", ratio=5), widget_crd)
-    # The CEL rule on color would fail too, but the apiserver does not run rules on an invalid object.
-    assert errors == ["spec.ratio: Invalid value: 5: spec.ratio in body should be less than 1"]
+    assert errors == ["spec.ratio: Invalid value: 5: spec.ratio in body should be less than 1",
+                      "spec.color: Forbidden: red widgets are bigger"]
 
 
 def test_transition_rules_run_only_on_update(crd_validation: ModuleType, widget_crd: Path) -> None:

@@ -330,7 +330,7 @@ async def test_an_invalid_spec_fails_without_children_until_it_is_fixed(cluster:
         status = await serving.wait_status("bad", phase("Failed"))
         assert status["failure"]["reason"] == "InvalidSpec"
         assert "spec.neuron: only allowed with spec.accelerator: neuron" in status["failure"]["message"]
-        assert "spec.replicas: must be at most 100" in status["failure"]["message"]
+        assert "spec.replicas: must be between 0 and 100" in status["failure"]["message"]
         assert serving.compile_jobs() == [] and cluster.emulator.live_objects("v1/configmaps", NS) == []
         await serving.patch_spec("bad", {"neuron": None, "replicas": 1})
         status = await serving.wait_status("bad", phase("Compiling"))

@@ -251,7 +251,7 @@ def test_model_source_from_finetune_states() -> None:
     ({"fineTune": "ft", "accelerator": "cpu", "neuron": {"height": 512}}, "spec.neuron: only allowed with"),
     ({"fineTune": "ft", "neuron": {"height": 1020}}, "spec.neuron.height: must be a multiple of 8"),
     ({"fineTune": "ft", "neuron": {"instanceType": "g5.xlarge"}}, "spec.neuron.instanceType"),
-    ({"fineTune": "ft", "replicas": 101}, "spec.replicas: must be at most 100"),
+    ({"fineTune": "ft", "replicas": 101}, "spec.replicas: must be between 0 and 100"),
     ({"fineTune": "ft", "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "must not be greater than"),
     ({"fineTune": "ft", "autoscaling": {}}, "spec.autoscaling.maxReplicas: required"),
     ({"fineTune": "ft", "auth": {}}, "spec.auth.apiKeySecret: required"),
