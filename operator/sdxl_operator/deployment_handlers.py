@@ -21,6 +21,11 @@ create / resume / update and a timer all run one idempotent :func:`reconcile`:
    old artifact serves); only ``replicas`` follows the spec at once;
 5. write the status computed by :func:`deployment_status.compute_deployment_status`.
 
+A set of fine-tunes (``spec.fineTunes`` / ``spec.fineTuneSelector``) replaces steps 2-3: the
+fine-tunes of the namespace are resolved (:func:`adapter_set.resolve_adapter_set`) into the
+``<dep>-adapters`` ConfigMap the pods read, and nothing is compiled. A change of an SDXLFineTune that
+moves it in or out of a set re-resolves the deployments it concerns (``finetune_changed``).
+
 Nothing here deletes children except a HorizontalPodAutoscaler whose ``spec.autoscaling`` was removed
 and this deployment's NetworkPolicy once network policies are turned off; ownerReferences let the
 garbage collector remove the rest with the SDXLDeployment. Resources in reserved namespaces match no
@@ -37,6 +42,10 @@ import kopf
 
 from sdxl_contract.compile_key import compile_key, lora_digest
 from sdxl_operator.accelerators import NEURON, image_for
+from sdxl_operator.adapter_set import AdapterSet, is_adapter_set_spec, needs_refresh, resolve_adapter_set
+from sdxl_operator.adapter_set_spec import adapter_set_key, adapter_set_spec_errors, resolve_adapter_set_spec
+from sdxl_operator.adapter_set_status import with_adapter_set_status
+from sdxl_operator.adapters_configmap import ensure_adapters_configmap
 from sdxl_operator.admin_policy import deployment_policy_errors
 from sdxl_operator.autoscaler import build_autoscaler
 from sdxl_operator.child_creation import RETRY_DELAY_SECONDS, ChildRejected, create_child, is_refusal, refusal
@@ -322,7 +331,9 @@ async def reconcile(
     previous: Mapping[str, Any] = body.get("status") or {}
     spec: Mapping[str, Any] = body.get("spec") or {}
     now = context.clock()
-    errors = validate_deployment_spec(spec) or deployment_policy_errors(spec, namespace, context.settings)
+    adapter_set: AdapterSet | None = None
+    validate = adapter_set_spec_errors if is_adapter_set_spec(spec) else validate_deployment_spec
+    errors = validate(spec) or deployment_policy_errors(spec, namespace, context.settings)
     if errors:
         new = invalid_spec_status(errors, now=now, generation=generation, previous=previous)
         _write_status(body, patch, previous, new)
@@ -332,16 +343,32 @@ async def reconcile(
         finetune = None
         if spec.get("fineTune"):
             finetune = await api.read_custom(GROUP, VERSION, FINETUNES, namespace, str(spec["fineTune"]))
-        source: ModelSource | FineTuneWait = model_source(spec, finetune)
+        if is_adapter_set_spec(spec):
+            adapter_set = resolve_adapter_set(spec, await api.list_custom(GROUP, VERSION, FINETUNES, namespace),
+                                              namespace=namespace)
+            source: ModelSource | FineTuneWait = ModelSource(
+                lora="", lora_sha256=None, base_model=str(spec["baseModel"]),
+                base_revision=str(spec.get("baseModelRevision") or "main"), finetune=None)
+        else:
+            source = model_source(spec, finetune)
         deployment = await api.read("Deployment", namespace, deployment_name(name))
         # Never read, patch or scale another application's Deployment (or an older object's).
         require_controlled(deployment, body, "Deployment")
         view: CompileView | None = None
         server_pods: list[dict[str, Any]] | None = None
-        if isinstance(source, ModelSource):
+        job_name: str | None
+        outcome: CompileOutcome
+        if isinstance(source, ModelSource) and adapter_set is not None:
+            # A set compiles nothing: the pods load the base model and read the adapters ConfigMap.
+            resolved = resolve_adapter_set_spec(spec, name=name, namespace=namespace, uid=meta["uid"])
+            key = adapter_set_key(resolved, context.settings)
+            await ensure_adapters_configmap(api, body, adapter_set, logger)
+            job_name, outcome = None, CompileDone(source.base_model, False)
+        elif isinstance(source, ModelSource):
             resolved = resolve_deployment_spec(spec, source, name=name, namespace=namespace, uid=meta["uid"])
             key = key_of(resolved, context.settings)
             job_name, outcome = await ensure_compile(body, resolved, key, context, logger, locks)
+        if isinstance(source, ModelSource):
             view = CompileView(key, job_name, outcome)
             if isinstance(outcome, CompileDone) and outcome.artifact:
                 written = await ensure_serving(body, resolved, deployment, key=key, artifact=outcome.artifact,
@@ -372,6 +399,9 @@ async def reconcile(
         pending_grace_seconds=context.settings.pending_grace_seconds,
         selector=selector(deployment_labels(name, SERVER)),
     ))
+    if adapter_set is not None:
+        new = with_adapter_set_status(new, adapter_set, base_model=str(spec["baseModel"]), now=now,
+                                      generation=generation)
     _write_status(body, patch, previous, new)
 
 
@@ -451,14 +481,16 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry)
     async def finetune_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
         namespace, name = body["metadata"].get("namespace"), body["metadata"].get("name")
-        # A settled deployment cares only about its fine-tune going away or ending (a new LoRA, a
-        # failure), not about every progress update of a running one.
-        if context.kube is None or not served(namespace) or \
-                (type != "DELETED" and not is_terminal(body.get("status"))):
+        if context.kube is None or not served(namespace):
             return
+        # A settled deployment of one fine-tune cares only about it going away or ending (a new LoRA,
+        # a failure), not about every progress update of a running one; a set cares about a fine-tune
+        # moving in or out of it (phase, labels, deletion), which needs_refresh tells from its status.
+        ended = type == "DELETED" or is_terminal(body.get("status"))
         try:
             users = [d for d in await context.api.list_custom(GROUP, VERSION, DEPLOYMENTS, namespace)
-                     if (d.get("spec") or {}).get("fineTune") == name and is_settled(d)]
+                     if is_settled(d) and (((d.get("spec") or {}).get("fineTune") == name and ended)
+                                           or needs_refresh(d, body, deleted=type == "DELETED"))]
         except KubeApiError as exc:
             logger.warning(f"cannot list the SDXLDeployments of this fine-tune yet: {exc}")
             return

@@ -14,6 +14,11 @@
 * ``spec.replicas`` is left out when ``spec.autoscaling`` is set: the HorizontalPodAutoscaler owns it.
 * ``metadata.annotations[sdxl.io/template-hash]`` hashes the built spec, so the controller patches only
   when what it wants changed, never fighting the API server's defaulting.
+* A set of fine-tunes (resolved spec with ``adapters``, :mod:`adapter_set_spec`): the pods serve the
+  base model with ``--adapters`` read from the ``<dep>-adapters`` ConfigMap mounted as a folder
+  (:mod:`adapters_configmap`), whose content is not in the template; they mount the artifact store's
+  claim, where the fine-tunes' LoRAs are. ``--compile-unet`` on nvidia: adapters are hot-swapped
+  into one compiled UNet.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from sdxl_operator import volumes
 from sdxl_contract.uris import is_builtin
 from sdxl_operator.accelerators import NEURON, device_resources, image_for, server_placement
+from sdxl_operator.adapters_configmap import ADAPTERS_PATH, adapters_mount, adapters_volume
 from sdxl_operator.compile_job import ARTIFACT_ANNOTATION, compile_annotations
 from sdxl_operator.labels import COMPILE_KEY, SERVER, deployment_labels
 from sdxl_operator.naming import deployment_name
@@ -65,6 +71,12 @@ def serve_command(resolved_spec: Mapping[str, Any], artifact: str) -> tuple[list
     auth = resolved_spec.get("auth")
     if auth:
         args += ["--api-key-file", f"{AUTH_DIR}/{auth['apiKeySecretKey']}"]
+    adapters = resolved_spec.get("adapters")
+    if adapters:
+        args += ["--adapters", ADAPTERS_PATH, "--resident-adapters", str(adapters["resident"]),
+                 "--max-adapter-rank", str(adapters["maxRank"])]
+        if resolved_spec["accelerator"] == "nvidia":
+            args.append("--compile-unet")
     return ["sdxl-workload"], args
 
 
@@ -95,9 +107,15 @@ def build_inference_deployment(
     name = owner["metadata"]["name"]
     labels = deployment_labels(name, SERVER)
     accelerator = str(resolved_spec["accelerator"])
-    pvc_volumes, pvc_mounts = volumes.pvc_volumes([artifact], [])
+    adapters = resolved_spec.get("adapters")
+    # A set's LoRAs come and go without a new template: mount the store's claim they are written to.
+    inputs = [artifact, settings.artifact_store] if adapters else [artifact]
+    pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [])
     command, args = serve_command(resolved_spec, artifact)
     pod_volumes, mounts = workload_volumes(None, pvc_volumes, pvc_mounts)
+    if adapters:
+        mounts.append(adapters_mount())
+        pod_volumes.append(adapters_volume(name))
     auth = resolved_spec.get("auth")
     if auth:
         mounts.append({"name": AUTH_VOLUME, "mountPath": AUTH_DIR, "readOnly": True})
