@@ -135,9 +135,32 @@ def test_every_image_copies_the_contract_package(dockerfile: str) -> None:
     assert "contract/sdxl_contract" in sources, f"{dockerfile} does not copy contract/sdxl_contract"
 
 
+def _copied_packages(parser: DockerfileParser) -> set[str]:
+    """Top-level import packages among what the COPY lines bring in: what `pip install .[...]` there can ship."""
+    found: set[str] = set()
+    for value in _instructions(parser, "COPY"):
+        for source in _copy_sources(value):
+            path = REPO_ROOT / source
+            if path.is_dir():
+                found.update(init.parent.name for init in [path / "__init__.py", *path.rglob("__init__.py")]
+                             if init.is_file() and not (init.parent.parent / "__init__.py").is_file())
+    return found
+
+
+def test_the_operator_image_holds_the_operator_and_the_contract_only() -> None:
+    assert _copied_packages(_parse("operator/Dockerfile")) == {"sdxl_operator", "sdxl_contract"}
+
+
+@pytest.mark.parametrize("dockerfile", IMAGES)
+def test_no_image_holds_the_sandbox(dockerfile: str) -> None:
+    """The sandbox is a development tool (``pip install .[dev]`` from a checkout), never shipped."""
+    assert "sdxl_sandbox" not in _copied_packages(_parse(dockerfile))
+
+
 def test_dockerignore_keeps_the_rest_of_the_repository_out() -> None:
     rules = _dockerignore_rules()
     for relative in (".venv/bin/python", "tests/conftest.py", ".git/HEAD", "charts/sdxl-operator/Chart.yaml",
+                     "sandbox/sdxl_sandbox/command.py",
                      "workloads/sdxl_workloads/__pycache__/cli.cpython-311.pyc"):
         assert _dockerignore_excludes(relative, rules), relative
 
@@ -275,6 +298,7 @@ def test_package_builds_from_only_what_the_image_copies(dockerfile: str, tmp_pat
     package = {"sdxl-operator": "sdxl_operator", "sdxl-workload": "sdxl_workloads"}[script]
     assert package in top_level
     assert "sdxl_contract" in top_level  # every image's package imports it
+    assert "sdxl_sandbox" not in top_level  # a development tool, never in an image
     assert f"{script} = {package}." in scripts
 
 
