@@ -34,10 +34,6 @@ class WorkloadError(Exception):
         self.message = message
 
 
-def invalid_input(message: str) -> WorkloadError:
-    return WorkloadError("InvalidInput", message)
-
-
 def emit_event(event: str, **fields: Any) -> None:
     """Write one JSON object as one line on stdout and flush it (the operator tails the log)."""
     line = json.dumps({"event": event, **fields}, separators=(", ", ": "), default=str)
