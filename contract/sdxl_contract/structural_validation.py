@@ -88,7 +88,9 @@ def _check_object(value: dict[str, Any], node: dict[str, Any], path: str, key: t
 
 def _has_type(value: Any, expected: str) -> bool:
     if expected == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+        # kube-openapi accepts an integral float (JSON writers emit 500.0) as an integer.
+        integral_float = isinstance(value, float) and value.is_integer()
+        return integral_float or (isinstance(value, int) and not isinstance(value, bool))
     if expected == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     python_type = {"string": str, "boolean": bool, "array": list, "object": dict}.get(expected)

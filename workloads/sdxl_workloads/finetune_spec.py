@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdxl_workloads.crd_check import check_against_crd
 from sdxl_workloads.typed_spec import invalid, parse, rule, to_camel_dict
 
 DEFAULT_BASE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -131,6 +132,8 @@ class FineTuneSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FineTuneSpec:
         """Check a camelCase spec dict; raises WorkloadError("InvalidInput", "spec.<field>: ...")."""
+        if isinstance(data, Mapping):
+            check_against_crd("SDXLFineTune", data)  # the API server's verdict first
         spec = parse(cls, data, "spec")
         for path, (allowed, message) in _BUILTINS.items():
             value = spec.uri_at(path)
