@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
+from sdxl_operator import adapter_set_spec
 from sdxl_operator.adapter_set import (
     Adapter,
     AdapterSet,
@@ -21,6 +24,7 @@ from sdxl_operator.adapter_set import (
 )
 from sdxl_operator.adapter_set_spec import (
     NEURON_MESSAGE,
+    NEURON_RULE_MESSAGE,
     adapter_set_key,
     adapter_set_spec_errors,
     resolve_adapter_set_spec,
@@ -31,6 +35,7 @@ from sdxl_operator.inference_deployment import TEMPLATE_HASH, build_inference_de
 from sdxl_operator.label_selector import selector_matches
 from sdxl_operator.settings import OperatorSettings
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NS = "team-c"
 UID = "9a8b7c6d-5e4f-3a2b-1c0d-e9f8a7b6c5d4"
 STORE = "pvc://sdxl-artifacts/store"
@@ -159,7 +164,7 @@ def test_label_selector_semantics(selector: dict[str, Any], labels: dict[str, st
         (set_spec(fineTuneSelector={"matchLabels": TEAM}, adapters={"resident": 2, "maxRank": 16}), []),
         (set_spec(fineTunes=["a"], accelerator="neuron"), [NEURON_MESSAGE]),
         ({"fineTunes": ["a"], "baseModel": "builtin:tiny"}, [NEURON_MESSAGE]),  # accelerator defaults to neuron
-        ({"fineTunes": ["a"], "accelerator": "cpu"}, ["spec.baseModel: Required value"]),
+        ({"fineTunes": ["a"], "accelerator": "cpu"}, ["spec.baseModel: required with spec.fineTunes"]),
         (set_spec(fineTunes=["a"], fineTune="a"), ["set exactly one of spec.fineTune"]),
         (set_spec(fineTunes=["a"], fineTuneSelector={}), ["set exactly one of spec.fineTune"]),
         (set_spec(fineTunes=["a", "a"]), ["spec.fineTunes: each name at most once"]),
@@ -176,8 +181,18 @@ def test_adapter_set_spec_errors(spec: dict[str, Any], expected: list[str]) -> N
 
 
 def test_the_neuron_refusal_explains_why_in_the_crds_words() -> None:
+    crd = yaml.safe_load((REPO_ROOT / "crds" / "sdxldeployments.sdxl.io.yaml").read_text())
+    rules = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+    [rule] = [rule for rule in rules if rule.get("fieldPath") == ".accelerator"]
+    assert rule["message"] == NEURON_RULE_MESSAGE
     assert "a LoRA is fused into the model at compile time" in NEURON_MESSAGE
-    assert "use one SDXLDeployment with spec.fineTune per fine-tune" in NEURON_MESSAGE
+
+
+def test_a_set_on_neuron_is_refused_even_where_no_cel_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API server without CEL (the sandbox's emulator) admits it; the operator still never serves it."""
+    monkeypatch.setattr(adapter_set_spec, "validate_deployment_spec", lambda spec: [])
+    assert adapter_set_spec.adapter_set_spec_errors({"fineTunes": ["a"], "baseModel": "builtin:tiny"}) == [
+        NEURON_MESSAGE]
 
 
 def test_is_adapter_set_spec_and_covers() -> None:
