@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -300,27 +301,41 @@ def test_unknown_crop_is_a_programming_error(tmp_path: Path) -> None:
 
 
 def test_list_form_for_the_trainer(tmp_path: Path) -> None:
-    from sdxl_workloads.instance_data import load_instance_images
-
-    examples = load_instance_images(_folder(tmp_path, 3, (96, 80)), resolution=64, instance_prompt=PROMPT)
+    examples = load_instance_data(_folder(tmp_path, 3, (96, 80)), PROMPT, 64).examples
     assert [e.path.name for e in examples] == ["img0.png", "img1.png", "img2.png"]
     assert examples[0].crop_top_left == examples[0].crops_coords_top_left == (0, 6)
 
 
 def test_class_images_are_captioned_with_the_class_prompt_and_checked(tmp_path: Path) -> None:
-    from sdxl_workloads.instance_data import load_class_images
+    """The trainer's own path (train_command.class_examples_for) over given class images."""
+    from sdxl_workloads import model_loading, train_command
+    from sdxl_workloads.finetune_spec import FineTuneSpec
 
     folder = tmp_path / "class"
     folder.mkdir()
-    paths = [_photo(folder / f"c{i}.png", (64, 64)) for i in range(2)]
+    for i in range(2):
+        _photo(folder / f"c{i}.png", (64, 64))
     (folder / "c0.txt").write_text("ignored: class images use the class prompt")
-    examples = load_class_images(paths, resolution=64, class_prompt="a photo of a person")
+
+    def class_examples(count: int) -> list[Any]:
+        spec = FineTuneSpec.from_dict({
+            "baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject", "instancePrompt": PROMPT,
+            "classPrompt": "a photo of a person",
+            "priorPreservation": {"enabled": True, "numClassImages": count, "classImages": str(folder)},
+            "training": {"resolution": 64, "mixedPrecision": "no"}, "resources": {"gpus": 0},
+            "output": str(tmp_path / "out"),
+        })
+        plan = train_command.check_everything(spec, spec.to_dict(), "run", None)
+        try:
+            return list(train_command.class_examples_for(plan, model_loading.load_base_model(plan.model_path)))
+        finally:
+            plan.output.close()
+
+    examples = class_examples(2)
     assert [(e.path.name, e.caption, e.caption_from_file) for e in examples] == [
         ("c0.png", "a photo of a person", False), ("c1.png", "a photo of a person", False)]
     _corrupt(folder)
-    _photo(folder / "small.png", (16, 16))
     with pytest.raises(WorkloadError) as err:
-        load_class_images([*paths, folder / "bad.png", folder / "small.png"], resolution=64, class_prompt="x")
+        class_examples(3)
     assert err.value.reason == "InvalidInput"
-    assert f"class images in {folder}" in err.value.message
-    assert "bad.png cannot be read" in err.value.message and "small.png is 16x16 px" in err.value.message
+    assert "bad.png cannot be read" in err.value.message

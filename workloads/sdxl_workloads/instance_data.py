@@ -28,7 +28,6 @@ conditioned on them (the "time ids": original_size, crops_coords_top_left, targe
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -157,41 +156,6 @@ def load_instance_data(source: str | os.PathLike[str], instance_prompt: str, res
     if problems:
         raise WorkloadError("InvalidInput", f"instance images in {folder}: " + "; ".join(problems))
     return InstanceData(folder=folder, examples=examples, skipped=found.skipped)
-
-
-def load_instance_images(folder: str | os.PathLike[str], *, resolution: int, instance_prompt: str,
-                         crop: str = "center") -> list[InstanceExample]:
-    """The prepared photos of `folder` (see load_instance_data), as a list."""
-    source = folder if isinstance(folder, str) else Path(folder)
-    return load_instance_data(source, instance_prompt, resolution, crop).examples
-
-
-def load_class_images(paths: Sequence[str | os.PathLike[str]], *, resolution: int, class_prompt: str,
-                      crop: str = "center") -> list[InstanceExample]:
-    """Prior-preservation class images (given files, usually generated ones), all captioned with
-    `class_prompt` as in diffusers' DreamBooth scripts. The same decoding, size and crop rules as
-    instance photos; every bad file is reported in one InvalidInput error."""
-    if crop not in CROPS:
-        raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
-    detector = _FaceDetector() if crop == "face" else None
-    min_side = int(np.ceil(resolution * MIN_SHORT_SIDE_FRACTION))
-    problems: list[str] = []
-    examples: list[InstanceExample] = []
-    for path in map(Path, paths):
-        try:
-            image = open_rgb(path)
-        except WorkloadError as err:
-            problems.append(err.message)
-            continue
-        if min(image.size) < min_side:
-            problems.append(f"{path.name} is {image.width}x{image.height} px; class images need a short side of "
-                            f"at least {min_side} px at resolution {resolution}: replace or remove it")
-            continue
-        examples.append(prepare_example(path, image, class_prompt, False, resolution, detector))
-    if problems:
-        folders = sorted({str(Path(p).parent) for p in paths})
-        raise WorkloadError("InvalidInput", f"class images in {', '.join(folders)}: " + "; ".join(problems))
-    return examples
 
 
 def find_instance_files(folder: Path, max_images: int = DEFAULT_MAX_IMAGES) -> _Found:
