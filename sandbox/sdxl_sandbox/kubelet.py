@@ -8,7 +8,9 @@ termination-log file (or the log's tail, with ``FallbackToLogsOnError``). ``rest
 makes the pod ``Succeeded``/``Failed``; ``Always`` restarts the process after a back-off, reporting
 ``CrashLoopBackOff`` meanwhile. A pod that disappears from the API (deleted, garbage-collected) has
 its process stopped. Pods this kubelet did not start and that are already past ``Pending`` are left
-alone.
+alone. While a pod runs, its ConfigMap volumes follow their ConfigMaps (every
+``CONFIGMAP_SYNC_SECONDS``; the kubelet's own sync period is about a minute, which tests need not wait),
+so a server that re-reads a mounted file sees a change without a restart.
 
 Against the real control plane the kubelet serves named nodes only (``node_names``: the pods the
 scheduler bound to them) and finishes deletions as kubelet does: a pod marked for deletion has its
@@ -32,7 +34,7 @@ import aiohttp
 from sdxl_sandbox.api_client import KubeClient, object_path
 from sdxl_sandbox.container_launch import LOOPBACK, LaunchPlan, plan_launch
 from sdxl_sandbox.local_process import LocalProcess
-from sdxl_sandbox.path_mapping import VolumeNotReady, prepare_volumes
+from sdxl_sandbox.path_mapping import VolumeNotReady, prepare_volumes, refresh_configmap_volumes
 from sdxl_sandbox.probes import ReadinessProbe
 
 log = logging.getLogger("sdxl_sandbox")
@@ -43,6 +45,7 @@ FALLBACK_LOG_BYTES = 2048
 SIGKILL = 9
 MAX_BACKOFF_SECONDS = 60.0
 RETRY_SECONDS = 1.0  # a pod whose ConfigMap/Secret is missing tries again this often
+CONFIGMAP_SYNC_SECONDS = 2.0  # how often a running pod's ConfigMap volumes are brought up to date
 
 
 def now_rfc3339() -> str:
@@ -66,6 +69,7 @@ class PodRun:
     terminating: bool = False  # marked for deletion: out of Service routing, process stopping
     reported: dict[str, Any] | None = None
     log_text: str = ""
+    volumes_synced_at: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -266,11 +270,23 @@ class Kubelet:
             return
         exit_code = run.process.exit_code
         if exit_code is None:
+            await self._sync_configmap_volumes(run)
             assert run.probe is not None  # set with the process
             await run.probe.check(self._session())
             await self._report(run, self._running_status(run))
             return
         await self._on_exit(run, run.process, exit_code)
+
+    async def _sync_configmap_volumes(self, run: PodRun) -> None:
+        spec = run.pod.get("spec") or {}
+        if time.monotonic() - run.volumes_synced_at < CONFIGMAP_SYNC_SECONDS or \
+                not any("configMap" in volume for volume in spec.get("volumes") or []):
+            return
+        run.volumes_synced_at = time.monotonic()
+        configmaps = {c["metadata"]["name"]: c for c in await self._client.list("v1", "configmaps", run.key[0])}
+        changed = refresh_configmap_volumes(spec, run.container, pod_dir=run.pod_dir, configmaps=configmaps)
+        if changed:
+            log.info("pod %s/%s: updated ConfigMap volume(s) %s", *run.key, ", ".join(changed))
 
     async def _on_exit(self, run: PodRun, process: LocalProcess, exit_code: int) -> None:
         killed_by_other = process.killed_by_signal == SIGKILL and not process.stopped_by_us

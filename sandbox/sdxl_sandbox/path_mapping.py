@@ -5,7 +5,9 @@ process has no such mounts. Each volume becomes a folder under the sandbox's wor
 every mount path that occurs in the container's arguments or environment is rewritten to its folder:
 
 * ``configMap`` / ``secret``: a fresh folder per pod with the object's keys written as files (all keys,
-  or the ``items`` asked for);
+  or the ``items`` asked for). As the kubelet does, a running pod's ConfigMap folders follow later
+  changes of their ConfigMap (:func:`refresh_configmap_volumes`), except those mounted with
+  ``subPath``, which the kubelet never updates;
 * ``emptyDir``: a fresh folder per pod (``medium: Memory`` too);
 * ``persistentVolumeClaim``: ``<workdir>/pvcs/<claimName>``, shared by every pod, as a claim is.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,3 +126,56 @@ def prepare_volumes(
         sub_path = mount.get("subPath")
         mounts[mount["mountPath"]] = folder / sub_path if sub_path else folder
     return PodFilesystem(mounts)
+
+
+def _replace_file(target: Path, content: bytes) -> bool:
+    """Write ``content`` to ``target`` through a temporary file and a rename, so a reader never sees half
+    a file (the kubelet swaps a symlink for the same reason); False when it already held ``content``."""
+    try:
+        if target.read_bytes() == content:
+            return False
+    except OSError:
+        pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, target)
+    return True
+
+
+def refresh_configmap_volumes(pod_spec: Mapping[str, Any], container: Mapping[str, Any], *, pod_dir: Path,
+                              configmaps: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Bring the container's ConfigMap folders up to date with ``configmaps``; the names of those changed.
+
+    What the kubelet's periodic sync does for a running pod: keys changed or added are rewritten, keys
+    removed are removed. A volume mounted with ``subPath`` stays as it started, and a ConfigMap that is
+    gone, or lacks a key its ``items`` ask for, leaves the folder as it was (the kubelet keeps the last
+    files too).
+    """
+    volumes = {volume["name"]: volume for volume in pod_spec.get("volumes") or []}
+    changed: list[str] = []
+    for mount in container.get("volumeMounts") or []:
+        volume = volumes.get(mount["name"])
+        if volume is None or "configMap" not in volume or mount.get("subPath"):
+            continue
+        source = volume["configMap"]
+        found = configmaps.get(source["name"])
+        if found is None:
+            continue
+        files = _configmap_files(found)
+        items = source.get("items")
+        wanted = {item.get("path") or item["key"]: item["key"] for item in items} if items else {k: k for k in files}
+        if any(key not in files for key in wanted.values()):
+            continue
+        folder = pod_dir / "volumes" / volume["name"]
+        touched = False
+        for relative, key in wanted.items():
+            touched = _replace_file(folder / relative, files[key]) or touched
+        if folder.is_dir():
+            for stale in [p for p in folder.rglob("*") if p.is_file()]:
+                if str(stale.relative_to(folder)) not in wanted:
+                    stale.unlink()
+                    touched = True
+        if touched:
+            changed.append(volume["name"])
+    return changed
