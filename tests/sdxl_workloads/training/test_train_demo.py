@@ -1,4 +1,4 @@
-"""`make demo` (python -m sdxl_workloads.demo), shortened."""
+"""The trainer demo (python -m sdxl_workloads.trainer_demo), shortened."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdxl_workloads import demo
+from sdxl_workloads import trainer_demo
 
 
 @pytest.mark.slow
 def test_the_demo_trains_and_writes_base_and_lora_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo.main(["--out", str(tmp_path), "--steps", "40"]) == 0
+    assert trainer_demo.main(["--out", str(tmp_path), "--steps", "40"]) == 0
     printed = capsys.readouterr().out
     assert (tmp_path / "finetune" / "lora" / "pytorch_lora_weights.safetensors").is_file()
-    for index in range(len(demo.PROMPTS)):
+    for index in range(len(trainer_demo.PROMPTS)):
         base = Image.open(tmp_path / "images" / f"{index}-base.png")
         lora = Image.open(tmp_path / "images" / f"{index}-lora.png")
         assert base.size == lora.size == (64, 64)

@@ -1,5 +1,6 @@
-"""`python -m sdxl_workloads.demo` (`make demo`): the trainer end to end on the embedded model.
+"""`python -m sdxl_workloads.trainer_demo`: the trainer alone, end to end on the embedded model.
 
+No operator and no Kubernetes (for the whole product on one machine, run `make demo`, the sandbox).
 Fine-tunes `builtin:tiny` on `builtin:sample-subject` with the real `sdxl-workload train` command,
 then generates the same prompts with the base model and with the new LoRA (loaded the public way,
 `pipe.load_lora_weights`) and saves them side by side under demo-output/. No GPU, no network.
@@ -185,7 +186,7 @@ def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdxl_workloads.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sdxl_workloads.trainer_demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write (default demo-output/)")
     parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     parser.add_argument("--resolution", type=int, default=64, help="training and sampling size (default 64)")
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    print("sdxl-operator demo: DreamBooth-LoRA fine-tune of the embedded SDXL-architecture model on CPU\n")
+    print("trainer demo: DreamBooth-LoRA fine-tune of the embedded SDXL-architecture model on CPU\n")
     from sdxl_workloads.sample_images import ensure_sample_images
     from sdxl_workloads.storage import resolve_model
 
