@@ -10,9 +10,11 @@ starts using a new API must add it here first. Two parts:
 * ``APPLICATION`` — what our handlers do: watch and patch our custom resources and their status,
   create and read the children, list pods and read their logs for progress.
 
-Verbs are the least the code uses: nothing deletes children except an HPA the operator created when
-``spec.autoscaling`` goes, and a NetworkPolicy it created once network policies are turned off (ownerReferences let the garbage collector do the rest, and finished Jobs
-carry ``ttlSecondsAfterFinished``), nothing updates with PUT.
+Verbs are the least the code uses. The operator deletes two kinds of children itself, each only when
+the SDXLDeployment is its controller owner (:mod:`child_ownership`): the HorizontalPodAutoscaler once
+``spec.autoscaling`` is removed, and the inference NetworkPolicy once network policies are turned
+off. Every other child goes with its custom resource through ownerReferences and the garbage
+collector (finished Jobs also expire through ``ttlSecondsAfterFinished``). Nothing updates with PUT.
 """
 
 from __future__ import annotations
