@@ -83,7 +83,7 @@ async def test_kubectl_get_shows_the_crd_printer_columns(kubectl_binary: Path, t
         assert re.fullmatch(r"\d+s", finetunes[1][4]), finetunes
 
         deployments = _table(await asyncio.to_thread(kubectl, "get", "sdxldep"))
-        assert deployments[0] == ["NAME", "PHASE", "ACCELERATOR", "READY", "URL", "AGE"]
+        assert deployments[0] == ["NAME", "PHASE", "ACCELERATOR", "READY", "ADAPTERS", "URL", "AGE"]
         assert deployments[1][:5] == ["alice-cpu", "Ready", "cpu", "1", "http://alice-cpu.team-a.svc:8080"]
 
         # -o wide adds the priority-1 columns.
@@ -94,7 +94,7 @@ async def test_kubectl_get_shows_the_crd_printer_columns(kubectl_binary: Path, t
         # The category expands to both kinds (and not to their status subresources).
         everything = _table(await asyncio.to_thread(kubectl, "get", "sdxl"))
         assert ["NAME", "PHASE", "STEP", "LOSS", "AGE"] in everything
-        assert ["NAME", "PHASE", "ACCELERATOR", "READY", "URL", "AGE"] in everything
+        assert ["NAME", "PHASE", "ACCELERATOR", "READY", "ADAPTERS", "URL", "AGE"] in everything
         names = [row[0] for row in everything if row[0] != "NAME"]
         assert sorted(names) == ["sdxldeployment.sdxl.io/alice-cpu", "sdxlfinetune.sdxl.io/alice"]
 
