@@ -31,6 +31,7 @@ PATTERN_NAMES = {
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$":
         'a Kubernetes quantity such as "8", "500m" or "32Gi"',
     r"^inf2\.[0-9]*x?large$": "an Inferentia2 instance type such as inf2.8xlarge",
+    r"\S": "a text that is not blank",
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$":
         "a Kubernetes object name (lower case letters, digits, '-' and '.')",
 }

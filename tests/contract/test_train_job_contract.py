@@ -23,7 +23,7 @@ from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.spec_configmap import build_spec_configmap
 from sdxl_operator.training_job import build_training_job
 from sdxl_workloads import cli, protocol, spec_loading, storage
-from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.finetune_spec import load_finetune_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "crds" / "examples").glob("finetune*.yaml"))
@@ -78,12 +78,12 @@ def test_configmap_spec_loads_with_the_trainer_spec_loader(example: Path, tmp_pa
 
     manifest = spec_loading.read_manifest(spec_file)
     assert manifest.metadata == resolved["metadata"]
-    spec = FineTuneSpec.from_dict(spec_loading.load_manifest(spec_file))
+    spec = load_finetune_spec(spec_loading.load_manifest(spec_file))
     expected = {key: value for key, value in resolved.items() if key != "metadata"}
     # The trainer reads exactly what the operator resolved (it lists unset optional fields as None)...
     assert _without_none(spec.to_dict()) == expected
     # ...and resolving changed nothing but the output location: both sides have the same defaults.
-    user_spec = FineTuneSpec.from_dict(copy.deepcopy(owner["spec"]))
+    user_spec = load_finetune_spec(copy.deepcopy(owner["spec"]))
     assert {k: v for k, v in _without_none(user_spec.to_dict()).items() if k != "output"} == \
         {k: v for k, v in expected.items() if k != "output"}
 

@@ -15,7 +15,7 @@ import yaml
 
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.finetune_validation import validate_finetune_spec
-from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
 
 INVALID = sorted((Path(__file__).resolve().parents[2] / "crds" / "examples" / "invalid").glob("*.yaml"))
@@ -43,7 +43,7 @@ def test_operator_and_trainer_refuse_the_same_finetune_specs(spec: Any) -> None:
     operator_errors = validate_finetune_spec(spec)
     assert operator_errors
     with pytest.raises(WorkloadError) as refused:
-        FineTuneSpec.from_dict(spec)
+        load_finetune_spec(spec)
     assert refused.value.reason == "InvalidInput"
     assert refused.value.message.split(":")[0] == operator_errors[0].split(":")[0], "both name the same field"
 

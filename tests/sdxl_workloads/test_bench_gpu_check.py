@@ -57,10 +57,10 @@ def test_an_inconsistent_config_is_refused(gpu_check: ModuleType, monkeypatch: p
 
 
 def test_the_training_spec_is_the_trainers_defaults_at_full_size(gpu_check: ModuleType, tmp_path: Path) -> None:
-    from sdxl_workloads.finetune_spec import FineTuneSpec
+    from sdxl_workloads.finetune_spec import load_finetune_spec
 
     manifest = gpu_check.train_spec(tmp_path, steps=30, resolution=1024)
-    training = FineTuneSpec.from_dict(manifest["spec"]).training
+    training = load_finetune_spec(manifest["spec"]).training
     assert (training.resolution, training.mixed_precision, training.gradient_checkpointing, training.max_steps,
             training.rank, training.snr_gamma) == (1024, "bf16", True, 30, 4, 5.0)
 

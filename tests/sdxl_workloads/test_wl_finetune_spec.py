@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
 
 MINIMAL = {"instanceImages": "builtin:sample-subject", "instancePrompt": "a photo of sks person"}
@@ -47,13 +47,13 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 
 def test_defaults_are_the_contracts() -> None:
-    spec = FineTuneSpec.from_dict(MINIMAL)
+    spec = load_finetune_spec(MINIMAL)
     assert spec.to_dict() == CONTRACT_DEFAULTS
     assert spec.validation_prompts == ["a photo of sks person"]
 
 
 def test_defaults_are_not_shared_between_specs() -> None:
-    first, second = FineTuneSpec.from_dict(MINIMAL), FineTuneSpec.from_dict(MINIMAL)
+    first, second = load_finetune_spec(MINIMAL), load_finetune_spec(MINIMAL)
     first.training.target_modules.append("proj_in")
     assert second.training.target_modules == ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -67,7 +67,7 @@ def test_a_full_spec_round_trips() -> None:
     full["validation"]["prompts"] = ["sks person on the moon"]
     full["resources"].update(nodeSelector={"pool": "gpu"},
                              tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}])
-    spec = FineTuneSpec.from_dict(full)
+    spec = load_finetune_spec(full)
     assert spec.to_dict() == {**full, "training": {**full["training"], "alpha": 8.0, "learningRate": 1.0}}
     assert spec.training.rank == 16 and spec.training.crop == "face"
     assert spec.validation_prompts == ["sks person on the moon"]
@@ -89,7 +89,7 @@ def test_a_full_spec_round_trips() -> None:
     ("baseModelRevision", "v1.0", ("base_model_revision",), "v1.0"),
 ])
 def test_accepted_values(path: str, value: Any, attribute: tuple[str, ...], expected: Any) -> None:
-    node: Any = FineTuneSpec.from_dict(_with(path, value))
+    node: Any = load_finetune_spec(_with(path, value))
     for name in attribute:
         node = getattr(node, name)
     assert node == expected
@@ -100,7 +100,8 @@ BAD_SPECS = [
     # (what, spec, expected message)
     ("missing instanceImages", {"instancePrompt": "x"}, "spec.instanceImages: required field is missing"),
     ("missing instancePrompt", {"instanceImages": "x"}, "spec.instancePrompt: required field is missing"),
-    ("empty prompt", _with("instancePrompt", "  "), "spec.instancePrompt: must not be empty"),
+    ("blank prompt", _with("instancePrompt", "  "), "spec.instancePrompt: must be a text that is not blank, got '  '"),
+    ("empty prompt", _with("instancePrompt", ""), "spec.instancePrompt: must not be empty"),
     ("prompt too long", _with("instancePrompt", "x" * 1001),
      "spec.instancePrompt: must have at most 1000 characters, got 1001"),
     ("prompt not a string", _with("instancePrompt", 5), "spec.instancePrompt: must be a string, got an integer (5)"),
@@ -182,6 +183,6 @@ BAD_SPECS = [
 @pytest.mark.parametrize(("what", "spec", "message"), BAD_SPECS, ids=[case[0] for case in BAD_SPECS])
 def test_bad_specs_name_the_field(what: str, spec: Any, message: str) -> None:
     with pytest.raises(WorkloadError) as err:
-        FineTuneSpec.from_dict(spec)
+        load_finetune_spec(spec)
     assert err.value.reason == "InvalidInput"
     assert err.value.message.startswith(message), err.value.message

@@ -309,7 +309,7 @@ def test_list_form_for_the_trainer(tmp_path: Path) -> None:
 def test_class_images_are_captioned_with_the_class_prompt_and_checked(tmp_path: Path) -> None:
     """The trainer's own path (train_command.class_examples_for) over given class images."""
     from sdxl_workloads import model_loading, train_command
-    from sdxl_workloads.finetune_spec import FineTuneSpec
+    from sdxl_workloads.finetune_spec import load_finetune_spec
 
     folder = tmp_path / "class"
     folder.mkdir()
@@ -318,7 +318,7 @@ def test_class_images_are_captioned_with_the_class_prompt_and_checked(tmp_path: 
     (folder / "c0.txt").write_text("ignored: class images use the class prompt")
 
     def class_examples(count: int) -> list[Any]:
-        spec = FineTuneSpec.from_dict({
+        spec = load_finetune_spec({
             "baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject", "instancePrompt": PROMPT,
             "classPrompt": "a photo of a person",
             "priorPreservation": {"enabled": True, "numClassImages": count, "classImages": str(folder)},

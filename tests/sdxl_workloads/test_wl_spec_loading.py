@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.spec_loading import load_manifest, read_manifest
 
@@ -66,7 +66,7 @@ def test_the_three_shapes(tmp_path: Path, name: str, text: str, kind: str | None
     assert manifest.kind == kind
     assert manifest.metadata == metadata
     assert load_manifest(path) == expected
-    FineTuneSpec.from_dict(manifest.spec)  # and each is a valid fine-tune spec
+    load_finetune_spec(manifest.spec)  # and each is a valid fine-tune spec
 
 
 def test_exponent_floats_are_numbers_as_kubectl_reads_them(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def _fine_tune_examples(folder: Path) -> list[Path]:
 
 @pytest.mark.parametrize("example", _fine_tune_examples(EXAMPLES), ids=lambda p: p.name)
 def test_the_example_manifests_load(example: Path) -> None:
-    spec = FineTuneSpec.from_dict(load_manifest(example, expected_kind="SDXLFineTune"))
+    spec = load_finetune_spec(load_manifest(example, expected_kind="SDXLFineTune"))
     assert spec.instance_prompt
 
 
@@ -95,7 +95,7 @@ def test_the_example_manifests_load(example: Path) -> None:
                                      if p.name not in NOT_A_SPEC_FAULT], ids=lambda p: p.name)
 def test_the_invalid_example_manifests_are_refused(example: Path) -> None:
     with pytest.raises(WorkloadError) as err:
-        FineTuneSpec.from_dict(load_manifest(example, expected_kind="SDXLFineTune"))
+        load_finetune_spec(load_manifest(example, expected_kind="SDXLFineTune"))
     assert err.value.reason == "InvalidInput"
     assert err.value.message.startswith("spec.")
 

@@ -41,7 +41,7 @@ from sdxl_workloads import (
     training_loop,
     validation_images,
 )
-from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.finetune_spec import FineTuneSpec, load_finetune_spec
 from sdxl_workloads.spec_loading import read_manifest
 
 LORA_DIR = "lora"
@@ -76,7 +76,7 @@ def load_spec(spec_file: str, output_override: str | None) -> tuple[FineTuneSpec
     raw = dict(manifest.spec)
     if output_override:
         raw["output"] = output_override
-    spec = FineTuneSpec.from_dict(raw)
+    spec = load_finetune_spec(raw)
     if not spec.output:
         raise protocol.WorkloadError(
             "InvalidInput", "spec.output: no output given; set spec.output or pass --output URI")
@@ -206,7 +206,7 @@ def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> Iterato
 
     spec = plan.spec
     prior = spec.prior_preservation
-    class_prompt = spec.class_prompt or ""  # FineTuneSpec.from_dict requires it with prior preservation
+    class_prompt = spec.class_prompt or ""  # load_finetune_spec requires it with prior preservation
     out_dir = plan.output.local_dir / prior_preservation.CLASS_IMAGE_DIR
     if plan.output.exists(prior_preservation.CLASS_IMAGE_DIR):  # a resumed run reuses its class images
         plan.output.download(prior_preservation.CLASS_IMAGE_DIR)

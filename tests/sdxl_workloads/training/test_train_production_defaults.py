@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from sdxl_workloads.finetune_spec import FineTuneSpec
+from sdxl_workloads.finetune_spec import load_finetune_spec
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "crds" / "examples" / "finetune.yaml"
 
@@ -55,7 +55,7 @@ def test_the_contract_defaults_train_end_to_end(tmp_path: Path, kit: Any, tiny_m
         "validation": {"numInferenceSteps": 2},
         "resources": {"gpus": 0, "cpu": "1"},
     }
-    resolved = FineTuneSpec.from_dict(spec).training
+    resolved = load_finetune_spec(spec).training
     assert (resolved.mixed_precision, resolved.gradient_checkpointing, resolved.gradient_accumulation) == (
         "bf16", True, 4)
     result = kit.run_train(tmp_path, spec)

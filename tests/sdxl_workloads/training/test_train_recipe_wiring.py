@@ -133,12 +133,12 @@ def test_the_base_model_is_loaded_in_its_training_dtype(tiny_model_path: Path, m
 
 
 def test_ddp_is_told_of_unused_parameters_only_when_text_encoders_train() -> None:
-    from sdxl_workloads.finetune_spec import FineTuneSpec
+    from sdxl_workloads.finetune_spec import load_finetune_spec
 
     base = {"instanceImages": "builtin:sample-subject", "instancePrompt": "a photo of sks person",
             "training": {"mixedPrecision": "no"}}
     for train_te in (True, False):
-        spec = FineTuneSpec.from_dict({**base, "training": {"mixedPrecision": "no", "trainTextEncoder": train_te}})
+        spec = load_finetune_spec({**base, "training": {"mixedPrecision": "no", "trainTextEncoder": train_te}})
         assert train_command.make_accelerator(spec).ddp_handler.find_unused_parameters is train_te
 
 
