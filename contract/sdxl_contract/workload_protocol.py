@@ -29,6 +29,10 @@ TERMINATION_LOG_ENV = "SDXL_TERMINATION_LOG"  # where the result goes
 PVC_ROOT_ENV = "SDXL_PVC_ROOT"  # where claims are mounted
 CACHE_DIR_ENV = "SDXL_CACHE_DIR"  # a writable cache (embedded models, S3 downloads)
 
+# The ``event`` of a progress line: ``{"event": "progress", "step": 120, "totalSteps": 500, "loss": 0.113,
+# "etaSeconds": 310}``; the operator shows the last one as ``status.progress``.
+PROGRESS_EVENT = "progress"
+
 # Result statuses.
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"

@@ -1,6 +1,6 @@
 """Reading what a workload reports: progress lines on stdout and the result in its termination message.
 
-Both are the workload protocol (DESIGN.md): one JSON object per stdout line, e.g.
+Both are the workload protocol (:mod:`sdxl_contract.workload_protocol`): one JSON object per stdout line, e.g.
 ``{"event": "progress", "step": 120, "totalSteps": 500, "loss": 0.113, "etaSeconds": 310}``, and a
 JSON result of at most 4 KiB in the termination message. Anything that is not such JSON (a Python
 traceback, a log line) is ignored here and shown as plain text by the caller.
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+from sdxl_contract.workload_protocol import FAILED, PROGRESS_EVENT, SUCCEEDED
 
 
 def _number(value: object) -> float | None:
@@ -28,7 +30,7 @@ def parse_progress_line(line: str) -> dict[str, Any] | None:
         event = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(event, dict) or event.get("event") != "progress":
+    if not isinstance(event, dict) or event.get("event") != PROGRESS_EVENT:
         return None
     step = event.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -63,6 +65,6 @@ def parse_result(message: str | None) -> dict[str, Any] | None:
         result = json.loads(message)
     except ValueError:
         return None
-    if not isinstance(result, dict) or result.get("status") not in ("Succeeded", "Failed"):
+    if not isinstance(result, dict) or result.get("status") not in (SUCCEEDED, FAILED):
         return None
     return result

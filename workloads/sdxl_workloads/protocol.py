@@ -16,6 +16,7 @@ from typing import Any
 from sdxl_contract.failure_reasons import WORKLOAD_REASONS
 from sdxl_contract.workload_protocol import (
     FAILED,
+    PROGRESS_EVENT,
     SUCCEEDED,
     TERMINATION_LOG_ENV,
     TERMINATION_LOG_PATH,
@@ -48,7 +49,7 @@ def emit_progress(step: int, total_steps: int, loss: float | None = None,
         fields["loss"] = round(float(loss), 6)
     if eta_seconds is not None:
         fields["etaSeconds"] = round(eta_seconds)
-    emit_event("progress", **fields, **extra)
+    emit_event(PROGRESS_EVENT, **fields, **extra)
 
 
 def termination_log_path(explicit: str | None = None) -> Path | None:
