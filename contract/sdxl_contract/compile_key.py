@@ -81,10 +81,14 @@ def compile_key(
     runtime_id: str,
 ) -> str:
     """sha256 hex digest (64 characters) of the canonical key inputs."""
-    inputs = key_inputs(
+    return key_of_inputs(key_inputs(
         base_model=base_model, base_revision=base_revision, lora=lora, lora_scale=lora_scale,
         accelerator=accelerator, shapes=shapes, auto_cast_type=auto_cast_type, runtime_id=runtime_id,
-    )
+    ))
+
+
+def key_of_inputs(inputs: Mapping[str, Any]) -> str:
+    """The key of a :func:`key_inputs` object (as recorded in a compiled model's ``compile_info.json``)."""
     return hashlib.sha256(canonical_json(inputs).encode("utf-8")).hexdigest()
 
 

@@ -114,3 +114,9 @@ def test_the_key_module_imports_no_torch() -> None:
             "shapes=None, auto_cast_type=None, runtime_id='r'); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_key_of_recorded_inputs_is_the_key() -> None:
+    """A compiled model's compile_info.json records the inputs; hashing them again gives its key."""
+    recorded = json.loads(json.dumps(keys.key_inputs(**NEURON)))
+    assert keys.key_of_inputs(recorded) == keys.compile_key(**NEURON)

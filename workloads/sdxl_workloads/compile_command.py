@@ -142,13 +142,7 @@ def key_inputs_for(request: CompileRequest, lora_sha256: str | None) -> dict[str
 
 
 def key_for(request: CompileRequest, lora_sha256: str | None) -> str:
-    inputs = key_inputs_for(request, lora_sha256)
-    return keys.compile_key(
-        base_model=inputs["base"], base_revision=inputs["baseRevision"], lora=inputs["lora"],
-        lora_scale=inputs["loraScale"], accelerator=inputs["accelerator"],
-        shapes=inputs["shapes"] or None, auto_cast_type=inputs["compiler"].get("autoCastType"),
-        runtime_id=inputs["runtime"],
-    )
+    return keys.key_of_inputs(key_inputs_for(request, lora_sha256))
 
 
 def _versions() -> dict[str, str]:
