@@ -32,6 +32,7 @@ PATTERN_NAMES = {
         'a Kubernetes quantity such as "8", "500m" or "32Gi"',
     r"^inf2\.[0-9]*x?large$": "an Inferentia2 instance type such as inf2.8xlarge",
     r"\S": "a text that is not blank",
+    r"^[0-9a-f]{64}$": "a SHA-256 digest: 64 lowercase hexadecimal digits",
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$":
         "a Kubernetes object name (lower case letters, digits, '-' and '.')",
 }

@@ -41,6 +41,13 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def crd_key(field: dataclasses.Field[Any]) -> str:
+    """The field's camelCase key in the CRD: derived from its name, or ``metadata={"crd_key": ...}``
+    where the CRD spells an acronym in capitals (targetCPUUtilizationPercentage)."""
+    key: str = field.metadata.get("crd_key") or camel(field.name)
+    return key
+
+
 def build_spec(cls: type[T], kind: str, data: object) -> T:
     """``cls`` from a user's (or a resolved) spec of ``kind``: validated and defaulted by the CRD."""
     if not isinstance(data, Mapping):
@@ -55,8 +62,8 @@ def from_camel_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """``cls`` from a camelCase mapping the CRD has already defaulted and validated."""
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
-    values = {f.name: _convert(hints[f.name], data[camel(f.name)])
-              for f in dataclasses.fields(cls) if data.get(camel(f.name)) is not None}
+    values = {f.name: _convert(hints[f.name], data[crd_key(f)])
+              for f in dataclasses.fields(cls) if data.get(crd_key(f)) is not None}
     result: T = cls(**values)
     return result
 
@@ -82,7 +89,7 @@ def _convert(tp: Any, value: Any) -> Any:
 def to_camel_dict(obj: Any) -> Any:
     """A spec dataclass as the camelCase dict the spec uses (for training_args.json and logs)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {camel(f.name): to_camel_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {crd_key(f): to_camel_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, list):
         return [to_camel_dict(item) for item in obj]
     if isinstance(obj, dict):

@@ -120,16 +120,15 @@ def test_crd_defaults_match_the_trainers_spec_loader(crd_validation: ModuleType)
 
 def test_crd_defaults_match_the_deployment_spec_loader(crd_validation: ModuleType) -> None:
     """The compile/serve workloads' DeploymentSpec fills the same defaults as the CRD."""
-    from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings
+    from sdxl_workloads.deployment_spec import NeuronSettings, load_deployment_spec
 
     crd_spec = _defaulted_spec(crd_validation, DEPLOYMENT_CRD, "SDXLDeployment",
                                {"fineTune": "alice-v1", "neuron": {}})
-    loaded_minimal = DeploymentSpec.from_dict({"fineTune": "alice-v1"})
-    # DeploymentSpec carries only what compile/serve use; compare those fields.
+    loaded_minimal = load_deployment_spec({"fineTune": "alice-v1"})
     shared = {key: crd_spec[key] for key in ("fineTune", "accelerator", "loraScale", "neuron")}
     assert _differences(shared, loaded_minimal, "spec") == []
-    assert DeploymentSpec.from_dict(crd_spec) == loaded_minimal
-    assert _differences(NEURON_CONTRACT_DEFAULTS, NeuronSettings(), "spec.neuron") == []
+    assert load_deployment_spec(crd_spec) == loaded_minimal
+    assert _differences(NEURON_CONTRACT_DEFAULTS, NeuronSettings.crd_defaults(), "spec.neuron") == []
 
 
 @pytest.mark.parametrize("example", ["finetune.yaml", "finetune-tiny.yaml", "deployment-neuron.yaml",

@@ -1,4 +1,4 @@
-"""The operator's validator and the trainer's spec loader refuse what the API server refuses.
+"""The operator's validators and the workloads' spec loaders refuse what the API server refuses.
 
 crds/examples/invalid/*.yaml are applied to a real API server in
 tests/e2e/test_e2e_kubernetes.py::test_every_invalid_example...; here the same files, and a few more
@@ -15,6 +15,7 @@ import yaml
 
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.finetune_validation import validate_finetune_spec
+from sdxl_workloads.deployment_spec import load_deployment_spec
 from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
 
@@ -53,5 +54,10 @@ def test_operator_and_trainer_refuse_the_same_finetune_specs(spec: Any) -> None:
     pytest.param({"fineTune": "a", "auth": {"apiKeySecret": "k", "apiKeySecretKey": ".."}}, id="secret-key-dotdot"),
     pytest.param({"fineTune": "a", "auth": {"apiKeySecret": "k", "apiKeySecretKey": "."}}, id="secret-key-dot"),
 ])
-def test_operator_refuses_what_the_api_server_refuses_for_deployments(spec: Any) -> None:
-    assert validate_deployment_spec(spec)
+def test_operator_and_workloads_refuse_the_same_deployment_specs(spec: Any) -> None:
+    operator_errors = validate_deployment_spec(spec)
+    assert operator_errors
+    with pytest.raises(WorkloadError) as refused:
+        load_deployment_spec(spec)
+    assert refused.value.reason == "InvalidInput"
+    assert refused.value.message.split(":")[0] == operator_errors[0].split(":")[0], "both name the same field"

@@ -305,7 +305,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path, Path], dict[str, Any]], list[str], s
                                                     "neuron": {"height": 1020}}, [], "multiple of 8"),
     ("unknown accelerator", lambda _, lora: {"lora": str(lora), "accelerator": "tpu"}, [], "neuron, nvidia, cpu"),
     ("neuron settings on cpu", lambda _, lora: {"lora": str(lora), "neuron": {"height": 768}}, [],
-     "only applies to accelerator neuron"),
+     "only allowed with spec.accelerator: neuron"),
     ("no LoRA at all", lambda _, lora: {"fineTune": "alice-v1"}, [], "pass --lora"),
     ("digest mismatch", lambda _, lora: {"lora": str(lora)}, ["--lora-sha256", "0" * 64], "was expected"),
     ("malformed key", lambda _, lora: {"lora": str(lora)}, ["--key", "../../etc"], "--key"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings
+from sdxl_workloads.deployment_spec import NeuronSettings, load_deployment_spec
 from sdxl_workloads.protocol import WorkloadError
 
 # These modules run in the Neuron image too (make test-compat).
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.compat
 
 
 def test_defaults_follow_the_contract() -> None:
-    spec = DeploymentSpec.from_dict({"fineTune": "alice-v1"})
+    spec = load_deployment_spec({"fineTune": "alice-v1"})
     assert spec.accelerator == "neuron"
     assert spec.lora_scale == 1.0
     assert spec.neuron == NeuronSettings(batch_size=1, height=1024, width=1024, num_images_per_prompt=1,
@@ -24,9 +24,9 @@ def test_defaults_follow_the_contract() -> None:
 
 
 def test_full_spec_and_ignored_operator_fields() -> None:
-    spec = DeploymentSpec.from_dict({
+    spec = load_deployment_spec({
         "lora": "s3://bucket/alice/pytorch_lora_weights.safetensors",
-        "loraSha256": "AB" * 32,
+        "loraSha256": "ab" * 32,
         "baseModel": "stabilityai/stable-diffusion-xl-base-1.0",
         "accelerator": "neuron",
         "neuron": {"batchSize": 2, "height": 768, "width": 1344, "numImagesPerPrompt": 2,
@@ -42,11 +42,11 @@ def test_full_spec_and_ignored_operator_fields() -> None:
     assert spec.lora_scale == 1.0 and isinstance(spec.lora_scale, float)
 
 
-def test_resolved_spec_with_neuron_defaults_is_fine_for_cpu() -> None:
-    """The operator's resolved spec may carry the neuron defaults whatever the accelerator."""
-    spec = DeploymentSpec.from_dict({"lora": "x", "baseModel": "builtin:tiny", "accelerator": "cpu",
-                                     "neuron": {"batchSize": 1, "height": 1024, "width": 1024}})
-    assert spec.accelerator == "cpu"
+def test_neuron_settings_are_filled_in_for_neuron_only() -> None:
+    """As in the operator's resolved spec: the CRD's neuron defaults on Neuron, none elsewhere."""
+    spec = load_deployment_spec({"lora": "x", "baseModel": "builtin:tiny", "accelerator": "cpu"})
+    assert spec.accelerator == "cpu" and spec.neuron is None
+    assert spec.neuron_settings == load_deployment_spec({"fineTune": "alice-v1"}).neuron
 
 
 @pytest.mark.parametrize(("spec", "field", "words"), [
@@ -62,18 +62,26 @@ def test_resolved_spec_with_neuron_defaults_is_fine_for_cpu() -> None:
     ({"neuron": {"autoCastType": "int8"}}, "spec.neuron.autoCastType", "bf16, fp16, tf32"),
     ({"neuron": {"instanceType": "g5.xlarge"}}, "spec.neuron.instanceType", "Inferentia2"),
     ({"neuron": "big"}, "spec.neuron", "mapping"),
-    ({"accelerator": "nvidia", "neuron": {"height": 768}}, "spec.neuron", "only applies to accelerator neuron"),
-    ({"accelerator": "cpu", "neuron": {"autoCastType": "fp16"}}, "spec.neuron", "only applies"),
+    ({"accelerator": "nvidia", "neuron": {"height": 768}}, "spec.neuron", "only allowed with spec.accelerator: neuron"),
+    ({"accelerator": "cpu", "neuron": {"autoCastType": "fp16"}}, "spec.neuron", "only allowed"),
     ({"loraScale": 2.5}, "spec.loraScale", "between 0 and 2"),
     ({"loraScale": -0.1}, "spec.loraScale", "between 0 and 2"),
     ({"loraScale": "strong"}, "spec.loraScale", "number"),
-    ({"loraSha256": "abc"}, "spec.loraSha256", "64 hexadecimal"),
-    ({"fineTune": "a", "lora": "b"}, "spec.lora", "not both"),
-    ({"baseModel": ""}, "spec.baseModel", "non-empty"),
+    ({"lora": "s3://bucket/l", "baseModel": "builtin:tiny", "loraSha256": "abc"}, "spec.loraSha256",
+     "64 lowercase hexadecimal"),
+    ({"lora": "s3://bucket/l", "baseModel": "builtin:tiny", "loraSha256": "AB" * 32}, "spec.loraSha256",
+     "64 lowercase hexadecimal"),
+    ({"fineTune": "a", "lora": "b"}, "spec", "set exactly one of spec.fineTune"),
+    ({"lora": "s3://bucket/l"}, "spec.baseModel", "required with spec.lora"),
+    ({"baseModel": ""}, "spec.baseModel", "must not be empty"),
+    ({"auth": {"apiKeySecret": "key", "apiKeySecretKey": ".."}}, "spec.auth.apiKeySecretKey",
+     "not starting with '..'"),
 ])
 def test_invalid_specs_name_the_field(spec: dict[str, Any], field: str, words: str) -> None:
+    if not {"fineTune", "lora"} & spec.keys():
+        spec = {"fineTune": "alice-v1", **spec}  # a valid model source, so the case's own error comes first
     with pytest.raises(WorkloadError) as caught:
-        DeploymentSpec.from_dict(spec)
+        load_deployment_spec(spec)
     assert caught.value.reason == "InvalidInput"
     assert caught.value.message.startswith(field + ":")
     assert words in caught.value.message
@@ -81,4 +89,4 @@ def test_invalid_specs_name_the_field(spec: dict[str, Any], field: str, words: s
 
 def test_spec_must_be_a_mapping() -> None:
     with pytest.raises(WorkloadError, match="mapping"):
-        DeploymentSpec.from_dict(["not", "a", "spec"])  # type: ignore[arg-type]
+        load_deployment_spec(["not", "a", "spec"])  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ from sdxl_contract import compile_key as keys
 from sdxl_contract.compiled_artifacts import COMPLETE_MARKER, compiled_relpath
 from sdxl_contract.digests import is_sha256, normalise_sha256
 from sdxl_workloads import lora_input, protocol, storage
-from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings
+from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings, load_deployment_spec
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.runtime_id import default_runtime_id
 
@@ -119,7 +119,7 @@ def resolve_request(spec: DeploymentSpec, args: argparse.Namespace) -> CompileRe
         lora_uri=lora,
         lora_sha256=normalise_sha256(sha) if sha else None,
         accelerator=spec.accelerator,
-        neuron=spec.neuron,
+        neuron=spec.neuron_settings,
         lora_scale=spec.lora_scale,
         runtime_id=getattr(args, "runtime_id", None) or default_runtime_id(spec.accelerator),
         store=args.store,
@@ -158,7 +158,7 @@ def _versions() -> dict[str, str]:
 def _load_spec(path: str) -> DeploymentSpec:
     from sdxl_workloads.spec_loading import load_manifest
 
-    return DeploymentSpec.from_dict(load_manifest(path))
+    return load_deployment_spec(load_manifest(path))
 
 
 def run(args: argparse.Namespace) -> int:
