@@ -86,12 +86,17 @@ def _convert(tp: Any, value: Any) -> Any:
     return value
 
 
-def to_camel_dict(obj: Any) -> Any:
-    """A spec dataclass as the camelCase dict the spec uses (for training_args.json and logs)."""
+def to_camel_dict(obj: Any, *, keep_unset: bool = True) -> Any:
+    """A spec dataclass as the camelCase dict the spec uses.
+
+    ``keep_unset=False`` leaves out optional fields that are unset, as the API server stores a spec
+    (the operator's resolved spec); with it, they are written as null (training_args.json).
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {crd_key(f): to_camel_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {crd_key(f): to_camel_dict(getattr(obj, f.name), keep_unset=keep_unset)
+                for f in dataclasses.fields(obj) if keep_unset or getattr(obj, f.name) is not None}
     if isinstance(obj, list):
-        return [to_camel_dict(item) for item in obj]
+        return [to_camel_dict(item, keep_unset=keep_unset) for item in obj]
     if isinstance(obj, dict):
-        return {key: to_camel_dict(value) for key, value in obj.items()}
+        return {key: to_camel_dict(value, keep_unset=keep_unset) for key, value in obj.items()}
     return obj

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sdxl_contract.schema import spec_errors
+from sdxl_contract.deployment_spec import DeploymentSpec
+from sdxl_contract.spec_building import InvalidSpec
 
 KIND = "SDXLDeployment"
 
@@ -20,4 +21,8 @@ def validate_deployment_spec(spec: object) -> list[str]:
     """All problems with ``spec`` as ``spec.<field>: <what is wrong>`` messages; empty when valid."""
     if not isinstance(spec, Mapping):
         return ["spec: must be an object with fineTune (or lora and baseModel)"]
-    return [error.text for error in spec_errors(KIND, dict(spec))]
+    try:
+        DeploymentSpec.from_dict(spec)
+    except InvalidSpec as invalid:
+        return [error.text for error in invalid.errors]
+    return []

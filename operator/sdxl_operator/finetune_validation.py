@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sdxl_contract.schema import default_spec, spec_errors
+from sdxl_contract.finetune_spec import FineTuneSpec
+from sdxl_contract.schema import default_spec
+from sdxl_contract.spec_building import InvalidSpec
 
 KIND = "SDXLFineTune"
 # The CRD's defaults, for code that names the model before a fine-tune's spec is at hand.
@@ -24,4 +26,8 @@ def validate_finetune_spec(spec: object) -> list[str]:
     """All problems with ``spec`` as ``spec.<field>: <what is wrong>`` messages; empty when valid."""
     if not isinstance(spec, Mapping):
         return ["spec: must be an object with at least instanceImages and instancePrompt"]
-    return [error.text for error in spec_errors(KIND, dict(spec))]
+    try:
+        FineTuneSpec.from_dict(spec)
+    except InvalidSpec as invalid:
+        return [error.text for error in invalid.errors]
+    return []

@@ -1,6 +1,7 @@
 """The resolved SDXLDeployment spec: what the compile workload reads from ``/etc/sdxl/spec.json``.
 
-The user's spec with the CRD's defaults filled in (:func:`sdxl_contract.schema.default_spec`; the
+The user's spec with the CRD's defaults filled in (the typed
+:class:`~sdxl_contract.deployment_spec.DeploymentSpec`; the
 optional objects ``auth`` and ``autoscaling`` get their inner defaults only when given, as on the API
 server), ``neuron`` filled in for Neuron only (the workloads refuse Neuron settings elsewhere; the CRD
 cannot default an object on a sibling's value), and the model source made explicit: ``fineTune`` is
@@ -14,17 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_contract.schema import default_spec
+from sdxl_contract.deployment_spec import DeploymentSpec
+from sdxl_contract.spec_building import to_camel_dict
 from sdxl_operator.model_source import ModelSource
 
 
 def resolve_deployment_spec(
-    spec: Mapping[str, Any], source: ModelSource, *, name: str, namespace: str, uid: str
+    spec: DeploymentSpec | Mapping[str, Any], source: ModelSource, *, name: str, namespace: str, uid: str
 ) -> dict[str, Any]:
-    """A new dict: the validated ``spec`` with defaults, the model source and metadata."""
-    resolved = default_spec("SDXLDeployment", {key: value for key, value in spec.items() if value is not None})
-    if resolved["accelerator"] == "neuron" and "neuron" not in resolved:
-        resolved = default_spec("SDXLDeployment", {**resolved, "neuron": {}})
+    """A new dict: the validated ``spec`` (typed, or as stored) with defaults, the model source and metadata."""
+    typed = spec if isinstance(spec, DeploymentSpec) else DeploymentSpec.from_dict(spec)
+    resolved: dict[str, Any] = to_camel_dict(typed, keep_unset=False)
     resolved.pop("fineTune", None)
     resolved["lora"] = source.lora
     if source.lora_sha256:

@@ -1,7 +1,7 @@
 """The resolved spec: what the trainer reads from ``/etc/sdxl/spec.json``.
 
-The user's spec with every default of the CRD filled in (:func:`sdxl_contract.schema.default_spec`,
-the API server's own defaulting), ``output`` defaulted to
+The user's spec with every default of the CRD filled in (the typed
+:class:`~sdxl_contract.finetune_spec.FineTuneSpec`, built with the API server's own defaulting), ``output`` defaulted to
 ``<artifactStore>/finetunes/<namespace>/<name>/<uid8>`` (the uid part keeps a re-created fine-tune of
 the same name from overwriting the old artifacts; the store is the operator's setting, which a CRD
 default cannot name), and ``metadata: {name, namespace, uid}`` so the run can be traced back to its
@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_contract.schema import default_spec
+from sdxl_contract.finetune_spec import FineTuneSpec
+from sdxl_contract.spec_building import to_camel_dict
 
 
 def default_output(artifact_store: str, namespace: str, name: str, uid: str) -> str:
@@ -23,15 +24,19 @@ def default_output(artifact_store: str, namespace: str, name: str, uid: str) -> 
 
 
 def resolve_finetune_spec(
-    spec: Mapping[str, Any],
+    spec: FineTuneSpec | Mapping[str, Any],
     *,
     name: str,
     namespace: str,
     uid: str,
     artifact_store: str,
 ) -> dict[str, Any]:
-    """A new dict: ``spec`` with defaults applied, output resolved, and metadata added. Pure."""
-    resolved = default_spec("SDXLFineTune", dict(spec))
+    """A new dict: ``spec`` with defaults applied, output resolved, and metadata added. Pure.
+
+    ``spec`` is the typed spec, or the object's spec as stored (validated; typed here).
+    """
+    typed = spec if isinstance(spec, FineTuneSpec) else FineTuneSpec.from_dict(spec)
+    resolved: dict[str, Any] = to_camel_dict(typed, keep_unset=False)
     if not resolved.get("output"):
         resolved["output"] = default_output(artifact_store, namespace, name, uid)
     resolved["metadata"] = {"name": name, "namespace": namespace, "uid": uid}
