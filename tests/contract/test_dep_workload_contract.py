@@ -35,7 +35,7 @@ EXAMPLES = [path for path in sorted((REPO / "crds" / "examples").glob("deploymen
 SHA = "d97320424be7ffac2de421d8eaea6957627f1aa571e1d9bc1cb687c4a21ba1b4"
 SETTINGS = OperatorSettings(artifact_store="s3://sdxl-artifacts/store", image_neuron="reg/neuron@sha256:" + "a" * 64)
 FINETUNE = {"spec": {"baseModel": "builtin:tiny", "baseModelRevision": "main"},
-            "status": {"phase": "Succeeded", "artifacts": {"lora": "s3://b/ft/lora/pytorch_lora_weights.safetensors",
+            "status": {"phase": "Succeeded", "artifacts": {"lora": "s3://loras/ft/lora/pytorch_lora_weights.safetensors",
                                                            "loraSha256": SHA}}}
 
 
