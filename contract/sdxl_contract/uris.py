@@ -7,11 +7,13 @@
 * ``builtin:<name>`` — an embedded test model or image set (``builtin:tiny``, ``builtin:sample-subject``),
   a fraction of SDXL's memory and CPU.
 * anything else — a local path (or, for a model, a Hugging Face repo id).
+
+Whether a URI in a spec is well formed (a valid bucket or claim name) is the CRDs' rule, the one
+schema (``sdxl_contract.schema``); this module only tells the kinds apart.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 S3_SCHEME = "s3://"
@@ -19,10 +21,6 @@ PVC_SCHEME = "pvc://"
 BUILTIN_PREFIX = "builtin:"
 # The schemes of writable storage outside the pod.
 STORAGE_SCHEMES: tuple[str, ...] = (S3_SCHEME, PVC_SCHEME)
-
-# A well-formed URI of each storage scheme: an S3 bucket name, a Kubernetes (DNS label) claim name.
-S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
-PVC_URI = re.compile(r"^pvc://[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(/.*)?$")
 
 Scheme = Literal["s3", "pvc", "builtin", "local"]
 
