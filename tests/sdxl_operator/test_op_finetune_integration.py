@@ -151,7 +151,7 @@ async def test_invalid_spec_fails_without_creating_children(cluster: Any, operat
         await cluster.create_finetune("bad", tiny_spec)
         status = await cluster.wait_for_status("bad", lambda s: s.get("phase") == "Failed")
         assert status["failure"]["reason"] == "InvalidSpec"
-        assert "spec.training.rank: must be at least 1, got 0" in status["failure"]["message"]
+        assert "spec.training.rank: must be between 1 and 256, got 0" in status["failure"]["message"]
         assert "spec.resources.cpu: must be a string" in status["failure"]["message"]
         accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
         assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
