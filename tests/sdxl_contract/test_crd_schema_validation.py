@@ -215,3 +215,15 @@ def test_crd_is_reloaded_when_its_file_changes(crd_validation: ModuleType, widge
     os.utime(widget_crd, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert crd_validation.validate_against_crd(_widget(size=7), widget_crd) == [
         "spec.size: Invalid value: 7: spec.size in body should be less than or equal to 5"]
+
+
+def test_message_expression_words_the_error(crd_validation: ModuleType, tmp_path: Path) -> None:
+    crd = yaml.safe_load(yaml.safe_dump(WIDGET_CRD))
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"]["size"]["x-kubernetes-validations"] = [
+        {"rule": "self < 10", "messageExpression": "'size ' + string(self) + ' is 10 or more'"}]
+    path = tmp_path / "widgets.example.io.yaml"
+    path.write_text(yaml.safe_dump(crd), encoding="utf-8")
+    errors = crd_validation.object_errors(_widget(size=12), path)
+    assert [e.api_text() for e in errors] == ['spec.size: Invalid value: "integer": size 12 is 10 or more']
+    assert [e.text for e in errors] == ["spec.size: size 12 is 10 or more, got 12"]
