@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_contract.schema import validate_against_crd
 from sdxl_operator.compile_outcome import CompileDone, CompileFailed, CompileRunning, compile_outcome
 from sdxl_operator.deployment_status import (
@@ -20,7 +21,6 @@ from sdxl_operator.deployment_status import (
     rollout_done,
 )
 from sdxl_operator.deployment_validation import validate_deployment_spec
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.model_source import FineTuneWait, ModelSource, model_source
 from sdxl_operator.pod_problems import PodProblem
 

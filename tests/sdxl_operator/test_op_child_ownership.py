@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.child_ownership import (
     NameConflict,
     is_controlled_by,
@@ -14,7 +15,6 @@ from sdxl_operator.child_ownership import (
     shared_compile_owner,
 )
 from sdxl_operator.compile_job import build_compile_job
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.inference_service import build_inference_service
 
 OWNER = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLDeployment",

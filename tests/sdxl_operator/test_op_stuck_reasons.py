@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.compile_outcome import CompileDone, CompileRunning, compile_outcome
 from sdxl_operator.deployment_status import CompileView, DeploymentObservation, compute_deployment_status
-from sdxl_operator.failure_reasons import FailureReason
 from sdxl_operator.finetune_status import compute_finetune_status
 from sdxl_operator.model_source import ModelSource
 from sdxl_operator.pod_problems import deployment_problem, failed_create_selector, pod_creation_failure
