@@ -54,10 +54,10 @@ def resolve_adapter_set_spec(spec: Mapping[str, Any], *, name: str, namespace: s
     """A new dict: the validated set-form ``spec`` with defaults, ``adapters`` and metadata; no LoRA."""
     base = ModelSource(lora="", lora_sha256=None, base_model=str(spec["baseModel"]),
                        base_revision=str(spec.get("baseModelRevision") or DEFAULT_REVISION), finetune=None)
-    plain = {key: value for key, value in spec.items() if key not in (*SET_FIELDS, ADAPTERS_FIELD)}
-    resolved = resolve_deployment_spec(plain, base, name=name, namespace=namespace, uid=uid)
-    resolved.pop("lora", None)
-    wanted: Mapping[str, Any] = spec.get(ADAPTERS_FIELD) or {}
+    resolved = resolve_deployment_spec(spec, base, name=name, namespace=namespace, uid=uid)
+    for field in (*SET_FIELDS, "lora"):
+        resolved.pop(field, None)
+    wanted: Mapping[str, Any] = resolved.get(ADAPTERS_FIELD) or {}
     resolved[ADAPTERS_FIELD] = {"resident": int(wanted.get("resident") or DEFAULT_RESIDENT),
                                 "maxRank": int(wanted.get("maxRank") or DEFAULT_MAX_RANK)}
     return resolved

@@ -71,7 +71,10 @@ APPLICATION: tuple[Permission, ...] = (
         GROUP, (f"{FINETUNES}/status", f"{DEPLOYMENTS}/status"), ("get", "patch"),
         "write status through the status subresource",
     ),
-    Permission("", ("configmaps",), ("get", "create"), "the resolved-spec ConfigMap of each workload"),
+    Permission(
+        "", ("configmaps",), ("get", "create", "patch"),
+        "the resolved-spec ConfigMap of each workload; the adapters ConfigMap of a set of fine-tunes, patched as the set changes",
+    ),
     Permission("batch", ("jobs",), ("get", "list", "watch", "create"), "training and compile Jobs"),
     Permission("", ("pods",), ("get", "list", "watch"), "read Job pods to explain Pending/failed states"),
     Permission("", ("pods/log",), ("get",), "read the training progress lines from the pod log"),

@@ -11,8 +11,8 @@ from sdxl_operator.kube_api import _KINDS
 USED = [
     ("sdxl.io", "sdxldeployments", {"get", "list", "watch", "patch"}),
     ("sdxl.io", "sdxldeployments/status", {"patch"}),
-    ("sdxl.io", "sdxlfinetunes", {"get"}),  # read_custom: waiting on the fine-tune
-    ("", "configmaps", {"create"}),  # the compile spec
+    ("sdxl.io", "sdxlfinetunes", {"get", "list"}),  # read_custom: waiting on the fine-tune; list: a set's
+    ("", "configmaps", {"get", "create", "patch"}),  # the compile spec; a set's adapters ConfigMap
     ("batch", "jobs", {"list", "create"}),  # list_jobs by compile key, create
     ("", "pods", {"list"}),  # compile and server pods
     ("apps", "deployments", {"get", "create", "patch"}),

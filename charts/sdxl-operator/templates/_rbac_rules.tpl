@@ -34,10 +34,10 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: ["sdxl.io"]
   resources: ["sdxlfinetunes/status", "sdxldeployments/status"]
   verbs: ["get", "patch"]
-# application: the resolved-spec ConfigMap of each workload
+# application: the resolved-spec ConfigMap of each workload; the adapters ConfigMap of a set of fine-tunes, patched as the set changes
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create"]
+  verbs: ["get", "create", "patch"]
 # application: training and compile Jobs
 - apiGroups: ["batch"]
   resources: ["jobs"]
