@@ -50,11 +50,15 @@ def adapter_set_spec_errors(spec: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def adapter_set_source(spec: Mapping[str, Any]) -> ModelSource:
+    """The model a set's pods load: its base model alone (the LoRAs come from the adapters file)."""
+    return ModelSource(lora="", lora_sha256=None, base_model=str(spec["baseModel"]),
+                       base_revision=str(spec.get("baseModelRevision") or DEFAULT_REVISION), finetune=None)
+
+
 def resolve_adapter_set_spec(spec: Mapping[str, Any], *, name: str, namespace: str, uid: str) -> dict[str, Any]:
     """A new dict: the validated set-form ``spec`` with defaults, ``adapters`` and metadata; no LoRA."""
-    base = ModelSource(lora="", lora_sha256=None, base_model=str(spec["baseModel"]),
-                       base_revision=str(spec.get("baseModelRevision") or DEFAULT_REVISION), finetune=None)
-    resolved = resolve_deployment_spec(spec, base, name=name, namespace=namespace, uid=uid)
+    resolved = resolve_deployment_spec(spec, adapter_set_source(spec), name=name, namespace=namespace, uid=uid)
     for field in (*SET_FIELDS, "lora"):
         resolved.pop(field, None)
     wanted: Mapping[str, Any] = resolved.get(ADAPTERS_FIELD) or {}

@@ -43,7 +43,12 @@ import kopf
 from sdxl_contract.compile_key import compile_key, lora_digest
 from sdxl_operator.accelerators import NEURON, image_for
 from sdxl_operator.adapter_set import AdapterSet, is_adapter_set_spec, needs_refresh, resolve_adapter_set
-from sdxl_operator.adapter_set_spec import adapter_set_key, adapter_set_spec_errors, resolve_adapter_set_spec
+from sdxl_operator.adapter_set_spec import (
+    adapter_set_key,
+    adapter_set_source,
+    adapter_set_spec_errors,
+    resolve_adapter_set_spec,
+)
 from sdxl_operator.adapter_set_status import with_adapter_set_status
 from sdxl_operator.adapters_configmap import ensure_adapters_configmap
 from sdxl_operator.admin_policy import deployment_policy_errors
@@ -346,9 +351,7 @@ async def reconcile(
         if is_adapter_set_spec(spec):
             adapter_set = resolve_adapter_set(spec, await api.list_custom(GROUP, VERSION, FINETUNES, namespace),
                                               namespace=namespace)
-            source: ModelSource | FineTuneWait = ModelSource(
-                lora="", lora_sha256=None, base_model=str(spec["baseModel"]),
-                base_revision=str(spec.get("baseModelRevision") or "main"), finetune=None)
+            source: ModelSource | FineTuneWait = adapter_set_source(spec)
         else:
             source = model_source(spec, finetune)
         deployment = await api.read("Deployment", namespace, deployment_name(name))
