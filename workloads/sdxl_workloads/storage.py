@@ -35,7 +35,9 @@ from sdxl_workloads.protocol import WorkloadError
 
 # `builtin:` model references -> (size, seed) of the embedded pipeline.
 BUILTIN_MODELS = {"builtin:tiny": ("tiny", 0), "builtin:tiny-mid": ("mid", 0)}
-BUILTIN_INPUTS = ("builtin:sample-subject",)
+# Pretrained and shipped in the package (builtin/world_pretraining.py), not built from a seed.
+WORLD_MODEL = "builtin:world"
+BUILTIN_INPUTS = ("builtin:sample-subject", "builtin:world-subject")
 
 
 # A Hugging Face repo id: "name" or "org/name" (letters, digits, '-', '_', '.').
@@ -153,10 +155,14 @@ def resolve_model(ref: str) -> str:
     ref = ref.strip()
     kind = scheme_of(ref)
     if kind == "builtin":
+        if ref == WORLD_MODEL:
+            from sdxl_workloads.builtin.world_pretraining import WORLD_MODEL_DIR
+
+            return str(WORLD_MODEL_DIR)
         if ref not in BUILTIN_MODELS:
             raise WorkloadError(
                 "InvalidInput",
-                f"unknown built-in model {ref!r}; choose one of {', '.join(BUILTIN_MODELS)}",
+                f"unknown built-in model {ref!r}; choose one of {', '.join([*BUILTIN_MODELS, WORLD_MODEL])}",
             )
         from sdxl_workloads.tiny_model import ensure_tiny_model
 
@@ -184,6 +190,10 @@ def local_input(uri: str) -> Path:
         if uri not in BUILTIN_INPUTS:
             raise WorkloadError("InvalidInput",
                                 f"unknown built-in input {uri!r}; choose one of {', '.join(BUILTIN_INPUTS)}")
+        if uri == "builtin:world-subject":
+            from sdxl_workloads.builtin.world_subject import ensure_world_subject_images
+
+            return ensure_world_subject_images()
         from sdxl_workloads.sample_images import ensure_sample_images
 
         return ensure_sample_images()

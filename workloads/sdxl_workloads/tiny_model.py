@@ -15,6 +15,8 @@ Sizes:
 - `tiny`: a training step at 64 px takes a few milliseconds on one CPU core (tests, demo).
 - `mid`: the same architecture with SDXL's three UNet levels and ~58M UNet parameters, so CPU
   runs are compute-bound rather than overhead-bound (benchmarks).
+- `world`: the starting point of `builtin:world`, which is pretrained rather than random
+  (builtin/world_pretraining.py).
 """
 
 from __future__ import annotations
@@ -110,7 +112,17 @@ MID = TinySize(
     vae_channels=(32, 64, 128, 128), vae_layers_per_block=1, sample_size=32,
 )
 
-SIZE_CONFIGS = {"tiny": TINY, "mid": MID}
+# The shape `builtin:world` is pretrained from (builtin/world_pretraining.py): wider than `tiny` so
+# captions can steer hair, shirt, pose and setting, still a few MB and trainable on one core.
+WORLD = TinySize(
+    text_hidden_1=64, text_hidden_2=64, text_layers=2, text_heads=2, projection_dim=64,
+    unet_channels=(32, 64), unet_down_blocks=("DownBlock2D", "CrossAttnDownBlock2D"),
+    unet_transformer_layers=(1, 1), unet_heads=(2, 4), unet_layers_per_block=2,
+    addition_time_embed_dim=16, norm_groups=8,
+    vae_channels=(8, 16, 32, 32), vae_layers_per_block=1, sample_size=8,
+)
+
+SIZE_CONFIGS = {"tiny": TINY, "mid": MID, "world": WORLD}
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
