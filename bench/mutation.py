@@ -48,21 +48,21 @@ class Target:
 
 
 TARGETS = (
-    Target("training-loop", ("workloads/sdxl_workloads/training_loop.py",),
-           ("tests/sdxl_workloads/training/test_train_recipe_wiring.py",
-            "tests/sdxl_workloads/training/test_train_recipe.py",
-            "tests/sdxl_workloads/training/test_train_random_draws.py",
-            "tests/sdxl_workloads/training/test_train_sigterm.py",
-            "tests/sdxl_workloads/training/test_train_resume.py"), 900.0),
-    Target("storage-writes", ("workloads/sdxl_workloads/storage.py", "workloads/sdxl_workloads/checkpoints.py"),
-           ("tests/sdxl_workloads/test_wl_storage.py",
-            "tests/sdxl_workloads/training/test_train_checkpoint_integrity.py"), 600.0),
+    Target("training-loop", ("workloads/sdxl_workloads/train/training_loop.py",),
+           ("tests/sdxl_workloads/train/test_train_recipe_wiring.py",
+            "tests/sdxl_workloads/train/test_train_recipe.py",
+            "tests/sdxl_workloads/train/test_train_random_draws.py",
+            "tests/sdxl_workloads/train/test_train_sigterm.py",
+            "tests/sdxl_workloads/train/test_train_resume.py"), 900.0),
+    Target("storage-writes", ("workloads/sdxl_workloads/storage.py", "workloads/sdxl_workloads/train/checkpoints.py"),
+           ("tests/sdxl_workloads/storage/test_wl_storage.py",
+            "tests/sdxl_workloads/train/test_train_checkpoint_integrity.py"), 600.0),
     Target("status", ("operator/sdxl_operator/finetune_status.py", "operator/sdxl_operator/deployment_status.py"),
            ("tests/sdxl_operator/test_op_finetune_status.py", "tests/sdxl_operator/test_dep_status.py",
             "tests/sdxl_operator/test_op_status_message.py"), 300.0),
     Target("server-core", ("workloads/sdxl_workloads/server/batcher.py", "workloads/sdxl_workloads/server/model.py"),
-           ("tests/sdxl_workloads/test_serve_batcher.py", "tests/sdxl_workloads/test_serve_api.py",
-            "tests/sdxl_workloads/test_serve_overload.py"), 600.0),
+           ("tests/sdxl_workloads/server/test_serve_batcher.py", "tests/sdxl_workloads/server/test_serve_api.py",
+            "tests/sdxl_workloads/server/test_serve_overload.py"), 600.0),
 )
 
 

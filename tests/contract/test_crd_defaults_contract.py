@@ -109,7 +109,7 @@ def test_deployment_optional_objects_get_their_contract_defaults(crd_validation:
 
 def test_crd_defaults_match_the_trainers_spec_loader(crd_validation: ModuleType) -> None:
     """FineTuneSpec.from_dict on a minimal spec must fill exactly what the apiserver fills."""
-    from sdxl_workloads import finetune_spec as module
+    from sdxl_workloads.spec import finetune_spec as module
 
     crd_spec = _defaulted_spec(crd_validation, FINETUNE_CRD, "SDXLFineTune", dict(FINETUNE_REQUIRED))
     loaded_minimal = module.load_finetune_spec(dict(FINETUNE_REQUIRED))
@@ -120,7 +120,7 @@ def test_crd_defaults_match_the_trainers_spec_loader(crd_validation: ModuleType)
 
 def test_crd_defaults_match_the_deployment_spec_loader(crd_validation: ModuleType) -> None:
     """The compile/serve workloads' DeploymentSpec fills the same defaults as the CRD."""
-    from sdxl_workloads.deployment_spec import NeuronSettings, load_deployment_spec
+    from sdxl_workloads.spec.deployment_spec import NeuronSettings, load_deployment_spec
 
     crd_spec = _defaulted_spec(crd_validation, DEPLOYMENT_CRD, "SDXLDeployment",
                                {"fineTune": "alice-v1", "neuron": {}})
@@ -135,8 +135,8 @@ def test_crd_defaults_match_the_deployment_spec_loader(crd_validation: ModuleTyp
                                      "deployment-nvidia.yaml", "deployment-cpu.yaml"])
 def test_examples_load_with_the_workloads_spec_loaders(crd_validation: ModuleType, example: str) -> None:
     """As written (`sdxl-workload train --spec example.yaml`) and as the apiserver stores them."""
-    from sdxl_workloads.deployment_spec import DeploymentSpec
-    from sdxl_workloads.finetune_spec import FineTuneSpec
+    from sdxl_workloads.spec.deployment_spec import DeploymentSpec
+    from sdxl_workloads.spec.finetune_spec import FineTuneSpec
 
     manifest = yaml.safe_load((REPO_ROOT / "crds" / "examples" / example).read_text(encoding="utf-8"))
     loader = FineTuneSpec if manifest["kind"] == "SDXLFineTune" else DeploymentSpec

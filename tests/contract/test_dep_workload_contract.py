@@ -25,8 +25,10 @@ from sdxl_operator.inference_deployment import build_inference_deployment
 from sdxl_operator.model_source import ModelSource, model_source
 from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_operator.settings import OperatorSettings
-from sdxl_workloads import cli, compile_command, spec_loading
-from sdxl_workloads.deployment_spec import DeploymentSpec
+from sdxl_workloads import cli
+from sdxl_workloads.compile import compile_command
+from sdxl_workloads.spec import spec_loading
+from sdxl_workloads.spec.deployment_spec import DeploymentSpec
 
 REPO = Path(__file__).resolve().parents[2]
 # The examples that deploy one fine-tune: a set of them (spec.fineTunes) has no single LoRA to compile.

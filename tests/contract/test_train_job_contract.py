@@ -22,8 +22,9 @@ from sdxl_operator.resolved_spec import resolve_finetune_spec
 from sdxl_operator.settings import OperatorSettings
 from sdxl_operator.spec_configmap import build_spec_configmap
 from sdxl_operator.training_job import build_training_job
-from sdxl_workloads import cli, protocol, spec_loading, storage
-from sdxl_workloads.finetune_spec import load_finetune_spec
+from sdxl_workloads import cli, protocol, storage
+from sdxl_workloads.spec import spec_loading
+from sdxl_workloads.spec.finetune_spec import load_finetune_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "crds" / "examples").glob("finetune*.yaml"))
@@ -60,7 +61,7 @@ def test_job_command_parses_with_the_trainer_cli(example: Path) -> None:
     assert args.command == "train"
     assert args.spec == SPEC_PATH
     assert args.resume == "latest"  # a replaced pod continues from its newest checkpoint
-    assert cli.COMMANDS[args.command] == "sdxl_workloads.train_command"
+    assert cli.COMMANDS[args.command] == "sdxl_workloads.train.train_command"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])

@@ -15,9 +15,9 @@ import yaml
 
 from sdxl_operator.deployment_validation import validate_deployment_spec
 from sdxl_operator.finetune_validation import validate_finetune_spec
-from sdxl_workloads.deployment_spec import load_deployment_spec
-from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.spec.deployment_spec import load_deployment_spec
+from sdxl_workloads.spec.finetune_spec import load_finetune_spec
 
 INVALID = sorted((Path(__file__).resolve().parents[2] / "crds" / "examples" / "invalid").glob("*.yaml"))
 FT = {"instanceImages": "s3://photos/alice", "instancePrompt": "a photo of sks person"}

@@ -57,7 +57,7 @@ def test_an_inconsistent_config_is_refused(gpu_check: ModuleType, monkeypatch: p
 
 
 def test_the_training_spec_is_the_trainers_defaults_at_full_size(gpu_check: ModuleType, tmp_path: Path) -> None:
-    from sdxl_workloads.finetune_spec import load_finetune_spec
+    from sdxl_workloads.spec.finetune_spec import load_finetune_spec
 
     manifest = gpu_check.train_spec(tmp_path, steps=30, resolution=1024)
     training = load_finetune_spec(manifest["spec"]).training

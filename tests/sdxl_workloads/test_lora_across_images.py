@@ -168,8 +168,8 @@ def test_compile_prepares_the_trainers_lora_here(trained_lora: Path, tmp_path: P
 def test_text_encoder_lora_gets_gradients_with_checkpointing_here(tiny_model_path: Path) -> None:
     """transformers 4.x checkpoints reentrantly by default, which starves the LoRA of gradients;
     the trainer's checkpointing must give every used LoRA layer one under both library sets."""
-    from sdxl_workloads import lora_setup, model_loading
-    from sdxl_workloads.embedding_cache import encode_prompts
+    from sdxl_workloads.train import lora_setup, model_loading
+    from sdxl_workloads.train.embedding_cache import encode_prompts
 
     torch.set_num_threads(1)
     model = model_loading.load_base_model(str(tiny_model_path))

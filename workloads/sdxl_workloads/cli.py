@@ -18,9 +18,9 @@ from sdxl_workloads import protocol
 
 # subcommand -> module whose `run(args) -> int` carries it out
 COMMANDS = {
-    "train": "sdxl_workloads.train_command",
-    "compile": "sdxl_workloads.compile_command",
-    "serve": "sdxl_workloads.serve_command",
+    "train": "sdxl_workloads.train.train_command",
+    "compile": "sdxl_workloads.compile.compile_command",
+    "serve": "sdxl_workloads.server.serve_command",
     "tiny-model": "sdxl_workloads.tiny_model",
     "sample-images": "sdxl_workloads.sample_images",
 }

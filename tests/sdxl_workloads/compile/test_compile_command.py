@@ -21,9 +21,10 @@ import yaml
 from safetensors.torch import save_file
 
 from sdxl_contract import compile_key, exit_codes
-from sdxl_workloads import cli, compile_command, lora_input, pipeline_prepare, storage
+from sdxl_workloads import cli, storage
+from sdxl_workloads.compile import compile_command, lora_input, pipeline_prepare
+from sdxl_workloads.compile.runtime_id import default_runtime_id
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.runtime_id import default_runtime_id
 
 pytestmark = pytest.mark.compat
 PROMPT = "a photo of sks person"
@@ -354,7 +355,7 @@ def test_lora_fit_check_accepts_the_matching_lora(lora_file: Path, tiny_model_pa
 
 def test_lora_fit_check_reads_kohya_files(lora_file: Path, tiny_model_path: Path, tmp_path: Path) -> None:
     """The trainer's kohya/A1111 copy is converted by diffusers and checked layer by layer the same way."""
-    from sdxl_workloads.lora_export import save_kohya_lora
+    from sdxl_workloads.train.lora_export import save_kohya_lora
 
     kohya = save_kohya_lora(lora_file, tmp_path / "alice_kohya.safetensors")
     assert lora_input.check_lora_fits_base(kohya, str(tiny_model_path), None) == \
@@ -520,7 +521,7 @@ def test_a_failed_neuron_compile_publishes_nothing(error: BaseException, reason:
 
 def test_the_server_loads_a_compiled_folder_with_from_pretrained(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdxl_workloads import neuron_export
+    from sdxl_workloads.compile import neuron_export
 
     loaded: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 

@@ -6,7 +6,7 @@ from importlib import metadata
 
 import pytest
 
-from sdxl_workloads.runtime_id import default_runtime_id
+from sdxl_workloads.compile.runtime_id import default_runtime_id
 
 # These modules run in the Neuron image too (make test-compat).
 pytestmark = pytest.mark.compat

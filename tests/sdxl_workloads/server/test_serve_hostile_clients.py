@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads.serve_command import uvicorn_config
 from sdxl_workloads.server.app import create_app
 from sdxl_workloads.server.backends import GenerationParams, ModelLimits, ShouldStop
 from sdxl_workloads.server.diffusers_backend import DiffusersBackend
 from sdxl_workloads.server.model import ServedModel
+from sdxl_workloads.server.serve_command import uvicorn_config
 from sdxl_workloads.server.settings import ServerSettings
 
 pytestmark = pytest.mark.compat

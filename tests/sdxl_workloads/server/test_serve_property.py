@@ -21,10 +21,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from sdxl_workloads.serve_command import uvicorn_config
 from sdxl_workloads.server.app import create_app
 from sdxl_workloads.server.diffusers_backend import DiffusersBackend
 from sdxl_workloads.server.model import ServedModel
+from sdxl_workloads.server.serve_command import uvicorn_config
 from sdxl_workloads.server.settings import ServerSettings
 
 pytestmark = pytest.mark.compat

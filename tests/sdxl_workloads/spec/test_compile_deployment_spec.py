@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads.deployment_spec import NeuronSettings, load_deployment_spec
 from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.spec.deployment_spec import NeuronSettings, load_deployment_spec
 
 # These modules run in the Neuron image too (make test-compat).
 pytestmark = pytest.mark.compat

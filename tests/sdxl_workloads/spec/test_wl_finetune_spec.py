@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.spec.finetune_spec import load_finetune_spec
 
 MINIMAL = {"instanceImages": "builtin:sample-subject", "instancePrompt": "a photo of sks person"}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_workloads.finetune_spec import load_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.spec_loading import load_manifest, read_manifest
+from sdxl_workloads.spec.finetune_spec import load_finetune_spec
+from sdxl_workloads.spec.spec_loading import load_manifest, read_manifest
 
 # These modules also run in the Neuron image (compile: storage, spec files, builtin:tiny), so
 # `make test-compat` runs these tests against its older library versions too.
@@ -76,7 +76,7 @@ def test_exponent_floats_are_numbers_as_kubectl_reads_them(tmp_path: Path) -> No
                                    "g": 0.5, "h": 1000}
 
 
-EXAMPLES = Path(__file__).parents[2] / "crds" / "examples"
+EXAMPLES = Path(__file__).parents[3] / "crds" / "examples"
 # Invalid examples whose fault lies outside `spec` (the API server checks object names).
 NOT_A_SPEC_FAULT = {"uppercase-name.yaml"}
 

@@ -109,7 +109,7 @@ class FixedNoiseEval:
     model_path: Path
 
     def unet_output(self, unet: Any, pipe: Any, prompt: str = PROMPT) -> torch.Tensor:
-        from sdxl_workloads.training_loop import predict_noise
+        from sdxl_workloads.train.training_loop import predict_noise
 
         embeds, pooled = self._conditioning(pipe, prompt)
         noisy = pipe_scheduler(self.model_path).add_noise(self.latents, self.noise, self.timesteps)
@@ -117,7 +117,7 @@ class FixedNoiseEval:
             return predict_noise(unet, noisy, self.timesteps, embeds, pooled, self.time_ids)
 
     def loss(self, pipe: Any, prompt: str = PROMPT) -> float:
-        from sdxl_workloads.training_loop import denoising_loss
+        from sdxl_workloads.train.training_loop import denoising_loss
 
         embeds, pooled = self._conditioning(pipe, prompt)
         with torch.no_grad():
@@ -125,7 +125,7 @@ class FixedNoiseEval:
                                         self.timesteps, embeds, pooled, self.time_ids).mean())
 
     def _conditioning(self, pipe: Any, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
-        from sdxl_workloads.embedding_cache import encode_prompts
+        from sdxl_workloads.train.embedding_cache import encode_prompts
 
         with torch.no_grad():
             return encode_prompts([pipe.text_encoder, pipe.text_encoder_2], [pipe.tokenizer, pipe.tokenizer_2],
@@ -174,9 +174,9 @@ def kit() -> type[TrainerKit]:
 
 @pytest.fixture(scope="session")
 def fixed_noise_eval(tiny_model_path: Path, sample_images_path: Path) -> FixedNoiseEval:
-    from sdxl_workloads.embedding_cache import cache_latents
-    from sdxl_workloads.instance_data import load_instance_data
-    from sdxl_workloads.training_data import pixels_from_images
+    from sdxl_workloads.train.embedding_cache import cache_latents
+    from sdxl_workloads.train.instance_data import load_instance_data
+    from sdxl_workloads.train.training_data import pixels_from_images
 
     examples = load_instance_data(sample_images_path, PROMPT, 64).examples
     pipe = load_pipeline(tiny_model_path)

@@ -85,7 +85,7 @@ def test_a_spec_without_any_output_is_refused(tmp_path: Path, kit: Any) -> None:
 
 def test_a_run_failing_mid_training_publishes_nothing(tmp_path: Path, kit: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdxl_workloads import training_loop
+    from sdxl_workloads.train import training_loop
 
     original = training_loop.micro_step_loss
 

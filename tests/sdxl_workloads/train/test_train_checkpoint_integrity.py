@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads import checkpoints, storage
+from sdxl_workloads import storage
+from sdxl_workloads.train import checkpoints
 
 # A child process that publishes `relpath` from a staged copy and stalls half way through the
 # bytes of the file named STALL, so the parent can kill it there.
@@ -161,7 +162,7 @@ def test_the_training_state_round_trips_through_weights_only_loading(tmp_path: P
     import numpy as np
     import torch
 
-    from sdxl_workloads import random_draws
+    from sdxl_workloads.train import random_draws
 
     model = torch.nn.Linear(3, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

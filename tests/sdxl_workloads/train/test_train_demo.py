@@ -1,4 +1,4 @@
-"""The trainer demo (python -m sdxl_workloads.trainer_demo), shortened."""
+"""The trainer demo (python -m sdxl_workloads.train.trainer_demo), shortened."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdxl_workloads import trainer_demo
+from sdxl_workloads.train import trainer_demo
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def test_safetensors_headers_are_written_in_one_order(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from sdxl_workloads.lora_export import canonicalize_safetensors
+    from sdxl_workloads.train.lora_export import canonicalize_safetensors
 
     tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a.weight": torch.ones(5, dtype=torch.float16)}
     files = []

@@ -82,8 +82,8 @@ def test_training_args_record_the_resolved_spec_and_the_digest(trained: Any) -> 
 ])
 def test_an_exported_lora_reproduces_the_trained_unet_exactly(tmp_path: Path, kit: Any, tiny_model_path: Path,
                                                               targets: list[str]) -> None:
-    from sdxl_workloads.lora_export import save_diffusers_lora, save_kohya_lora
-    from sdxl_workloads.lora_setup import add_unet_lora
+    from sdxl_workloads.train.lora_export import save_diffusers_lora, save_kohya_lora
+    from sdxl_workloads.train.lora_setup import add_unet_lora
 
     trained_pipe = kit.load_pipeline(tiny_model_path)
     unet = trained_pipe.unet

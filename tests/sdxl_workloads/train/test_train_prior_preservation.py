@@ -21,9 +21,9 @@ def _spec(kit: Any, prior: bool, **training: Any) -> dict[str, Any]:
 
 
 def _class_latents(pipe: Any, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    from sdxl_workloads.embedding_cache import cache_latents
-    from sdxl_workloads.instance_data import load_instance_data
-    from sdxl_workloads.training_data import pixels_from_images
+    from sdxl_workloads.train.embedding_cache import cache_latents
+    from sdxl_workloads.train.instance_data import load_instance_data
+    from sdxl_workloads.train.training_data import pixels_from_images
 
     examples = load_instance_data(folder, CLASS_PROMPT, 64).examples
     with torch.no_grad():
@@ -37,8 +37,8 @@ def _class_drift(kit: Any, model: Path, lora: Path, latents: torch.Tensor, time_
     """Mean squared change of the UNet's noise prediction on class-prompt inputs, LoRA vs base."""
     from diffusers import DDPMScheduler
 
-    from sdxl_workloads.embedding_cache import encode_prompts
-    from sdxl_workloads.training_loop import predict_noise
+    from sdxl_workloads.train.embedding_cache import encode_prompts
+    from sdxl_workloads.train.training_loop import predict_noise
 
     scheduler = DDPMScheduler.from_pretrained(str(model), subfolder="scheduler")
     generator = torch.Generator().manual_seed(5)
@@ -73,7 +73,7 @@ def test_prior_preservation_reduces_drift_on_the_class_prompt(tmp_path: Path, ki
 
 def test_class_images_are_kept_with_the_run_and_reused_on_resume(tmp_path: Path, kit: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdxl_workloads import train_command
+    from sdxl_workloads.train import train_command
 
     spec = _spec(kit, prior=True, maxSteps=4, checkpointEvery=2)
     spec["priorPreservation"]["numClassImages"] = 3

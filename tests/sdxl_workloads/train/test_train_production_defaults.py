@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from sdxl_workloads.finetune_spec import load_finetune_spec
+from sdxl_workloads.spec.finetune_spec import load_finetune_spec
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "crds" / "examples" / "finetune.yaml"
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from sdxl_workloads.optimizers import build_lr_scheduler, build_optimizer
-from sdxl_workloads.training_data import picks_for_micro_batch
-from sdxl_workloads.training_loop import noise_target, snr_loss_weights
+from sdxl_workloads.train.optimizers import build_lr_scheduler, build_optimizer
+from sdxl_workloads.train.training_data import picks_for_micro_batch
+from sdxl_workloads.train.training_loop import noise_target, snr_loss_weights
 
 
 def _scheduler(prediction_type: str) -> Any:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from sdxl_workloads import embedding_cache, optimizers, train_command, training_data, training_loop
+from sdxl_workloads.train import embedding_cache, optimizers, train_command, training_data, training_loop
 
 
 def test_the_loop_applies_min_snr_with_the_specs_gamma(tmp_path: Path, kit: Any,
@@ -112,7 +112,7 @@ def test_the_base_model_is_loaded_in_its_training_dtype(tiny_model_path: Path, m
     import diffusers
     import transformers
 
-    from sdxl_workloads import model_loading
+    from sdxl_workloads.train import model_loading
 
     loaded: dict[str, torch.dtype] = {}
     for module, name in ((diffusers, "UNet2DConditionModel"), (diffusers, "AutoencoderKL"),
@@ -133,7 +133,7 @@ def test_the_base_model_is_loaded_in_its_training_dtype(tiny_model_path: Path, m
 
 
 def test_ddp_is_told_of_unused_parameters_only_when_text_encoders_train() -> None:
-    from sdxl_workloads.finetune_spec import load_finetune_spec
+    from sdxl_workloads.spec.finetune_spec import load_finetune_spec
 
     base = {"instanceImages": "builtin:sample-subject", "instancePrompt": "a photo of sks person",
             "training": {"mixedPrecision": "no"}}
@@ -202,7 +202,7 @@ def test_a_stop_requested_at_the_last_step_still_finishes_the_run(
     """SIGTERM arriving as the last step ends: the run exports its LoRA rather than checkpointing."""
     from contextlib import contextmanager
 
-    from sdxl_workloads import graceful_stop
+    from sdxl_workloads.train import graceful_stop
 
     request = graceful_stop.StopRequest()
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sdxl_workloads import train_command
+from sdxl_workloads.train import train_command
 
 # Everything that carries state across steps: accumulation, a warmup + cosine schedule, offset
 # noise, random flips (re-drawn per epoch), Min-SNR, batches that wrap around epochs.

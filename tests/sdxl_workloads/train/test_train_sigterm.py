@@ -76,7 +76,7 @@ def test_sigterm_writes_a_checkpoint_in_the_grace_period_and_the_next_run_resume
 
 
 def test_sigterm_outside_the_block_is_left_to_its_previous_handler() -> None:
-    from sdxl_workloads import graceful_stop
+    from sdxl_workloads.train import graceful_stop
 
     before = signal.getsignal(signal.SIGTERM)
     with graceful_stop.stop_on_sigterm() as stop:

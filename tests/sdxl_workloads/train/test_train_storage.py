@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from sdxl_workloads import train_command
+from sdxl_workloads.train import train_command
 
 
 def _keys(bucket: str, prefix: str) -> list[str]:

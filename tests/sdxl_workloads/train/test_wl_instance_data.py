@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdxl_workloads.instance_data import load_instance_data, open_rgb, to_rgb
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.storage import check_writable
+from sdxl_workloads.train.instance_data import load_instance_data, open_rgb, to_rgb
 
 PROMPT = "a photo of sks person"
 
@@ -308,8 +308,8 @@ def test_list_form_for_the_trainer(tmp_path: Path) -> None:
 
 def test_class_images_are_captioned_with_the_class_prompt_and_checked(tmp_path: Path) -> None:
     """The trainer's own path (train_command.class_examples_for) over given class images."""
-    from sdxl_workloads import model_loading, train_command
-    from sdxl_workloads.finetune_spec import load_finetune_spec
+    from sdxl_workloads.spec.finetune_spec import load_finetune_spec
+    from sdxl_workloads.train import model_loading, train_command
 
     folder = tmp_path / "class"
     folder.mkdir()

@@ -26,7 +26,6 @@ import argparse
 import json
 import platform
 import re
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,10 +39,11 @@ from sdxl_contract import accelerators, artifact_keys
 from sdxl_contract import compile_key as keys
 from sdxl_contract.compiled_artifacts import COMPLETE_MARKER, compiled_relpath
 from sdxl_contract.digests import is_sha256, normalise_sha256
-from sdxl_workloads import lora_input, protocol, storage
-from sdxl_workloads.deployment_spec import DeploymentSpec, NeuronSettings, load_deployment_spec
+from sdxl_workloads import protocol, storage
+from sdxl_workloads.compile import lora_input
+from sdxl_workloads.compile.runtime_id import default_runtime_id
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.runtime_id import default_runtime_id
+from sdxl_workloads.spec.deployment_spec import DeploymentSpec, NeuronSettings, load_deployment_spec
 
 INFO_FILE = "compile_info.json"
 _KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -156,7 +156,7 @@ def _versions() -> dict[str, str]:
 
 
 def _load_spec(path: str) -> DeploymentSpec:
-    from sdxl_workloads.spec_loading import load_manifest
+    from sdxl_workloads.spec.spec_loading import load_manifest
 
     return load_deployment_spec(load_manifest(path))
 
@@ -313,7 +313,7 @@ def _build(request: CompileRequest, base: str, lora_file: Path, stage_dir: Path)
 
 
 def _prepare(request: CompileRequest, base: str, lora_file: Path, stage_dir: Path) -> dict[str, Any]:
-    from sdxl_workloads import pipeline_prepare
+    from sdxl_workloads.compile import pipeline_prepare
 
     _progress("loading", f"loading {request.base_model}")
     pipe = pipeline_prepare.load_base_pipeline(base, request.base_revision)
@@ -325,7 +325,7 @@ def _prepare(request: CompileRequest, base: str, lora_file: Path, stage_dir: Pat
 
 
 def _compile_neuron(request: CompileRequest, base: str, lora_file: Path, stage_dir: Path) -> dict[str, Any]:
-    from sdxl_workloads import neuron_export
+    from sdxl_workloads.compile import neuron_export
 
     n = request.neuron
     message = (f"compiling for Inferentia2 at {n.width}x{n.height}, batch {n.batch_size} "
@@ -356,9 +356,3 @@ def _compile_neuron(request: CompileRequest, base: str, lora_file: Path, stage_d
                      "target": neuron_export.COMPILE_TARGET},
         "instanceType": n.instance_type,
     }
-
-
-if __name__ == "__main__":  # pragma: no cover - the CLI is the entry point
-    from sdxl_workloads.cli import main
-
-    sys.exit(main(["compile", *sys.argv[1:]]))

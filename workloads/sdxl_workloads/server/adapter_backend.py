@@ -7,7 +7,7 @@ How an adapter is applied:
   max_rank)` before the first LoRA, then `load_lora_weights(..., hotswap=True)`), which copies an
   adapter's weights into the slot in place, padded to `max_rank`, with its scale held in a tensor.
   Shapes and code paths never change, so a UNet compiled with `torch.compile` is never recompiled
-  by a swap (tests/sdxl_workloads/test_serve_adapters.py runs with `error_on_recompile`). The base
+  by a swap (tests/sdxl_workloads/server/test_serve_adapters.py runs with `error_on_recompile`). The base
   model (a request naming no adapter) zeroes the slot's B matrices in place, for the same reason.
   Every adapter must target the same layers as (or fewer than) the first one loaded; fine-tunes of
   this operator's trainer all do.

@@ -116,7 +116,7 @@ class NeuronBackend:
         self.model_path = resolve_model(self.model)
         shape = read_compiled_shape(self.model_path)
         # Only importable in the Neuron image; written by the compile step's owner.
-        from sdxl_workloads.neuron_export import load_neuron_pipeline
+        from sdxl_workloads.compile.neuron_export import load_neuron_pipeline
 
         self.pipeline = load_neuron_pipeline(self.model_path)
         self.shape = shape

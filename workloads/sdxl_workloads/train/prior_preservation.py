@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from sdxl_workloads import image_sampling, protocol
+from sdxl_workloads import protocol
+from sdxl_workloads.train import image_sampling
 
 CLASS_IMAGE_DIR = "class_images"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")

@@ -5,7 +5,7 @@ for generator but found 'cpu'`, diffusers#6501), and a CPU-only test run cannot 
 CPU every generator and every tensor share one device. So the rule is made structural: the
 trainer draws only through `randn` / `randint` here, which check the generator's device against
 the target tensor's before drawing, on every device; and no other training module creates a
-generator or calls torch's random functions with one (tests/sdxl_workloads/training/
+generator or calls torch's random functions with one (tests/sdxl_workloads/train/
 test_train_random_draws.py scans the source for that).
 
 Pipelines are the one exception: diffusers' `randn_tensor` draws from a CPU generator on the CPU

@@ -25,7 +25,10 @@ from typing import Any
 import torch
 
 from sdxl_contract import artifact_keys
-from sdxl_workloads import (
+from sdxl_workloads import protocol, storage
+from sdxl_workloads.spec.finetune_spec import FineTuneSpec, load_finetune_spec
+from sdxl_workloads.spec.spec_loading import read_manifest
+from sdxl_workloads.train import (
     checkpoints,
     embedding_cache,
     graceful_stop,
@@ -34,15 +37,11 @@ from sdxl_workloads import (
     model_loading,
     optimizers,
     prior_preservation,
-    protocol,
     random_draws,
-    storage,
     training_data,
     training_loop,
     validation_images,
 )
-from sdxl_workloads.finetune_spec import FineTuneSpec, load_finetune_spec
-from sdxl_workloads.spec_loading import read_manifest
 
 LORA_DIR = "lora"
 VALIDATION_DIR = "validation"
@@ -128,7 +127,7 @@ def run_name_of(name: str | None, output_uri: str) -> str:
 def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | None,
                      resume: str | None, max_images: int | None = None) -> RunPlan:
     """Every check that needs no training, in the order a user would fix them."""
-    from sdxl_workloads.instance_data import load_instance_data
+    from sdxl_workloads.train.instance_data import load_instance_data
 
     training = spec.training
     output_uri = spec.output or ""  # load_spec refused a spec without one
@@ -202,7 +201,7 @@ def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict
 def class_examples_for(plan: RunPlan, model: model_loading.BaseModel) -> Iterator[Any]:
     """Class images (existing + generated with the base model, before any LoRA is attached),
     each opened only when the caller reaches it (see latent_examples)."""
-    from sdxl_workloads.instance_data import open_rgb, prepare_example
+    from sdxl_workloads.train.instance_data import open_rgb, prepare_example
 
     spec = plan.spec
     prior = spec.prior_preservation

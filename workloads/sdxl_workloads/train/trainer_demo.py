@@ -1,4 +1,4 @@
-"""`python -m sdxl_workloads.trainer_demo`: the trainer alone, end to end on the embedded model.
+"""`python -m sdxl_workloads.train.trainer_demo`: the trainer alone, end to end on the embedded model.
 
 No operator and no Kubernetes (for the whole product on one machine, run `make demo`, the sandbox).
 Fine-tunes `builtin:tiny` on `builtin:sample-subject` with the real `sdxl-workload train` command,
@@ -120,12 +120,12 @@ def subject_denoising_error(pipe: Any, resolution: int) -> float:
     import torch
     from diffusers import DDPMScheduler
 
-    from sdxl_workloads import random_draws
-    from sdxl_workloads.embedding_cache import cache_latents, encode_prompts
-    from sdxl_workloads.instance_data import load_instance_data
     from sdxl_workloads.sample_images import ensure_sample_images
-    from sdxl_workloads.training_data import pixels_from_images
-    from sdxl_workloads.training_loop import denoising_loss
+    from sdxl_workloads.train import random_draws
+    from sdxl_workloads.train.embedding_cache import cache_latents, encode_prompts
+    from sdxl_workloads.train.instance_data import load_instance_data
+    from sdxl_workloads.train.training_data import pixels_from_images
+    from sdxl_workloads.train.training_loop import denoising_loss
 
     examples = load_instance_data(ensure_sample_images(), PROMPTS[0], resolution).examples
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -146,8 +146,8 @@ def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tupl
     from diffusers import StableDiffusionXLPipeline
     from PIL import Image, ImageDraw
 
-    from sdxl_workloads import random_draws
     from sdxl_workloads.storage import resolve_model
+    from sdxl_workloads.train import random_draws
 
     model = resolve_model("builtin:tiny")
     base = StableDiffusionXLPipeline.from_pretrained(model)
@@ -186,7 +186,7 @@ def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdxl_workloads.trainer_demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sdxl_workloads.train.trainer_demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write (default demo-output/)")
     parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     parser.add_argument("--resolution", type=int, default=64, help="training and sampling size (default 64)")

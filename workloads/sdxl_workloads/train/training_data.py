@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdxl_workloads.embedding_cache import LatentDistribution
+from sdxl_workloads.train.embedding_cache import LatentDistribution
 
 
 @dataclass

@@ -19,11 +19,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sdxl_workloads import protocol, random_draws
-from sdxl_workloads.embedding_cache import PromptEmbedding, encode_prompts
-from sdxl_workloads.graceful_stop import TrainingStopped
-from sdxl_workloads.model_loading import BaseModel
-from sdxl_workloads.training_data import TrainingExample, picks_for_micro_batch
+from sdxl_workloads import protocol
+from sdxl_workloads.train import random_draws
+from sdxl_workloads.train.embedding_cache import PromptEmbedding, encode_prompts
+from sdxl_workloads.train.graceful_stop import TrainingStopped
+from sdxl_workloads.train.model_loading import BaseModel
+from sdxl_workloads.train.training_data import TrainingExample, picks_for_micro_batch
 
 # Seconds between progress lines: the operator keeps only the last one, and a line per step at
 # tens of steps per second (the tiny model) would only flood the pod log.

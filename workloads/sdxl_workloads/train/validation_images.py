@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sdxl_workloads import image_sampling
+from sdxl_workloads.train import image_sampling
 
 
 def image_grid(images: Sequence[Image.Image], columns: int | None = None) -> Image.Image:
