@@ -28,8 +28,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_operator import volumes
 from sdxl_contract.uris import is_builtin
+from sdxl_operator import volumes
 from sdxl_operator.accelerators import NEURON, device_resources, image_for, server_placement
 from sdxl_operator.adapters_configmap import ADAPTERS_PATH, adapters_mount, adapters_volume
 from sdxl_operator.compile_job import ARTIFACT_ANNOTATION, compile_annotations
