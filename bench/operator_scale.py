@@ -61,7 +61,7 @@ from _emulated_cluster import (
     wait_until,
 )
 from _real_cluster import RealCluster, poll_until, real_cluster
-from sdxl_operator.labels import FINETUNE_KEY
+from sdxl_operator.core.labels import FINETUNE_KEY
 
 NAMESPACE = "bench"
 TARGET_SECONDS = 20.0

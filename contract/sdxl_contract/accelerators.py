@@ -3,7 +3,7 @@
 The operator turns a profile into a pod (the extended resource it asks for, the taint it tolerates);
 the workloads and the compile key read whether the accelerator compiles ahead of time for fixed
 shapes. Placement the operator alone decides (node selectors, instance types, images) stays in
-``sdxl_operator.accelerators``.
+``sdxl_operator.core.accelerators``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sdxl_operator.settings import OperatorSettings, SettingsError
+from sdxl_operator.core.settings import OperatorSettings, SettingsError
 
 # A name, not an import: the sandbox is a development tool outside the operator image.
 SANDBOX_MODULE = "sdxl_sandbox.command"
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    from sdxl_operator.operator_registry import build_registry
+    from sdxl_operator.handlers.operator_registry import build_registry
 
     try:
         settings = OperatorSettings.from_env()

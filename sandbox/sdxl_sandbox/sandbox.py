@@ -67,7 +67,7 @@ SANDBOX_CHART_VALUES = (
 
 def operator_environment(workdir: Path, status_interval_seconds: float,
                          chart: InstalledOperator | None = None, pending_grace_seconds: float = 60.0) -> dict[str, str]:
-    """The operator's settings in the sandbox (see ``sdxl_operator.settings``).
+    """The operator's settings in the sandbox (see ``sdxl_operator.core.settings``).
 
     With ``chart``: the chart's own settings and the chart's ServiceAccount's kubeconfig; the status
     interval and pending grace period are shortened either way, for tests that take minutes, not hours.

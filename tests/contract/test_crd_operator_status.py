@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sdxl_operator import deployment_status, finetune_status
-from sdxl_operator.compile_job import ARTIFACT_ANNOTATION
-from sdxl_operator.compile_outcome import compile_outcome
-from sdxl_operator.labels import COMPILE_KEY
-from sdxl_operator.model_source import model_source
-from sdxl_operator.workload_output import last_progress
+from sdxl_operator.core.labels import ARTIFACT_ANNOTATION, COMPILE_KEY
+from sdxl_operator.spec.model_source import model_source
+from sdxl_operator.status import deployment_status, finetune_status
+from sdxl_operator.status.compile_outcome import compile_outcome
+from sdxl_operator.status.workload_output import last_progress
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "crds" / "examples" / "finetune-tiny.yaml"

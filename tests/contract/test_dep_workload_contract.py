@@ -18,13 +18,13 @@ import yaml
 
 from sdxl_contract.compiled_artifacts import compiled_uri
 from sdxl_contract.workload_protocol import SPEC_PATH
-from sdxl_operator.compile_job import build_compile_configmap, build_compile_job
-from sdxl_operator.deployment_handlers import key_of
-from sdxl_operator.deployment_validation import validate_deployment_spec
-from sdxl_operator.inference_deployment import build_inference_deployment
-from sdxl_operator.model_source import ModelSource, model_source
-from sdxl_operator.resolved_deployment_spec import resolve_deployment_spec
-from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.handlers.deployment_handlers import key_of
+from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
+from sdxl_operator.manifests.inference_deployment import build_inference_deployment
+from sdxl_operator.spec.deployment_validation import validate_deployment_spec
+from sdxl_operator.spec.model_source import ModelSource, model_source
+from sdxl_operator.spec.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_workloads import cli
 from sdxl_workloads.compile import compile_command
 from sdxl_workloads.spec import spec_loading

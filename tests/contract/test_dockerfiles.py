@@ -22,7 +22,7 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from sdxl_operator import pod_security
+from sdxl_operator.manifests import pod_security
 
 try:
     import tomllib

@@ -18,10 +18,10 @@ import yaml
 
 from sdxl_contract.exit_codes import exit_code_for
 from sdxl_contract.workload_protocol import SPEC_PATH
-from sdxl_operator.resolved_spec import resolve_finetune_spec
-from sdxl_operator.settings import OperatorSettings
-from sdxl_operator.spec_configmap import build_spec_configmap
-from sdxl_operator.training_job import build_training_job
+from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.manifests.spec_configmap import build_spec_configmap
+from sdxl_operator.manifests.training_job import build_training_job
+from sdxl_operator.spec.resolved_spec import resolve_finetune_spec
 from sdxl_workloads import cli, protocol, storage
 from sdxl_workloads.spec import spec_loading
 from sdxl_workloads.spec.finetune_spec import load_finetune_spec
@@ -119,7 +119,7 @@ def test_the_job_fails_at_once_on_the_trainers_permanent_exit_code() -> None:
 
 
 def test_a_result_the_trainer_writes_is_read_back_by_the_operator(tmp_path: Path) -> None:
-    from sdxl_operator.workload_output import parse_result
+    from sdxl_operator.status.workload_output import parse_result
 
     log = tmp_path / "termination-log"
     protocol.report_failure("InvalidInput", "instanceImages: no images found", str(log))

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sdxl_operator.deployment_validation import validate_deployment_spec
-from sdxl_operator.finetune_validation import validate_finetune_spec
+from sdxl_operator.spec.deployment_validation import validate_deployment_spec
+from sdxl_operator.spec.finetune_validation import validate_finetune_spec
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.spec.deployment_spec import load_deployment_spec
 from sdxl_workloads.spec.finetune_spec import load_finetune_spec

@@ -25,9 +25,9 @@ import kopf
 import pytest
 import pytest_asyncio
 
-from sdxl_operator import permissions
-from sdxl_operator.operator_registry import build_registry
-from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.handlers.operator_registry import build_registry
+from sdxl_operator.manifests import permissions
 from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator
 
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"

@@ -125,7 +125,7 @@ def test_label_selector_table(selector: str, labels: dict[str, str], expected: b
 
 @pytest.mark.asyncio
 async def test_kube_api_maps_answers_and_unreachable_servers() -> None:
-    from sdxl_operator.kube_api import KubeApi, KubeApiError
+    from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 
     async with serve_emulator() as (_emulator, url):
         api = KubeApi.for_server(url, max_workers=2)

@@ -1,5 +1,5 @@
 {{/*
-RBAC rules of the operator, exactly the permissions declared in operator/sdxl_operator/permissions.py
+RBAC rules of the operator, exactly the permissions declared in operator/sdxl_operator/manifests/permissions.py
 (tests/contract/chart/test_chart_rbac.py compares them). No wildcards. The chart runs Kopf with
 --standalone, so the peering rules (kopf.dev) are not granted.
 */}}

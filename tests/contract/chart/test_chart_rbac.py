@@ -1,4 +1,4 @@
-"""The chart grants the operator exactly what sdxl_operator.permissions declares: no wildcard, nothing
+"""The chart grants the operator exactly what sdxl_operator.manifests.permissions declares: no wildcard, nothing
 missing, nothing extra, framework and application rules labelled, per-namespace Roles in namespaced mode."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sdxl_operator import permissions
+from sdxl_operator.manifests import permissions
 
 RELEASE_NAMESPACE = "sdxl-system"
 RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")

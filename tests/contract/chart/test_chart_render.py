@@ -1,5 +1,5 @@
 """The chart lints, renders valid Kubernetes objects for every supported value set, and hands the
-operator settings it can parse (operator/sdxl_operator/settings.py reads the same variables)."""
+operator settings it can parse (operator/sdxl_operator/core/settings.py reads the same variables)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sdxl_operator import labels
-from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.core import labels
+from sdxl_operator.core.settings import OperatorSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "sdxl-operator"
-SETTINGS_SOURCE = REPO_ROOT / "operator" / "sdxl_operator" / "settings.py"
+SETTINGS_SOURCE = REPO_ROOT / "operator" / "sdxl_operator" / "core" / "settings.py"
 RELEASE_NAMESPACE = "sdxl-system"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema bundled.
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
@@ -342,7 +342,7 @@ def test_service_monitor_selects_the_inference_servers(
 ) -> None:
     monitor = render(values).one("ServiceMonitor")
     assert monitor["metadata"]["namespace"] == RELEASE_NAMESPACE
-    # The labels the operator puts on the inference Services (sdxl_operator/labels.py).
+    # The labels the operator puts on the inference Services (sdxl_operator/core/labels.py).
     assert monitor["spec"]["selector"]["matchLabels"] == {labels.NAME_KEY: labels.SERVER,
                                                           labels.MANAGED_BY_KEY: labels.MANAGED_BY}
     assert monitor["spec"]["namespaceSelector"] == namespace_selector

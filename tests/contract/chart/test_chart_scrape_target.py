@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sdxl_operator.inference_service import build_inference_service
+from sdxl_operator.manifests.inference_service import build_inference_service
 
 OWNER = {
     "apiVersion": "sdxl.io/v1alpha1",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sdxl_operator.settings import OperatorSettings
+from sdxl_operator.core.settings import OperatorSettings
 
 RELEASE_NAMESPACE = "sdxl-system"
 

@@ -1,0 +1,90 @@
+"""Assembles the operator: Kopf settings, login, the API client and every controller's handlers.
+
+``build_registry(settings)`` returns a Kopf registry that ``kopf.run``/``kopf.operator`` can run; the
+CLI, the sandbox and the tests all start the operator through it, so they run the same handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import kopf
+
+from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.handlers.deployment_handlers import register_deployment_handlers
+from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
+from sdxl_operator.handlers.kube_api import KubeApi
+from sdxl_operator.handlers.operator_context import OperatorContext
+
+ANNOTATION_PREFIX = "sdxl.io"
+FINALIZER = "sdxl.io/kopf-finalizer"
+WATCH_SERVER_TIMEOUT_SECONDS = 600
+
+
+REPORTING_COMPONENT = "sdxl-operator"
+
+
+def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorSettings | None = None) -> None:
+    """Kopf settings every deployment of the operator uses.
+
+    Events name the operator (``reportingComponent: sdxl-operator``, shown as "From" by ``kubectl
+    describe``) and its pod (``reportingInstance``, from ``SDXL_POD_NAME``, else the host name, which is
+    the pod's name in a cluster), not Kopf's defaults ``kopf``/``dev``.
+
+    Handler progress and the diff-base go to annotations: the CRDs' status schemas are strict and
+    would prune Kopf's own status fields. Only warnings and errors of Kopf's own logging become
+    Events; the handlers post Events for the transitions people care about with ``kopf.event``,
+    which this level does not filter.
+    """
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = (
+        (operator_settings.pod_name if operator_settings else None) or socket.gethostname() or REPORTING_COMPONENT
+    )
+    # Re-establish watches regularly: a watch connection that a load balancer drops silently would
+    # otherwise leave the operator blind without an error (Kopf's docs, "Configuration").
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
+    settings.watching.connect_timeout = 30
+
+
+def build_registry(
+    settings: OperatorSettings, context: OperatorContext | None = None, *, api_server: str | None = None
+) -> kopf.OperatorRegistry:
+    """A registry with the start-up, login and clean-up handlers and all controllers.
+
+    ``api_server`` (a plain-HTTP URL without credentials, e.g. the sandbox's emulator) replaces the
+    usual discovery: in-cluster service account, else the kubeconfig's current context.
+    """
+    registry = kopf.OperatorRegistry()
+    context = context or OperatorContext(settings=settings)
+
+    @kopf.on.startup(registry=registry)
+    async def start_up(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, context.settings)
+        if context.kube is None:
+            context.kube = KubeApi.for_server(api_server) if api_server else KubeApi.from_environment()
+
+    @kopf.on.login(registry=registry)
+    def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if api_server:
+            return kopf.ConnectionInfo(server=api_server, insecure=True)
+        # In-cluster service account, else the kubeconfig's current context: as kubectl does.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def clean_up(**_: Any) -> None:
+        if context.kube is not None:
+            context.kube.close()
+            context.kube = None
+
+    register_finetune_handlers(registry, context)
+    register_deployment_handlers(registry, context)
+    return registry
