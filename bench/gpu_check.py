@@ -90,7 +90,7 @@ def check_sdxl_configs() -> None:
 def text_encoder_config(values: dict[str, Any], tokenizer: Any) -> Any:
     from transformers import CLIPTextConfig
 
-    from sdxl_workloads.tiny_model import END_TOKEN, START_TOKEN
+    from sdxl_workloads.builtin.tiny_model import END_TOKEN, START_TOKEN
 
     bos, eos = tokenizer.convert_tokens_to_ids(START_TOKEN), tokenizer.convert_tokens_to_ids(END_TOKEN)
     # CLIP pools at the end-of-text token: the ids must be the (local) tokenizer's.
@@ -109,7 +109,7 @@ def build_full_sdxl(out: Path, device: str = "cuda") -> Path:
     )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from sdxl_workloads.tiny_model import SDXL_SCHEDULER_CONFIG, build_tokenizer
+    from sdxl_workloads.builtin.tiny_model import SDXL_SCHEDULER_CONFIG, build_tokenizer
 
     if (out / "model_index.json").is_file():
         return out

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "workloads"))
     import torch
 
-    from sdxl_workloads.tiny_model import ensure_tiny_model
+    from sdxl_workloads.builtin.tiny_model import ensure_tiny_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -39,7 +39,7 @@ def layer_tool() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def tiny_model_path() -> Path:
     """Folder of `builtin:tiny` (seed 0) in diffusers layout; load with `from_pretrained`."""
-    from sdxl_workloads.tiny_model import ensure_tiny_model
+    from sdxl_workloads.builtin.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model("tiny", seed=0)
 
@@ -47,7 +47,7 @@ def tiny_model_path() -> Path:
 @pytest.fixture(scope="session")
 def sample_images_path() -> Path:
     """Folder of `builtin:sample-subject` (seed 0): ~10 PNG photos of one subject."""
-    from sdxl_workloads.sample_images import ensure_sample_images
+    from sdxl_workloads.builtin.sample_images import ensure_sample_images
 
     return ensure_sample_images(seed=0)
 

@@ -2,7 +2,7 @@
 
 optimum-neuron cannot be imported here (it needs torch-neuronx and neuronx-cc, which only the Neuron
 image has), so `make setup` installs it with `--no-deps` and this test reads its source with `ast`.
-The keywords come from `sdxl_workloads.compile.neuron_export` itself (its argument builders and its calls),
+The keywords come from `sdxl_workloads.models.neuron_export` itself (its argument builders and its calls),
 so a change there is checked without editing this file.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_workloads.compile import neuron_export
+from sdxl_workloads.models import neuron_export
 
 DIST = "optimum-neuron"
 

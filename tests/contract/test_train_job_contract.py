@@ -22,9 +22,10 @@ from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests.spec_configmap import build_spec_configmap
 from sdxl_operator.manifests.training_job import build_training_job
 from sdxl_operator.spec.resolved_spec import resolve_finetune_spec
-from sdxl_workloads import cli, protocol, storage
+from sdxl_workloads import cli, protocol
 from sdxl_workloads.spec import spec_loading
 from sdxl_workloads.spec.finetune_spec import load_finetune_spec
+from sdxl_workloads.storage.pvc import pvc_root
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "crds" / "examples").glob("finetune*.yaml"))
@@ -102,7 +103,7 @@ def test_job_environment_and_paths_match_the_trainer(monkeypatch: pytest.MonkeyP
             monkeypatch.setenv(name, value)
     assert str(protocol.termination_log_path()) == container["terminationMessagePath"]
     # The trainer looks for the output's claim where the Job mounts it.
-    assert str(storage.pvc_root() / "loras") in {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert str(pvc_root() / "loras") in {mount["mountPath"] for mount in container["volumeMounts"]}
     assert "HF_TOKEN" in env
 
 

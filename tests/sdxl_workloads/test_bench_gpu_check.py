@@ -30,7 +30,7 @@ def test_the_configs_build_sdxl_1_0_at_its_published_size(gpu_check: ModuleType)
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from sdxl_workloads.tiny_model import build_tokenizer
+    from sdxl_workloads.builtin.tiny_model import build_tokenizer
 
     gpu_check.check_sdxl_configs()
     tokenizer = build_tokenizer()

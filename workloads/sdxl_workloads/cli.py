@@ -21,8 +21,8 @@ COMMANDS = {
     "train": "sdxl_workloads.train.train_command",
     "compile": "sdxl_workloads.compile.compile_command",
     "serve": "sdxl_workloads.server.serve_command",
-    "tiny-model": "sdxl_workloads.tiny_model",
-    "sample-images": "sdxl_workloads.sample_images",
+    "tiny-model": "sdxl_workloads.builtin.tiny_model",
+    "sample-images": "sdxl_workloads.builtin.sample_images",
 }
 
 

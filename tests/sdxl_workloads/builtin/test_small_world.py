@@ -34,7 +34,7 @@ from sdxl_workloads.builtin.world_subject import (
     subject_scenes,
     write_world_subject_images,
 )
-from sdxl_workloads.storage import local_input
+from sdxl_workloads.models.references import local_input
 
 SEEDS = range(600)
 

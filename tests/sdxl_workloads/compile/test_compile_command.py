@@ -21,10 +21,14 @@ import yaml
 from safetensors.torch import save_file
 
 from sdxl_contract import compile_key, exit_codes
-from sdxl_workloads import cli, storage
+from sdxl_workloads import cli
 from sdxl_workloads.compile import compile_command, lora_input, pipeline_prepare
 from sdxl_workloads.compile.runtime_id import default_runtime_id
 from sdxl_workloads.protocol import WorkloadError
+from sdxl_workloads.storage import atomic_write
+from sdxl_workloads.storage import s3 as s3_backend
+from sdxl_workloads.storage.errors import AlreadyPublished
+from sdxl_workloads.storage.output import Output
 
 pytestmark = pytest.mark.compat
 PROMPT = "a photo of sks person"
@@ -181,7 +185,7 @@ def test_a_second_run_is_a_cache_hit_that_loads_nothing(tmp_path: Path, capsys: 
         raise AssertionError("a cache hit must not load or check models")
 
     for module, name in [(pipeline_prepare, "load_base_pipeline"), (pipeline_prepare, "fuse_lora"),
-                         (lora_input, "check_lora_fits_base"), (storage, "resolve_model")]:
+                         (lora_input, "check_lora_fits_base"), (compile_command, "resolve_model")]:
         monkeypatch.setattr(module, name, must_not_run)
     second = run_compile(capsys, tmp_path, spec, store)
     assert second.rc == 0, second.result
@@ -202,7 +206,7 @@ def test_prepare_with_an_s3_store_and_lora(tmp_path: Path, capsys: pytest.Captur
     """Production stores are S3: the LoRA is fetched from it, the artifact published to it, and found there."""
     import boto3
 
-    monkeypatch.setattr(storage, "cache_root", lambda: tmp_path / "cache")  # S3 downloads go here
+    monkeypatch.setattr(s3_backend, "cache_root", lambda: tmp_path / "cache")  # S3 downloads go here
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     s3.upload_file(str(lora_file), s3_bucket, "loras/alice/pytorch_lora_weights.safetensors")
     lora_uri = f"s3://{s3_bucket}/loras/alice/pytorch_lora_weights.safetensors"
@@ -447,14 +451,14 @@ def test_neuron_compile_passes_exactly_these_arguments(tmp_path: Path, capsys: p
     fake.install(monkeypatch)
     monkeypatch.setattr(compile_command, "HEARTBEAT_SECONDS", 0.05)
     published: list[tuple[str, bool]] = []
-    real_publish = storage.Output.publish
+    real_publish = Output.publish
 
-    def spy_publish(self: storage.Output, relpath: str = "") -> list[str]:
+    def spy_publish(self: Output, relpath: str = "") -> list[str]:
         complete = Path(self.uri_of(relpath.split("/COMPLETE")[0])) / "COMPLETE"
         published.append((relpath, complete.exists()))
         return real_publish(self, relpath)
 
-    monkeypatch.setattr(storage.Output, "publish", spy_publish)
+    monkeypatch.setattr(Output, "publish", spy_publish)
     store = tmp_path / "store"
     run = run_compile(capsys, tmp_path, write_spec(tmp_path, lora=str(lora_file), **NEURON_SPEC), store)
 
@@ -521,7 +525,7 @@ def test_a_failed_neuron_compile_publishes_nothing(error: BaseException, reason:
 
 def test_the_server_loads_a_compiled_folder_with_from_pretrained(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdxl_workloads.compile import neuron_export
+    from sdxl_workloads.models import neuron_export
 
     loaded: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
@@ -569,7 +573,7 @@ def test_an_unreadable_lora_with_a_known_sha256_and_key_is_not_a_cache_hit(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], lora_file: Path, s3_bucket: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`--lora s3://nobody/x.safetensors` plus a known digest and key used to answer `cacheHit: true`."""
-    monkeypatch.setattr(storage, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(s3_backend, "cache_root", lambda: tmp_path / "cache")
     store = tmp_path / "store"
     key = _cached_artifact(capsys, tmp_path, lora_file, store)
     sha = lora_input.file_sha256(lora_file)
@@ -634,11 +638,11 @@ def test_a_folder_rename_that_loses_the_race_reports_already_published(
     """The storage side of the race: both writers found no folder and copied theirs; the second
     rename gets AlreadyPublished (a named StorageError) and the winner's files stay as they were."""
     dest = tmp_path / "store"
-    outputs = [storage.Output(str(dest)), storage.Output(str(dest))]
+    outputs = [Output(str(dest)), Output(str(dest))]
     for index, out in enumerate(outputs):
         (out.local_dir / "compiled" / "k").mkdir(parents=True)
         (out.local_dir / "compiled" / "k" / "weights").write_text(f"writer {index}")
-    real_fsync_tree = storage._fsync_tree
+    real_fsync_tree = atomic_write.fsync_tree
     import threading
 
     barrier = threading.Barrier(2, timeout=30)
@@ -647,7 +651,7 @@ def test_a_folder_rename_that_loses_the_race_reports_already_published(
         real_fsync_tree(folder)
         barrier.wait()  # both copies are staged before either renames: the race, made certain
 
-    monkeypatch.setattr(storage, "_fsync_tree", fsync_then_meet)
+    monkeypatch.setattr(atomic_write, "fsync_tree", fsync_then_meet)
     results: list[Any] = [None, None]
 
     def publish(index: int) -> None:
@@ -662,7 +666,7 @@ def test_a_folder_rename_that_loses_the_race_reports_already_published(
     for thread in threads:
         thread.join(60)
     lost = [r for r in results if isinstance(r, BaseException)]
-    assert len(lost) == 1 and isinstance(lost[0], storage.AlreadyPublished), results
+    assert len(lost) == 1 and isinstance(lost[0], AlreadyPublished), results
     assert lost[0].reason == "StorageError" and "already published by another writer" in lost[0].message
     winner = results.index(next(r for r in results if not isinstance(r, BaseException)))
     assert (dest / "compiled" / "k" / "weights").read_text() == f"writer {winner}"

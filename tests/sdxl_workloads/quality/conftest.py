@@ -23,7 +23,7 @@ def tiny_clip_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CLIPModel + CLIPProcessor (the locally built BPE tokenizer of builtin:tiny) in one folder."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from sdxl_workloads.tiny_model import END_TOKEN, MODEL_MAX_LENGTH, START_TOKEN, build_tokenizer
+    from sdxl_workloads.builtin.tiny_model import END_TOKEN, MODEL_MAX_LENGTH, START_TOKEN, build_tokenizer
 
     tokenizer = build_tokenizer()
     end = tokenizer.convert_tokens_to_ids(END_TOKEN)

@@ -79,7 +79,7 @@ def test_neuron_server_holds_requests_to_the_compiled_size(tmp_path: Path, tiny_
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from diffusers import StableDiffusionXLPipeline
 
-    import sdxl_workloads.compile.neuron_export as neuron_export
+    import sdxl_workloads.models.neuron_export as neuron_export
 
     folder = write_compiled_configs(tmp_path / "compiled", batch=2, images_per_prompt=1, latent_h=6, latent_w=8)
     shape = read_compiled_shape(folder)
@@ -142,7 +142,7 @@ def test_a_neuron_batch_whose_clients_left_stops_within_a_step(tmp_path: Path, t
     denoising steps, through diffusers' step callback that optimum-neuron's pipeline runs."""
     from diffusers import StableDiffusionXLPipeline
 
-    import sdxl_workloads.compile.neuron_export as neuron_export
+    import sdxl_workloads.models.neuron_export as neuron_export
     from sdxl_workloads.server.backends import GenerationCancelled, GenerationParams
 
     folder = write_compiled_configs(tmp_path / "compiled", batch=1, images_per_prompt=1, latent_h=8, latent_w=8)

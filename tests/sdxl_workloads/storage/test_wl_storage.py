@@ -5,14 +5,18 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import boto3
 import pytest
 
-from sdxl_workloads import storage
+from sdxl_contract.uris import scheme_of
+from sdxl_workloads.models.references import local_input, resolve_model
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.storage import Output, check_writable, local_input, resolve_model
+from sdxl_workloads.storage import local
+from sdxl_workloads.storage.output import Output, check_writable
+from sdxl_workloads.storage.pvc import pvc_path
 
 # These modules also run in the Neuron image (compile: storage, spec files, builtin:tiny), so
 # `make test-compat` runs these tests against its older library versions too.
@@ -54,12 +58,12 @@ def _keys(s3_client, bucket: str) -> list[str]:
     ("stabilityai/stable-diffusion-xl-base-1.0", "local"),  # resolve_model tells HF ids apart
 ])
 def test_scheme_of(uri: str, scheme: str) -> None:
-    assert storage.scheme_of(uri) == scheme
+    assert scheme_of(uri) == scheme
 
 
 def test_pvc_uri_maps_to_the_mounted_claim(pvc_root: Path) -> None:
-    assert storage.pvc_path("pvc://artifacts/runs/a") == pvc_root / "artifacts" / "runs" / "a"
-    assert storage.pvc_path("pvc://artifacts") == pvc_root / "artifacts"
+    assert pvc_path("pvc://artifacts/runs/a") == pvc_root / "artifacts" / "runs" / "a"
+    assert pvc_path("pvc://artifacts") == pvc_root / "artifacts"
 
 
 @pytest.mark.parametrize(("uri", "message"), [
@@ -69,7 +73,7 @@ def test_pvc_uri_maps_to_the_mounted_claim(pvc_root: Path) -> None:
 ])
 def test_bad_pvc_uris_are_refused_with_a_reason(pvc_root: Path, uri: str, message: str) -> None:
     with pytest.raises(WorkloadError, match=message) as err:
-        storage.pvc_path(uri)
+        pvc_path(uri)
     assert err.value.reason == "InvalidInput"
 
 
@@ -181,7 +185,7 @@ def test_check_writable_reports_a_permission_error(tmp_path: Path, monkeypatch: 
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(storage.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(WorkloadError, match=r"is not writable \(Permission denied\); choose another output"):
         check_writable(str(tmp_path / "out"))
 
@@ -234,8 +238,8 @@ def test_output_pvc_uris_stay_pvc_uris(pvc_root: Path) -> None:
 
 def test_output_publishes_complete_marker_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
-    real_copy = storage._copy_file_atomically
-    monkeypatch.setattr(storage, "_copy_file_atomically",
+    real_copy = local.copy_file_atomically
+    monkeypatch.setattr(local, "copy_file_atomically",
                         lambda source, dest: (order.append(dest.name), real_copy(source, dest)))
     (tmp_path / "out" / "ckpt").mkdir(parents=True)  # exists already: published file by file
     with Output(str(tmp_path / "out")) as output:
@@ -260,8 +264,8 @@ def test_new_folder_appears_at_once_and_failed_copies_leave_nothing(
             Path(dest).write_bytes(Path(source).read_bytes()[:500])
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(storage.shutil, "copyfile", copy_half_then_fail)
-        monkeypatch.setattr(storage.shutil, "copytree", lambda src, dst, **kw: (
+        monkeypatch.setattr(shutil, "copyfile", copy_half_then_fail)
+        monkeypatch.setattr(shutil, "copytree", lambda src, dst, **kw: (
             (Path(dst) / "state.bin").write_bytes(b"half"), copy_half_then_fail(src, dst)))
         with pytest.raises(WorkloadError, match="No space left on device") as err:
             output.publish("model.bin")

@@ -12,9 +12,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sdxl_workloads import storage
+from sdxl_workloads.models.references import local_input
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.storage import Output, local_input, safe_relpath
+from sdxl_workloads.storage import s3
+from sdxl_workloads.storage.local import safe_relpath
+from sdxl_workloads.storage.output import Output
 
 pytestmark = pytest.mark.compat
 
@@ -55,7 +57,7 @@ def test_paths_that_leave_their_folder_are_refused(relpath: str) -> None:
 @pytest.mark.parametrize("uri", ["s3://bucket/photos/../other-tenant", "s3://bucket/../x", "s3://../x"])
 def test_s3_uris_with_dot_dot_are_refused(uri: str) -> None:
     with pytest.raises(WorkloadError, match=r"leaves its folder|not a valid") as caught:
-        storage.split_s3(uri)
+        s3.split_s3(uri)
     assert caught.value.reason == "InvalidInput"
 
 
@@ -114,7 +116,7 @@ def test_two_writers_deleting_one_folder_both_succeed(tmp_path: Path, monkeypatc
             barrier.wait()
         real_rename(source, target)
 
-    monkeypatch.setattr(storage.os, "rename", rename_together)
+    monkeypatch.setattr(os, "rename", rename_together)
     outputs = [Output(str(dest)), Output(str(dest))]
     errors: list[BaseException] = []
 

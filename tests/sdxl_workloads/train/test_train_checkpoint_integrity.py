@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from sdxl_workloads import storage
+from sdxl_workloads.storage.output import Output
 from sdxl_workloads.train import checkpoints
 
 # A child process that publishes `relpath` from a staged copy and stalls half way through the
@@ -29,10 +29,10 @@ from sdxl_workloads.train import checkpoints
 _PUBLISH_AND_STALL = textwrap.dedent("""
     import shutil, sys, time
     from pathlib import Path
-    from sdxl_workloads import storage
+    from sdxl_workloads.storage.output import Output
 
     dest, relpath, stall_name, ready = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4])
-    out = storage.Output(dest)
+    out = Output(dest)
     staged = out.local_dir / relpath
     files = {"a.safetensors": b"A" * 4096, stall_name: b"N" * 65536, "COMPLETE": b"1"}
     if "/" in relpath and not relpath.endswith(".safetensors"):
@@ -79,7 +79,7 @@ def test_a_checkpoint_killed_mid_copy_never_appears_under_its_final_name(tmp_pat
     leftovers = os.listdir(dest / "checkpoints")
     assert "step-8" not in leftovers
     assert all(name.startswith(".") for name in leftovers)  # at most a hidden temp folder
-    output = storage.Output(str(dest))
+    output = Output(str(dest))
     try:
         assert checkpoints.complete_steps(output) == []
         assert checkpoints.fetch_latest_checkpoint(output) is None

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.storage import check_writable
+from sdxl_workloads.storage.output import check_writable
 from sdxl_workloads.train.instance_data import load_instance_data, open_rgb, to_rgb
 
 PROMPT = "a photo of sks person"

@@ -177,7 +177,7 @@ def train_denoiser(pipe: Any, latents: torch.Tensor, scenes: Sequence[Scene], co
 
 def pretrain_world_pipeline(config: WorldPretrainingConfig, log: Log = _stderr) -> Any:
     """The `world`-size pipeline with pretrained weights (in memory)."""
-    from sdxl_workloads.tiny_model import build_tiny_pipeline
+    from sdxl_workloads.builtin.tiny_model import build_tiny_pipeline
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -204,7 +204,7 @@ def library_versions() -> dict[str, str]:
 
 def write_world_model(out: str | Path, config: WorldPretrainingConfig, log: Log = _stderr) -> Path:
     """Pretrain and save in diffusers layout, with tokenizer files and provenance.json."""
-    from sdxl_workloads.tiny_model import _prefix_text_encoder_keys, _write_bpe_files, build_bpe_vocab
+    from sdxl_workloads.builtin.tiny_model import _prefix_text_encoder_keys, _write_bpe_files, build_bpe_vocab
 
     out = Path(out)
     started = time.monotonic()
@@ -247,9 +247,9 @@ def run(args: argparse.Namespace) -> int:
         raise WorkloadError("InvalidInput", f"{out} exists and is not empty; choose a new or empty folder")
     config = WorldPretrainingConfig(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps,
                                     pool_size=args.pool_size)
-    from sdxl_workloads.tiny_model import _write_then_rename
+    from sdxl_workloads.storage.atomic_write import write_then_rename
 
-    _write_then_rename(out, lambda staging: write_world_model(staging, config))
+    write_then_rename(out, lambda staging: write_world_model(staging, config), folder=True)
     print(f"wrote builtin:world (seed {config.seed}) to {out}")
     return 0
 

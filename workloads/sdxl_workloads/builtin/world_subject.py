@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,23 +57,11 @@ def write_world_subject_images(out: str | os.PathLike[str], seed: int = 0) -> li
 def ensure_world_subject_images(seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The photos' folder, drawn into the cache on first use
     ($SDXL_CACHE_DIR/builtin/world-subject-seed<seed>-v<N>/; temp folder + rename)."""
-    from sdxl_workloads.tiny_model import cache_root
+    from sdxl_workloads.storage.atomic_write import cached_folder
+    from sdxl_workloads.storage.cache_dir import cache_root
 
     target = cache_root(cache_dir) / "builtin" / f"world-subject-seed{seed}-v{WORLD_SUBJECT_FORMAT_VERSION}"
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write_world_subject_images(staging, seed=seed)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.is_dir():  # else another process won the race; use its copy
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return cached_folder(target, lambda folder: write_world_subject_images(folder, seed=seed), Path.is_dir)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
         from sdxl_workloads.protocol import WorkloadError
 
         raise WorkloadError("InvalidInput", f"{out} exists and is not empty; choose a new or empty folder")
-    from sdxl_workloads.tiny_model import _write_then_rename
+    from sdxl_workloads.storage.atomic_write import write_then_rename
 
-    _write_then_rename(out, lambda staging: write_world_subject_images(staging, seed=args.seed))
+    write_then_rename(out, lambda staging: write_world_subject_images(staging, seed=args.seed), folder=True)
     print(f"wrote {PHOTO_COUNT} world-subject photos (seed {args.seed}) to {out}")
     return 0
 

@@ -39,11 +39,14 @@ from sdxl_contract import accelerators, artifact_keys
 from sdxl_contract import compile_key as keys
 from sdxl_contract.compiled_artifacts import COMPLETE_MARKER, compiled_relpath
 from sdxl_contract.digests import is_sha256, normalise_sha256
-from sdxl_workloads import protocol, storage
+from sdxl_workloads import protocol
 from sdxl_workloads.compile import lora_input
 from sdxl_workloads.compile.runtime_id import default_runtime_id
+from sdxl_workloads.models.references import local_input, resolve_model
 from sdxl_workloads.protocol import WorkloadError
 from sdxl_workloads.spec.deployment_spec import DeploymentSpec, NeuronSettings, load_deployment_spec
+from sdxl_workloads.storage.errors import AlreadyPublished
+from sdxl_workloads.storage.output import Output, check_writable
 
 INFO_FILE = "compile_info.json"
 _KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -173,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     key = request.key or key_for(request, lora_sha)
     relpath = compiled_relpath(key)
 
-    def cache_hit(out: storage.Output) -> bool:
+    def cache_hit(out: Output) -> bool:
         if not _finished_for(out, relpath, lora_sha, request.lora_uri):
             return False
         protocol.emit_event("log", message=f"{out.uri_of(relpath)} is complete; nothing to do")
@@ -184,13 +187,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return True
 
-    with storage.Output(request.store) as out:
+    with Output(request.store) as out:
         if cache_hit(out):
             return 0
-        storage.check_writable(request.store)
+        check_writable(request.store)
 
         lora_file = lora_input.stage_lora_file(lora_file, out.local_dir / "inputs" / "lora")
-        resolved_base = storage.resolve_model(request.base_model)
+        resolved_base = resolve_model(request.base_model)
         _progress("loading", f"checking that {request.lora_uri} fits {request.base_model}")
         matrices = lora_input.check_lora_fits_base(lora_file, resolved_base, request.base_revision,
                                                  base_label=request.base_model, lora_label=request.lora_uri)
@@ -222,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         try:
             out.publish(relpath)
-        except storage.AlreadyPublished:
+        except AlreadyPublished:
             # Another compile's folder took the name first; it is whole (one rename). Reuse it once
             # its marker is there rather than overwrite it file by file under a server loading it.
             if _wait_for_marker(out, relpath) and cache_hit(out):
@@ -246,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
 MARKER_WAIT_SECONDS = 60.0
 
 
-def _wait_for_marker(out: storage.Output, relpath: str, timeout: float = MARKER_WAIT_SECONDS) -> bool:
+def _wait_for_marker(out: Output, relpath: str, timeout: float = MARKER_WAIT_SECONDS) -> bool:
     deadline = time.monotonic() + timeout
     while not out.exists(f"{relpath}/{COMPLETE_MARKER}"):
         if time.monotonic() > deadline:
@@ -255,7 +258,7 @@ def _wait_for_marker(out: storage.Output, relpath: str, timeout: float = MARKER_
     return True
 
 
-def _finished_for(out: storage.Output, relpath: str, lora_sha: str, lora_uri: str) -> bool:
+def _finished_for(out: Output, relpath: str, lora_sha: str, lora_uri: str) -> bool:
     """Whether `relpath` holds a complete artifact built from the LoRA whose sha256 is `lora_sha`.
 
     A complete artifact built from other bytes (its key named by URI and the file changed since, or
@@ -288,7 +291,7 @@ def _finished_for(out: storage.Output, relpath: str, lora_sha: str, lora_uri: st
 def _fetch_lora(request: CompileRequest) -> tuple[Path, str]:
     """The local LoRA file and its sha256, checked against a digest given ahead."""
     try:
-        local = storage.local_input(request.lora_uri)
+        local = local_input(request.lora_uri)
     except WorkloadError as err:
         if err.reason != "InvalidInput":
             raise
@@ -325,7 +328,7 @@ def _prepare(request: CompileRequest, base: str, lora_file: Path, stage_dir: Pat
 
 
 def _compile_neuron(request: CompileRequest, base: str, lora_file: Path, stage_dir: Path) -> dict[str, Any]:
-    from sdxl_workloads.compile import neuron_export
+    from sdxl_workloads.models import neuron_export
 
     n = request.neuron
     message = (f"compiling for Inferentia2 at {n.width}x{n.height}, batch {n.batch_size} "

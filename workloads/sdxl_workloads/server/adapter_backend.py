@@ -1,22 +1,34 @@
 """Many fine-tunes, one server (cpu and nvidia): the base pipeline stays resident and the LoRA of
-the fine-tune a request names is swapped in before its batch runs.
+the fine-tune a request names is applied before its batch runs.
 
-How an adapter is applied:
+How an adapter is applied to the UNet depends on whether the UNet is compiled:
 
-- **UNet**: one adapter slot, filled with diffusers' hot-swap (`enable_lora_hotswap(target_rank=
-  max_rank)` before the first LoRA, then `load_lora_weights(..., hotswap=True)`), which copies an
-  adapter's weights into the slot in place, padded to `max_rank`, with its scale held in a tensor.
-  Shapes and code paths never change, so a UNet compiled with `torch.compile` is never recompiled
-  by a swap (tests/sdxl_workloads/server/test_serve_adapters.py runs with `error_on_recompile`). The base
-  model (a request naming no adapter) zeroes the slot's B matrices in place, for the same reason.
-  Every adapter must target the same layers as (or fewer than) the first one loaded; fine-tunes of
-  this operator's trainer all do.
-- **Text encoders** (fine-tunes trained with `trainTextEncoder`): diffusers' hot-swap does not
-  cover them, so each resident adapter's text-encoder LoRA is loaded under its own peft adapter
-  name and activated with `set_adapters`-style switching. The text encoders are not compiled
-  (they run once per request, not once per step), so switching costs no recompile.
+- **Uncompiled (the CPU default): fused into the weights on a switch.** The adapter a batch names is
+  merged into the targeted layers' weights with peft's own merge (what the one-adapter server does
+  at load, so the weights are the same bit for bit), and consecutive batches for that adapter run
+  at the speed of a plain pipeline: no LoRA layers beside the weights, no per-layer Python on every
+  step. A switch first puts the previously fused layers back from a copy of their base weights
+  (kept for the targeted layers only), then merges the next adapter: the weights never drift,
+  however many switches, and the base model (a request naming no adapter) is the base weights
+  exactly. An adapter's LoRA layers are read through peft once, when it becomes resident, and
+  held outside the UNet until merged.
+- **Compiled (`compile_unet`, the GPU setting): one hot-swap slot.** diffusers' hot-swap
+  (`enable_lora_hotswap(target_rank=max_rank)` before the first LoRA, then
+  `load_lora_weights(..., hotswap=True)`) copies an adapter's weights into the slot in place,
+  padded to `max_rank`, with its scale held in a tensor. Shapes and code paths never change, so a
+  UNet compiled with `torch.compile` is never recompiled by a swap
+  (tests/sdxl_workloads/server/test_serve_adapters.py runs with `error_on_recompile`). The base
+  model zeroes the slot's B matrices in place, for the same reason. Every adapter must target the
+  same layers as (or fewer than) the first one loaded; fine-tunes of this operator's trainer all do.
+- **Text encoders** (fine-tunes trained with `trainTextEncoder`), in both cases: each resident
+  adapter's text-encoder LoRA is loaded under its own peft adapter name and activated with
+  `set_adapters`-style switching. The text encoders run once per request, not once per step, so
+  their unfused LoRA costs little, and they are never compiled.
 
-"Resident" means an adapter's weights are in memory (on the device) ready to be swapped in: the
+Either way an adapter's UNet LoRA may not exceed `max_rank` (the slot's size; the same limit on
+both paths, so a fine-tune served by one server is served by the other).
+
+"Resident" means an adapter's weights are in memory (on the device) ready to be applied: the
 `resident` most recently used adapters are kept (LRU); others are read from their URI on demand.
 The set of adapters (name -> LoRA URI) can change while the server runs (`set_adapters`).
 
@@ -68,7 +80,8 @@ class AdapterLoadFailed(Exception):
 @dataclass
 class _Resident:
     uri: str
-    unet: dict[str, Any]  # the UNet's LoRA tensors ("unet." keys), on the device
+    unet: dict[str, Any]  # hot-swap: the UNet's LoRA tensors ("unet." keys), on the device
+    unet_layers: list[tuple[str, Any]]  # fused: (module path, peft LoRA layer) held outside the UNet
     alphas: Any  # network alphas of older formats (None for diffusers-format files)
     metadata: Any  # the file's peft LoRA config (rank, alpha, targets), when it carries one
     text_encoders: bool  # loaded into the text encoders under the adapter's own name
@@ -87,13 +100,23 @@ def check_adapter_names(adapters: Mapping[str, str]) -> dict[str, str]:
 
 
 class MultiAdapterBackend:
-    """`model` is the base pipeline's URI; `adapters` maps fine-tune names to LoRA URIs."""
+    """`model` is the base pipeline's URI; `adapters` maps fine-tune names to LoRA URIs.
+
+    `fuse` chooses how the UNet applies an adapter (see the module's doc): fused into the weights on
+    a switch, or a hot-swap slot beside them; by default fused unless the UNet is compiled, which
+    needs the slot.
+    """
 
     def __init__(self, model: str, adapters: Mapping[str, str], *, resident: int = DEFAULT_RESIDENT,
                  max_rank: int = DEFAULT_MAX_RANK, device: str = "cpu", compile_unet: bool = False,
-                 compile_backend: str = "inductor") -> None:
+                 compile_backend: str = "inductor", fuse: bool | None = None) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {device!r}")
+        if fuse is None:
+            fuse = not compile_unet
+        if fuse and compile_unet:
+            # A merge changes the weights a compiled graph was traced with; the slot never does.
+            raise ValueError("a compiled UNet takes adapters through the hot-swap slot (fuse=False)")
         if resident < 1:
             raise ValueError(f"resident must be >= 1, got {resident}")
         if max_rank < 1:
@@ -104,8 +127,10 @@ class MultiAdapterBackend:
         self.max_rank = max_rank
         self.compile_unet = compile_unet
         self.compile_backend = compile_backend
+        self.fuse = fuse
         self.description = (f"{model} (diffusers, {device}) + adapters chosen per request "
-                            f"({resident} resident, rank <= {max_rank})")
+                            f"({resident} resident, rank <= {max_rank}, "
+                            f"{'fused on a switch' if fuse else 'hot-swapped'})")
         self.pipeline: Any = None
         self.observers: list[AdapterObserver] = []
         self._catalog = check_adapter_names(adapters)
@@ -115,6 +140,10 @@ class MultiAdapterBackend:
         self._resident_snapshot: tuple[str, ...] = ()
         self._active: str | None = None
         self._slot_filled = False
+        # Fused: the base weights (and biases) of every layer an adapter has been merged into, by
+        # module path, and the LoRA layers merged into the UNet now.
+        self._base_weights: dict[str, dict[str, Any]] = {}
+        self._merged: list[tuple[str, Any]] = []
         self._lock = threading.Lock()  # the catalog: changed from the reload thread, read per request
 
     # --- the set of adapters -----------------------------------------------------------------
@@ -152,7 +181,7 @@ class MultiAdapterBackend:
 
     # --- loading -----------------------------------------------------------------------------
     def load(self) -> ModelLimits:
-        from sdxl_workloads.storage import resolve_model
+        from sdxl_workloads.models.references import resolve_model
 
         model_path = resolve_model(self.model)
         local = Path(model_path)
@@ -161,9 +190,10 @@ class MultiAdapterBackend:
                 "InvalidInput",
                 f"--model {self.model}: {local} is not a diffusers pipeline folder (no model_index.json)")
         pipe = load_pipeline(model_path, None, 1.0, self.device).to(self.device)
-        # Before the first LoRA: every adapter is padded to max_rank and its scale is a tensor, so
-        # later swaps change values only, never shapes (what a compiled UNet guards on).
-        pipe.enable_lora_hotswap(target_rank=self.max_rank)
+        if not self.fuse:
+            # Before the first LoRA: every adapter is padded to max_rank and its scale is a tensor,
+            # so later swaps change values only, never shapes (what a compiled UNet guards on).
+            pipe.enable_lora_hotswap(target_rank=self.max_rank)
         self.pipeline = pipe
         first = next(iter(self.adapter_names()), None)
         if self.compile_unet and first is not None:
@@ -177,7 +207,7 @@ class MultiAdapterBackend:
     def _read(self, name: str, uri: str) -> _Resident:
         """Read an adapter's LoRA from its URI: UNet tensors kept for swapping, text-encoder
         LoRAs loaded under the adapter's name."""
-        from sdxl_workloads.storage import local_input
+        from sdxl_workloads.models.references import local_input
 
         started = time.perf_counter()
         try:
@@ -198,6 +228,7 @@ class MultiAdapterBackend:
             # Hot-swap pads to max_rank and cannot shrink; checked here so the message is ours.
             raise AdapterLoadFailed(f"adapter {name!r}: its UNet LoRA has rank {rank}, above this server's "
                                     f"maximum adapter rank {self.max_rank}; raise the maximum or retrain at a lower rank")
+        unet_layers = self._read_unet_layers(name, unet, alphas, metadata) if self.fuse and unet else []
         if text:
             try:
                 for te in TEXT_ENCODERS:
@@ -209,7 +240,30 @@ class MultiAdapterBackend:
                     f"adapter {name!r}: its text-encoder LoRA does not fit {self.model}: {err}") from err
         self._notify("load", name, time.perf_counter() - started)
         log.info("adapter %s loaded from %s in %.2f s", name, uri, time.perf_counter() - started)
-        return _Resident(uri=uri, unet=unet, alphas=alphas, metadata=metadata, text_encoders=bool(text))
+        return _Resident(uri=uri, unet={} if self.fuse else unet, unet_layers=unet_layers, alphas=alphas,
+                         metadata=metadata, text_encoders=bool(text))
+
+    def _read_unet_layers(self, name: str, unet: dict[str, Any], alphas: Any,
+                          metadata: Any) -> list[tuple[str, Any]]:
+        """peft's LoRA layers of an adapter, built by loading it into the UNet the ordinary way
+        (every file format diffusers reads) and then taken out again: the UNet keeps its plain
+        layers, and each LoRA layer still points at the base layer it merges into."""
+        from peft.tuners.lora import LoraLayer
+
+        pipe = self.pipeline
+        try:
+            pipe.load_lora_into_unet(dict(unet), network_alphas=alphas, unet=pipe.unet, adapter_name=name,
+                                     _pipeline=pipe, metadata=metadata)
+        except Exception as err:
+            pipe.unet.unload_lora()
+            raise AdapterLoadFailed(
+                f"adapter {name!r}: its UNet LoRA does not fit {self.model}: {type(err).__name__}: {err}") from err
+        layers = [(path, module) for path, module in pipe.unet.named_modules()
+                  if isinstance(module, LoraLayer) and name in module.lora_A]
+        # Only this adapter is ever loaded into the UNet, and only here: unloading it leaves the
+        # UNet as it was (the base layers, holding the weights of whatever adapter is fused).
+        pipe.unet.unload_lora()
+        return layers
 
     def _evict(self, name: str) -> None:
         entry = self._resident.pop(name)
@@ -243,7 +297,35 @@ class MultiAdapterBackend:
         self._resident_snapshot = tuple(self._resident)
         return entry
 
-    # --- switching ---------------------------------------------------------------------------
+    # --- switching: fused ---------------------------------------------------------------------
+    def _unmerge(self) -> None:
+        """Put every merged layer back to its base weights, from the copy: exact, so repeated
+        switches never accumulate rounding error in the working precision."""
+        import torch
+
+        with torch.no_grad():
+            for path, layer in self._merged:
+                base = layer.get_base_layer()
+                for param_name, kept in self._base_weights[path].items():
+                    getattr(base, param_name).data.copy_(kept)
+                layer.merged_adapters.clear()
+        self._merged = []
+
+    def _merge(self, name: str, layers: Sequence[tuple[str, Any]]) -> None:
+        import torch
+
+        with torch.no_grad():
+            for path, layer in layers:
+                if path not in self._base_weights:
+                    # Not merged into before, so these are its base weights; only targeted layers
+                    # are copied (the rest of the UNet never changes).
+                    self._base_weights[path] = {param_name: param.detach().clone()
+                                                for param_name, param in layer.get_base_layer().named_parameters()}
+                # peft's merge, as the one-adapter server's fuse_lora calls it: the same weights.
+                layer.merge(adapter_names=[name])
+                self._merged.append((path, layer))
+
+    # --- switching: hot-swap slot -------------------------------------------------------------
     def _zero_slot(self) -> None:
         import torch
         from peft.tuners.lora import LoraLayer
@@ -274,12 +356,17 @@ class MultiAdapterBackend:
         if name == self._active:
             return
         if name is None:
+            if self._merged:
+                self._unmerge()
             if self._slot_filled:
                 self._zero_slot()
             self._set_text_encoders(None)
             self._active = None
             return
-        if entry.unet:
+        if self.fuse:
+            self._unmerge()
+            self._merge(name, entry.unet_layers)
+        elif entry.unet:
             try:
                 pipe = self.pipeline
                 pipe.load_lora_into_unet(dict(entry.unet), network_alphas=entry.alphas, unet=pipe.unet, adapter_name=SLOT,

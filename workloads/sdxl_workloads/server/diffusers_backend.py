@@ -109,7 +109,7 @@ class DiffusersBackend:
         self.pipeline: Any = None
 
     def load(self) -> ModelLimits:
-        from sdxl_workloads.storage import local_input, resolve_model
+        from sdxl_workloads.models.references import local_input, resolve_model
 
         self.model_path = resolve_model(self.model)
         self.lora_path = str(local_input(self.lora)) if self.lora is not None else None

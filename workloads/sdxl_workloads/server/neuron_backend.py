@@ -111,12 +111,12 @@ class NeuronBackend:
         self.shape: CompiledShape | None = None
 
     def load(self) -> ModelLimits:
-        from sdxl_workloads.storage import resolve_model
+        from sdxl_workloads.models.references import resolve_model
 
         self.model_path = resolve_model(self.model)
         shape = read_compiled_shape(self.model_path)
         # Only importable in the Neuron image; written by the compile step's owner.
-        from sdxl_workloads.compile.neuron_export import load_neuron_pipeline
+        from sdxl_workloads.models.neuron_export import load_neuron_pipeline
 
         self.pipeline = load_neuron_pipeline(self.model_path)
         self.shape = shape

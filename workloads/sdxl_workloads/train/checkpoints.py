@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import re
 import shutil
@@ -30,7 +29,8 @@ import torch
 
 from sdxl_contract.compiled_artifacts import COMPLETE_MARKER
 from sdxl_workloads import protocol
-from sdxl_workloads.storage import Output
+from sdxl_workloads.storage.atomic_write import fsync_file
+from sdxl_workloads.storage.output import Output
 
 CHECKPOINT_DIR = "checkpoints"
 LORA_FILE = "lora_state.safetensors"
@@ -124,11 +124,6 @@ def write_checkpoint_files(folder: Path, *, models: dict[str, Any], optimizer: A
 
 def _save_state(state: dict[str, Any], path: Path) -> None:
     torch.save(state, path)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def save_checkpoint(output: Output, step: int, keep: int = KEEP_CHECKPOINTS, **contents: Any) -> str:

@@ -109,7 +109,7 @@ class _Found:
 
 def load_instance_data(source: str | os.PathLike[str], instance_prompt: str, resolution: int,
                        crop: str = "center", max_images: int | None = None) -> InstanceData:
-    """Find, check and prepare every photo in `source` (a folder, or a URI for storage.local_input).
+    """Find, check and prepare every photo in `source` (a folder, or a URI for models.references.local_input).
 
     Raises WorkloadError("InvalidInput") listing every problem; warns (a `log` event) about
     skipped files.
@@ -117,7 +117,7 @@ def load_instance_data(source: str | os.PathLike[str], instance_prompt: str, res
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
     if isinstance(source, str):
-        from sdxl_workloads.storage import local_input
+        from sdxl_workloads.models.references import local_input
 
         folder = local_input(source)
     else:

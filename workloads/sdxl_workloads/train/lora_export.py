@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from sdxl_workloads.storage.atomic_write import write_then_rename
+
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
 
@@ -110,10 +112,8 @@ def canonicalize_safetensors(path: Path) -> Path:
     header = json.loads(raw[8:8 + length])
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length:])
-    tmp.replace(path)
-    return path
+    content = len(text).to_bytes(8, "little") + text + raw[8 + length:]
+    return write_then_rename(path, lambda temp: temp.write_bytes(content), folder=False)
 
 
 def kohya_state_dict(lora_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

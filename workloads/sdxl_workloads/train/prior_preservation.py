@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from sdxl_workloads import protocol
+from sdxl_workloads.storage.atomic_write import write_then_rename
 from sdxl_workloads.train import image_sampling
 
 CLASS_IMAGE_DIR = "class_images"
@@ -66,9 +67,7 @@ def ensure_class_images(pipe: Any, class_prompt: str, num_class_images: int, out
             image = image_sampling.sample_image(
                 pipe, class_prompt, resolution=resolution, num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale, seed=seed + index, autocast=autocast)
-            partial = target.with_suffix(".partial.png")
-            image.save(partial)
-            partial.replace(target)
+            write_then_rename(target, lambda temp, image=image: image.save(temp, format="PNG"), folder=False)
             protocol.emit_event("log", message=f"generated class image {index + 1}/{missing}")
         paths.append(target)
     return paths

@@ -25,9 +25,11 @@ from typing import Any
 import torch
 
 from sdxl_contract import artifact_keys
-from sdxl_workloads import protocol, storage
+from sdxl_workloads import protocol
+from sdxl_workloads.models.references import local_input, resolve_model
 from sdxl_workloads.spec.finetune_spec import FineTuneSpec, load_finetune_spec
 from sdxl_workloads.spec.spec_loading import read_manifest
+from sdxl_workloads.storage.output import Output, check_writable
 from sdxl_workloads.train import (
     checkpoints,
     embedding_cache,
@@ -55,7 +57,7 @@ class RunPlan:
     spec: FineTuneSpec
     spec_dict: dict[str, Any]  # the resolved spec, recorded in checkpoints and training_args.json
     run_name: str
-    output: storage.Output
+    output: Output
     model_path: str
     vae_path: str | None
     instance_images: list[Any]  # instance_data.InstanceExample
@@ -131,7 +133,7 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
 
     training = spec.training
     output_uri = spec.output or ""  # load_spec refused a spec without one
-    storage.check_writable(output_uri)
+    check_writable(output_uri)
     accelerator = make_accelerator(spec)
     limit_cpu_threads(spec, accelerator.device)
     optimizers.check_optimizer_available(training.optimizer, accelerator.device)
@@ -145,11 +147,11 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
             raise protocol.WorkloadError(
                 "InvalidInput", "spec.classPrompt: prior preservation needs a class prompt, e.g. 'a photo of a person'")
         if prior.class_images:
-            class_image_dir = storage.local_input(prior.class_images)
+            class_image_dir = local_input(prior.class_images)
             prior_preservation.existing_class_images(class_image_dir)
     model_path = resolve_model_field("spec.baseModel", spec.base_model)
     vae_path = resolve_model_field("spec.vae", spec.vae) if spec.vae else None
-    output = storage.Output(output_uri)
+    output = Output(output_uri)
     try:
         resume_from = find_resume_checkpoint(resume, output, spec_dict)
     except BaseException:
@@ -165,12 +167,12 @@ def check_everything(spec: FineTuneSpec, spec_dict: dict[str, Any], name: str | 
 
 def resolve_model_field(field_name: str, ref: str) -> str:
     try:
-        return storage.resolve_model(ref)
+        return resolve_model(ref)
     except protocol.WorkloadError as err:
         raise protocol.WorkloadError(err.reason, f"{field_name}: {err.message}") from err
 
 
-def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict: dict[str, Any]) -> Path | None:
+def find_resume_checkpoint(resume: str | None, output: Output, spec_dict: dict[str, Any]) -> Path | None:
     if not resume:
         if checkpoints.complete_steps(output):
             protocol.emit_event("log", level="warning", message=(
@@ -183,7 +185,7 @@ def find_resume_checkpoint(resume: str | None, output: storage.Output, spec_dict
             protocol.emit_event("log", message=f"no checkpoint under {output.uri_of('checkpoints')}; starting at step 0")
             return None
     else:
-        folder = checkpoints.check_checkpoint_folder(storage.local_input(resume), resume)
+        folder = checkpoints.check_checkpoint_folder(local_input(resume), resume)
     changed = checkpoints.spec_differences(checkpoints.checkpoint_spec(folder), spec_dict)
     if changed:
         raise protocol.WorkloadError(
@@ -462,7 +464,7 @@ def export(plan: RunPlan, run: training_loop.TrainingRun, metrics: dict[str, Any
     return files
 
 
-def publish_results(output: storage.Output) -> None:
+def publish_results(output: Output) -> None:
     """Everything staged, the LoRA folder last: whoever sees the LoRA can trust the rest is there."""
     entries = sorted(output.local_dir.iterdir(), key=lambda p: (p.name == LORA_DIR, p.name))
     for entry in entries:

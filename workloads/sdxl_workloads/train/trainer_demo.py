@@ -120,7 +120,7 @@ def subject_denoising_error(pipe: Any, resolution: int) -> float:
     import torch
     from diffusers import DDPMScheduler
 
-    from sdxl_workloads.sample_images import ensure_sample_images
+    from sdxl_workloads.builtin.sample_images import ensure_sample_images
     from sdxl_workloads.train import random_draws
     from sdxl_workloads.train.embedding_cache import cache_latents, encode_prompts
     from sdxl_workloads.train.instance_data import load_instance_data
@@ -146,7 +146,7 @@ def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tupl
     from diffusers import StableDiffusionXLPipeline
     from PIL import Image, ImageDraw
 
-    from sdxl_workloads.storage import resolve_model
+    from sdxl_workloads.models.references import resolve_model
     from sdxl_workloads.train import random_draws
 
     model = resolve_model("builtin:tiny")
@@ -206,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     print("trainer demo: DreamBooth-LoRA fine-tune of the embedded SDXL-architecture model on CPU\n")
-    from sdxl_workloads.sample_images import ensure_sample_images
-    from sdxl_workloads.storage import resolve_model
+    from sdxl_workloads.builtin.sample_images import ensure_sample_images
+    from sdxl_workloads.models.references import resolve_model
 
     print(f"base model (builtin:tiny):              {resolve_model('builtin:tiny')}")
     print(f"subject photos (builtin:sample-subject): {ensure_sample_images()}\n", flush=True)

@@ -25,21 +25,18 @@ import argparse
 import itertools
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdxl_contract.workload_protocol import CACHE_DIR_ENV
+from sdxl_workloads.storage.atomic_write import cached_folder, write_then_rename
+from sdxl_workloads.storage.cache_dir import cache_root
 
 # Bump when anything below changes the written model, so old cache folders are never reused.
 MODEL_FORMAT_VERSION = 2
 
 SIZES = ("tiny", "mid")
-
-DEFAULT_CACHE_DIR = Path("~/.cache/sdxl-operator")
 
 # The scheduler config of stabilityai/stable-diffusion-xl-base-1.0 (scheduler/scheduler_config.json).
 SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
@@ -125,14 +122,6 @@ WORLD = TinySize(
 SIZE_CONFIGS = {"tiny": TINY, "mid": MID, "world": WORLD}
 
 
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache folder: the argument, else $SDXL_CACHE_DIR, else ~/.cache/sdxl-operator."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else DEFAULT_CACHE_DIR.expanduser()
-
-
 def model_dir_name(size: str, seed: int) -> str:
     return f"{size}-seed{seed}-v{MODEL_FORMAT_VERSION}"
 
@@ -147,21 +136,8 @@ def ensure_tiny_model(size: str = "tiny", seed: int = 0,
     if size not in SIZE_CONFIGS:
         raise ValueError(f"unknown built-in model size {size!r}; choose one of {', '.join(SIZES)}")
     target = cache_root(cache_dir) / "builtin" / model_dir_name(size, seed)
-    if (target / "model_index.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write_tiny_model(staging, size=size, seed=seed)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            # Another process renamed its copy first (the target is a non-empty folder now).
-            if not (target / "model_index.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return cached_folder(target, lambda folder: write_tiny_model(folder, size=size, seed=seed),
+                         lambda folder: (folder / "model_index.json").is_file())
 
 
 def write_tiny_model(out: str | os.PathLike[str], size: str = "tiny", seed: int = 0) -> Path:
@@ -339,19 +315,6 @@ def build_tokenizer() -> Any:
         return CLIPTokenizer.from_pretrained(tmp, model_max_length=MODEL_MAX_LENGTH)
 
 
-def _write_then_rename(out: Path, write: Callable[[Path], object]) -> None:
-    """Run `write(folder)` on a temp folder beside `out`, then rename it to `out` (empty or absent)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        write(staging)
-        if out.exists():
-            out.rmdir()  # empty (checked by the caller)
-        os.rename(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """`sdxl-workload tiny-model OUT [--size tiny|mid] [--seed N]`: write the pipeline to OUT."""
     out = Path(args.out)
@@ -361,6 +324,6 @@ def run(args: argparse.Namespace) -> int:
         raise WorkloadError("InvalidInput", f"{out} exists and is not empty; choose a new or empty folder")
     # Written straight to OUT (not via the cache, whose home folder may be read-only in a
     # container), through a temp folder beside it so OUT never holds half a model.
-    _write_then_rename(out, lambda staging: write_tiny_model(staging, size=args.size, seed=args.seed))
+    write_then_rename(out, lambda staging: write_tiny_model(staging, size=args.size, seed=args.seed), folder=True)
     print(f"wrote the built-in {args.size} SDXL-architecture pipeline (seed {args.seed}) to {out}")
     return 0

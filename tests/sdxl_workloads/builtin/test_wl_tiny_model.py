@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdxl_workloads import cli, tiny_model
+from sdxl_workloads import cli
+from sdxl_workloads.builtin import tiny_model
+from sdxl_workloads.builtin.tiny_model import SDXL_SCHEDULER_CONFIG, ensure_tiny_model
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.tiny_model import SDXL_SCHEDULER_CONFIG, ensure_tiny_model
 
 # These modules also run in the Neuron image (compile: storage, spec files, builtin:tiny), so
 # `make test-compat` runs these tests against its older library versions too.

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from sdxl_workloads.tiny_model import cache_root
+from sdxl_workloads.storage.atomic_write import cached_folder, write_then_rename
+from sdxl_workloads.storage.cache_dir import cache_root
 
 # Bump when the drawing changes, so an old cache folder is never reused.
 SAMPLE_FORMAT_VERSION = 1
@@ -75,20 +74,7 @@ def ensure_sample_images(seed: int = 0, cache_dir: str | os.PathLike[str] | None
     """Return the folder of the sample photos, drawing them into the cache on first use
     ($SDXL_CACHE_DIR/builtin/sample-subject-seed<seed>-v<N>/; temp folder + rename)."""
     target = cache_root(cache_dir) / "builtin" / f"sample-subject-seed{seed}-v{SAMPLE_FORMAT_VERSION}"
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write_sample_images(staging, seed=seed)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.is_dir():  # else another process won the race; use its copy
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return cached_folder(target, lambda folder: write_sample_images(folder, seed=seed), Path.is_dir)
 
 
 def write_sample_images(out: str | os.PathLike[str], seed: int = 0) -> list[Path]:
@@ -213,8 +199,6 @@ def run(args: argparse.Namespace) -> int:
         from sdxl_workloads.protocol import WorkloadError
 
         raise WorkloadError("InvalidInput", f"{out} exists and is not empty; choose a new or empty folder")
-    from sdxl_workloads.tiny_model import _write_then_rename
-
-    _write_then_rename(out, lambda staging: write_sample_images(staging, seed=args.seed))
+    write_then_rename(out, lambda staging: write_sample_images(staging, seed=args.seed), folder=True)
     print(f"wrote {len(SHOTS)} sample-subject photos (seed {args.seed}) to {out}")
     return 0

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from sdxl_workloads import cli, sample_images
+from sdxl_workloads import cli
+from sdxl_workloads.builtin import sample_images
+from sdxl_workloads.builtin.sample_images import ROTATED_NAME, ensure_sample_images
 from sdxl_workloads.protocol import WorkloadError
-from sdxl_workloads.sample_images import ROTATED_NAME, ensure_sample_images
 
 
 def _hashes(folder: Path) -> dict[str, str]:
