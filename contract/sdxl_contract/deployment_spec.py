@@ -77,10 +77,12 @@ class Auth:
 
 @dataclass(frozen=True, kw_only=True)
 class Autoscaling:
-    """A HorizontalPodAutoscaler on the server pods' CPU use."""
+    """The range of server pods and what they scale on (an HPA, or a KEDA ScaledObject: the chart decides)."""
 
     min_replicas: int
     max_replicas: int
+    metric: str  # cpu | queueDepth | inFlight
+    target: float | None = None  # average per pod with queueDepth / inFlight
     target_cpu_utilization_percentage: int = field(metadata={"crd_key": "targetCPUUtilizationPercentage"})
 
 

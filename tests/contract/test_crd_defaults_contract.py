@@ -104,7 +104,8 @@ def test_deployment_optional_objects_get_their_contract_defaults(crd_validation:
         "fineTune": "alice-v1", "neuron": {}, "auth": {"apiKeySecret": "key"}, "autoscaling": {"maxReplicas": 3}})
     assert spec["neuron"] == NEURON_CONTRACT_DEFAULTS
     assert spec["auth"] == {"apiKeySecret": "key", "apiKeySecretKey": "api-key"}
-    assert spec["autoscaling"] == {"maxReplicas": 3, "minReplicas": 1, "targetCPUUtilizationPercentage": 70}
+    assert spec["autoscaling"] == {"maxReplicas": 3, "minReplicas": 1, "metric": "cpu",
+                                   "targetCPUUtilizationPercentage": 70}
 
 
 def test_crd_defaults_match_the_trainers_spec_loader(crd_validation: ModuleType) -> None:
