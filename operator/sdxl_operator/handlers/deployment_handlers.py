@@ -74,6 +74,7 @@ from sdxl_operator.handlers.child_ownership import (
 )
 from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
+from sdxl_operator.handlers.status_events import post_transition_events
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 from sdxl_operator.manifests.autoscaler import build_autoscaler
 from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
@@ -418,20 +419,13 @@ def _write_status(body: kopf.Body, patch: kopf.Patch, previous: Mapping[str, Any
     if dict(new) == dict(previous):
         return
     patch["status"] = status_patch(previous, new)
-    phase, old_phase = new.get("phase"), previous.get("phase")
-    failure = new.get("failure") or {}
-    if phase != old_phase:
-        if failure:
-            kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
-        else:
-            kopf.event(body, type="Normal", reason=str(phase), message=_phase_message(new))
-    elif failure and failure.get("reason") != (previous.get("failure") or {}).get("reason"):
-        kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
+    post_transition_events(body, previous, new, _phase_event)
 
 
-def _phase_message(status: Mapping[str, Any]) -> str:
+def _phase_event(status: Mapping[str, Any]) -> tuple[str, str]:
+    """The Normal event of a deployment entering its phase: the phase, in its Ready condition's words."""
     ready = find_condition(status.get("conditions"), "Ready") or {}
-    return str(ready.get("message") or status.get("phase"))
+    return str(status.get("phase")), str(ready.get("message") or status.get("phase"))
 
 
 def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:

@@ -30,6 +30,7 @@ from sdxl_operator.handlers.child_creation import ChildRejected, create_child, h
 from sdxl_operator.handlers.child_ownership import NameConflict, require_controlled
 from sdxl_operator.handlers.kube_api import KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
+from sdxl_operator.handlers.status_events import post_transition_events
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 from sdxl_operator.manifests.spec_configmap import build_spec_configmap
 from sdxl_operator.manifests.training_job import CONTAINER, build_training_job
@@ -39,7 +40,6 @@ from sdxl_operator.spec.reserved_namespaces import is_reserved
 from sdxl_operator.spec.resolved_spec import resolve_finetune_spec
 from sdxl_operator.spec.shared_output import output_in_use
 from sdxl_operator.status.finetune_status import (
-    FAILED,
     SUCCEEDED,
     TRAINING,
     compute_finetune_status,
@@ -204,18 +204,14 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
     _post_transition_events(body, previous, new)
 
 
+def _phase_event(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The Normal event of a fine-tune entering its phase: the trainer running, or the LoRA written."""
+    if status.get("phase") == TRAINING:
+        return "Training", "the trainer is running"
+    if status.get("phase") == SUCCEEDED:
+        return "Succeeded", f"training finished; LoRA at {(status.get('artifacts') or {}).get('lora', 'the output location')}"
+    return None
+
+
 def _post_transition_events(body: kopf.Body, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    old_phase, phase = previous.get("phase"), new.get("phase")
-    old_reason = (previous.get("failure") or {}).get("reason")
-    failure = new.get("failure") or {}
-    if phase != old_phase:
-        if phase == TRAINING:
-            kopf.event(body, type="Normal", reason="Training", message="the trainer is running")
-        elif phase == SUCCEEDED:
-            lora = (new.get("artifacts") or {}).get("lora", "the output location")
-            kopf.event(body, type="Normal", reason="Succeeded", message=f"training finished; LoRA at {lora}")
-        elif phase == FAILED:
-            kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
-            return
-    if failure and failure.get("reason") != old_reason and phase != FAILED:
-        kopf.event(body, type="Warning", reason=str(failure.get("reason")), message=str(failure.get("message")))
+    post_transition_events(body, previous, new, _phase_event)

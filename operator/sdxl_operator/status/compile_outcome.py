@@ -18,12 +18,13 @@ from typing import Any
 from sdxl_contract import artifact_keys
 from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.core.labels import ARTIFACT_ANNOTATION
+from sdxl_operator.status.job_failure import FailureWording, job_failure
 from sdxl_operator.status.pod_problems import (
+    LastExit,
     PodProblem,
     PodWaiting,
     diagnose_pod,
     job_condition,
-    last_exit,
     last_terminated,
     newest_pod,
     pod_creation_failure,
@@ -98,26 +99,25 @@ def compile_outcome(
     return CompileRunning("CompileJobRunning", "the compile is running")
 
 
+COMPILE_FAILURE = FailureWording(
+    deadline="the compile did not finish within its deadline{limit} and was stopped; ask the "
+             "operator's administrator for a longer SDXL_COMPILE_DEADLINE_SECONDS",
+    reported="the compile failed with {reason}",
+    oom_killed="the compile was killed for exceeding its memory limit (OOMKilled); compiling SDXL "
+               "needs a node with about 128 GiB of memory in the compile pool",
+)
+
+
+def _compile_error(job: Mapping[str, Any], condition: Mapping[str, Any], ended: LastExit
+                   ) -> tuple[FailureReason, str]:
+    """A failed compile Job none of the shared precedence explains: CompileFailed with the last error."""
+    detail = ended.reported_message or ended.message or str(condition.get("message") or "")
+    exit_text = f" (exit code {ended.exit_code})" if ended.exit_code is not None else ""
+    return (FailureReason.COMPILE_FAILED,
+            tail_of(f"the compile Job failed{exit_text}: {detail or condition.get('reason') or 'no reason given'}"))
+
+
 def _failure(job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
              ) -> CompileFailed:
-    ended = last_exit(pods)
-    exit_code = ended.exit_code
-    when = condition.get("lastTransitionTime")
-    if condition.get("reason") == "DeadlineExceeded":
-        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
-        limit = f" of {deadline}s" if deadline else ""
-        return CompileFailed(FailureReason.DEADLINE_EXCEEDED,
-                             f"the compile did not finish within its deadline{limit} and was stopped; ask the "
-                             "operator's administrator for a longer SDXL_COMPILE_DEADLINE_SECONDS", exit_code, when)
-    reported, message = ended.reported_reason, ended.reported_message
-    if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
-        return CompileFailed(reported, tail_of(message or f"the compile failed with {reported.value}"), exit_code, when)
-    if ended.oom_killed:
-        return CompileFailed(FailureReason.OUT_OF_MEMORY,
-                             "the compile was killed for exceeding its memory limit (OOMKilled); compiling SDXL "
-                             "needs a node with about 128 GiB of memory in the compile pool", exit_code, when)
-    detail = message or ended.message or str(condition.get("message") or "")
-    exit_text = f" (exit code {exit_code})" if exit_code is not None else ""
-    return CompileFailed(FailureReason.COMPILE_FAILED,
-                         tail_of(f"the compile Job failed{exit_text}: {detail or condition.get('reason') or 'no reason given'}"),
-                         exit_code, when)
+    failed = job_failure(job, condition, pods, COMPILE_FAILURE, _compile_error)
+    return CompileFailed(failed.reason, failed.message, failed.exit_code, failed.time)

@@ -29,7 +29,8 @@ from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.core.labels import ARTIFACT_ANNOTATION, COMPILE_KEY
 from sdxl_operator.spec.model_source import FineTuneWait, ModelSource
 from sdxl_operator.status.compile_outcome import CompileDone, CompileFailed, CompileOutcome, CompileRunning
-from sdxl_operator.status.conditions import TRUE, find_condition, make_condition, merge_conditions, rfc3339
+from sdxl_operator.status.conditions import TRUE, find_condition, make_condition, merge_conditions
+from sdxl_operator.status.failure_record import failure_record
 from sdxl_operator.status.pod_problems import PodProblem, deployment_problem, diagnose_pod
 from sdxl_operator.status.status_message import head_of
 
@@ -125,13 +126,8 @@ def blocked_status(reason_of: FailureReason, message: str, *, now: datetime.date
 
 def _failure(reason: str, message: str, now: datetime.datetime, previous: Mapping[str, Any],
              exit_code: int | None = None, time: str | None = None) -> dict[str, Any]:
-    old = previous.get("failure") or {}
-    failure: dict[str, Any] = {"reason": reason, "message": head_of(message),
-                               "time": old["time"] if old.get("reason") == reason and old.get("time")
-                               else time or rfc3339(now)}
-    if exit_code is not None:
-        failure["exitCode"] = exit_code
-    return failure
+    return failure_record(reason, head_of(message), now=now, previous=previous.get("failure"), exit_code=exit_code,
+                          time=time)
 
 
 def rollout_done(deployment: Mapping[str, Any]) -> bool:

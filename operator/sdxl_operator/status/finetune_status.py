@@ -29,12 +29,14 @@ from sdxl_contract import artifact_keys
 from sdxl_contract.digests import is_sha256, normalise_sha256
 from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.status.conditions import UNKNOWN, make_condition, merge_conditions, rfc3339
+from sdxl_operator.status.failure_record import failure_record
+from sdxl_operator.status.job_failure import FailureWording, job_failure
 from sdxl_operator.status.pod_problems import (
+    LastExit,
     PodProblem,
     PodWaiting,
     diagnose_pod,
     job_condition,
-    last_exit,
     last_terminated,
     newest_pod,
     pod_creation_failure,
@@ -98,7 +100,6 @@ def waiting_status(
     """
     previous = previous or {}
     message = tail_of(message)
-    old = previous.get("failure") or {}
     return {
         "phase": PENDING,
         "observedGeneration": generation,
@@ -106,8 +107,7 @@ def waiting_status(
             make_condition("Accepted", False, reason.value, message, now=now, generation=generation),
             make_condition("Ready", False, reason.value, message, now=now, generation=generation),
         ]),
-        "failure": {"reason": reason.value, "message": message,
-                    "time": old["time"] if old.get("reason") == reason.value and old.get("time") else rfc3339(now)},
+        "failure": failure_record(reason.value, message, now=now, previous=previous.get("failure")),
     }
 
 
@@ -140,26 +140,22 @@ def _progress(
     return progress
 
 
-def _failure_of(
-    job: Mapping[str, Any], condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
-) -> tuple[FailureReason, str, int | None]:
-    ended = last_exit(pods)
+TRAINING_FAILURE = FailureWording(
+    deadline="training did not finish within the deadline{limit} and was stopped. Lower training.maxSteps "
+             "or ask the operator's administrator for a longer SDXL_TRAIN_DEADLINE_SECONDS.",
+    reported="the trainer failed with {reason}",
+    oom_killed="the trainer was killed for exceeding its memory limit (OOMKilled). Raise spec.resources.memory, "
+               "or lower training.resolution or training.batchSize.",
+)
+
+
+def _training_failure(job: Mapping[str, Any], condition: Mapping[str, Any], ended: LastExit
+                      ) -> tuple[FailureReason, str]:
+    """A failed training Job none of the shared precedence explains: the Job gave up, or the trainer's words."""
     exit_code = ended.exit_code
     job_reason = condition.get("reason") or ""
     job_message = condition.get("message") or ""
-    if job_reason == "DeadlineExceeded":
-        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
-        limit = f" of {deadline}s" if deadline else ""
-        return (FailureReason.DEADLINE_EXCEEDED,
-                f"training did not finish within the deadline{limit} and was stopped. Lower training.maxSteps "
-                "or ask the operator's administrator for a longer SDXL_TRAIN_DEADLINE_SECONDS.", exit_code)
     reported, reported_message = ended.reported_reason, ended.reported_message
-    if reported is not None and reported is not FailureReason.INTERNAL_ERROR:
-        return reported, tail_of(reported_message or f"the trainer failed with {reported.value}"), exit_code
-    if ended.oom_killed:
-        return (FailureReason.OUT_OF_MEMORY,
-                "the trainer was killed for exceeding its memory limit (OOMKilled). Raise spec.resources.memory, "
-                "or lower training.resolution or training.batchSize.", exit_code)
     detail = reported_message or ended.message
     detail_text = f" Last error: {detail}" if detail else ""
     exit_text = f" (exit code {exit_code})" if exit_code is not None else ""
@@ -167,12 +163,11 @@ def _failure_of(
         backoff = (job.get("spec") or {}).get("backoffLimit")
         tries = f" {int(backoff) + 1} times" if isinstance(backoff, int) else ""
         return (FailureReason.BACKOFF_LIMIT_EXCEEDED,
-                tail_of(f"the training pod failed{tries}{exit_text}; the Job gave up.{detail_text}"), exit_code)
+                tail_of(f"the training pod failed{tries}{exit_text}; the Job gave up.{detail_text}"))
     if reported is FailureReason.INTERNAL_ERROR:
-        return FailureReason.INTERNAL_ERROR, tail_of(reported_message or "the trainer failed"), exit_code
+        return FailureReason.INTERNAL_ERROR, tail_of(reported_message or "the trainer failed")
     return (FailureReason.INTERNAL_ERROR,
-            tail_of(f"the training Job failed ({job_reason or 'no reason given'}: {job_message}){exit_text}.{detail_text}"),
-            exit_code)
+            tail_of(f"the training Job failed ({job_reason or 'no reason given'}: {job_message}){exit_text}.{detail_text}"))
 
 
 def _artifacts(result: Mapping[str, Any] | None) -> dict[str, str]:
@@ -247,18 +242,17 @@ def compute_finetune_status(
         condition("Training", False, SUCCEEDED, "training finished")
         condition("Ready", True, SUCCEEDED, ready_message)
     elif job is not None and failed is not None:
-        reason, message, exit_code = _failure_of(job, failed, pods)
-        failure: dict[str, Any] = {
-            "reason": reason.value, "message": message,
-            "time": failed.get("lastTransitionTime") or rfc3339(now),
-        }
-        if exit_code is not None:
-            failure["exitCode"] = exit_code
+        ended = job_failure(job, failed, pods, TRAINING_FAILURE, _training_failure)
+        # The time the Job failed, not a sticky one: a failed run ends with the Job's own failure.
+        failure: dict[str, Any] = {"reason": ended.reason.value, "message": ended.message,
+                                   "time": ended.time or rfc3339(now)}
+        if ended.exit_code is not None:
+            failure["exitCode"] = ended.exit_code
         status["phase"] = FAILED
         status["failure"] = failure
         status["completionTime"] = failure["time"]
-        condition("Training", False, reason.value, message)
-        condition("Ready", False, reason.value, message)
+        condition("Training", False, ended.reason.value, ended.message)
+        condition("Ready", False, ended.reason.value, ended.message)
     else:
         _running_or_pending(status, condition, job, pods, now, pending_grace_seconds, previous, events)
 
@@ -283,10 +277,8 @@ def _running_or_pending(
     if refused is not None:
         # Waiting, not failed: the Job controller keeps trying, and a fixed quota or account resumes it.
         status["phase"] = PENDING
-        old = previous.get("failure") or {}
-        status["failure"] = {"reason": refused.reason.value, "message": refused.message,
-                             "time": old["time"] if old.get("reason") == refused.reason.value and old.get("time")
-                             else rfc3339(now)}
+        status["failure"] = failure_record(refused.reason.value, refused.message, now=now,
+                                           previous=previous.get("failure"))
         condition("Scheduled", UNKNOWN, refused.reason.value, refused.message)
         condition("Ready", False, refused.reason.value, refused.message)
         return
@@ -300,10 +292,8 @@ def _running_or_pending(
     pod_phase = (pod.get("status") or {}).get("phase")
     if isinstance(diagnosis, PodProblem):
         status["phase"] = PENDING
-        status["failure"] = {"reason": diagnosis.reason.value, "message": diagnosis.message, "time": rfc3339(now)}
-        previous_failure = previous.get("failure") or {}
-        if previous_failure.get("reason") == diagnosis.reason.value and previous_failure.get("time"):
-            status["failure"]["time"] = previous_failure["time"]
+        status["failure"] = failure_record(diagnosis.reason.value, diagnosis.message, now=now,
+                                           previous=previous.get("failure"))
         scheduled = diagnosis.reason is not FailureReason.UNSCHEDULABLE
         condition("Scheduled", scheduled, "PodScheduled" if scheduled else diagnosis.reason.value,
                   "the pod has a node" if scheduled else diagnosis.message)
