@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sdxl_contract.workload_protocol import PVC_ROOT_ENV, TERMINATION_LOG_ENV
 from sdxl_sandbox.path_mapping import PodFilesystem, VolumeNotReady
 
 LOOPBACK = "127.0.0.1"
@@ -152,8 +153,8 @@ def plan_launch(
                 raise ValueError(f"env {item.get('name')!r}: valueFrom {sorted(source)} is not emulated")
         if value is not None:
             env[item["name"]] = value
-    env["SDXL_PVC_ROOT"] = str(pvc_root)
-    env["SDXL_TERMINATION_LOG"] = str(termination_log)
+    env[PVC_ROOT_ENV] = str(pvc_root)
+    env[TERMINATION_LOG_ENV] = str(termination_log)
     tmp = filesystem.local_path("/tmp")
     if tmp != "/tmp":
         env["TMPDIR"] = tmp

@@ -21,6 +21,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from sdxl_contract import accelerators
+from sdxl_contract.accelerators import AcceleratorProfile
 from sdxl_sandbox.api_client import ApiError, KubeClient
 from sdxl_sandbox.container_launch import LOOPBACK
 
@@ -62,10 +64,15 @@ class SimulatedNode:
         }
 
 
-GPU_NODE = SimulatedNode("sim-gpu", "g5.2xlarge", {"nvidia.com/gpu": "1"},
-                         ({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},))
-INF2_NODE = SimulatedNode("sim-inf2", "inf2.8xlarge", {"aws.amazon.com/neuron": "1"},
-                          ({"key": "aws.amazon.com/neuron", "value": "present", "effect": "NoSchedule"},))
+def _device_node(name: str, instance_type: str, profile: AcceleratorProfile) -> SimulatedNode:
+    """A node of ``profile``'s pool: one device, and the taint its pods tolerate."""
+    assert profile.device_resource is not None and profile.node_taint_key is not None
+    return SimulatedNode(name, instance_type, {profile.device_resource: "1"},
+                         ({"key": profile.node_taint_key, "value": "present", "effect": "NoSchedule"},))
+
+
+GPU_NODE = _device_node("sim-gpu", "g5.2xlarge", accelerators.NVIDIA)
+INF2_NODE = _device_node("sim-inf2", "inf2.8xlarge", accelerators.NEURON)
 CPU_NODE = SimulatedNode("sim-cpu", "m6i.4xlarge")
 DEFAULT_NODES = (GPU_NODE, INF2_NODE, CPU_NODE)
 

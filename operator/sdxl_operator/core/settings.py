@@ -62,6 +62,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from sdxl_contract import accelerators
+
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # Every variable read below, for the Helm chart's tests to compare with the env it sets.
 ENVIRONMENT_VARIABLES: tuple[str, ...] = (
@@ -81,7 +83,8 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
 # Taint keys of the node pools the operator's own work uses; anything else (the control plane's
 # node-role.kubernetes.io/* taints above all) needs the administrator to list it.
 DEFAULT_ALLOWED_TOLERATION_KEYS: tuple[str, ...] = (
-    "nvidia.com/gpu", "aws.amazon.com/neuron", "aws.amazon.com/neuroncore", "karpenter.sh/*", "sdxl.io/*",
+    *(profile.node_taint_key for profile in (accelerators.NVIDIA, accelerators.NEURON) if profile.node_taint_key),
+    "aws.amazon.com/neuroncore", "karpenter.sh/*", "sdxl.io/*",
 )
 DEFAULT_ALLOWED_NODE_SELECTOR_KEYS: tuple[str, ...] = (
     "node.kubernetes.io/instance-type", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
