@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdxl_contract.pod_scheduling import Scheduling
 from sdxl_contract.schema import apply_defaults, load_crd
 from sdxl_contract.spec_building import build_spec, from_camel_dict, to_camel_dict
 
@@ -104,6 +105,7 @@ class DeploymentSpec:
     replicas: int  # server pods (ignored with autoscaling)
     server: Server
     resources: ServingResources
+    scheduling: Scheduling  # affinity, priority, spread, pod labels/annotations of compile and server pods
     auth: Auth | None = None  # no API key when unset
     autoscaling: Autoscaling | None = None  # a fixed number of replicas when unset
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sdxl_contract.pod_scheduling import Scheduling
 from sdxl_contract.spec_building import build_spec, to_camel_dict
 
 KIND = "SDXLFineTune"
@@ -92,6 +93,7 @@ class FineTuneSpec:
     validation: Validation
     output: str | None = None  # artifact URI; the operator defaults it, the trainer's --output overrides
     resources: Resources
+    scheduling: Scheduling  # affinity, priority, spread, pod labels/annotations of the training pod
 
     @classmethod
     def from_dict(cls, data: object) -> FineTuneSpec:

@@ -21,6 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FINETUNE_CRD = REPO_ROOT / "crds" / "sdxlfinetunes.sdxl.io.yaml"
 DEPLOYMENT_CRD = REPO_ROOT / "crds" / "sdxldeployments.sdxl.io.yaml"
 
+# spec.scheduling of both kinds: no affinity and no priority class unless asked for.
+SCHEDULING_CONTRACT_DEFAULTS: dict[str, Any] = {"topologySpreadConstraints": [], "podLabels": {}, "podAnnotations": {}}
+
 # The SDXLFineTune.spec defaults of the project contract, transcribed from its table. Optional fields
 # without a default stay absent: vae, classPrompt, priorPreservation.classImages and output (the
 # operator picks the artifact store).
@@ -38,6 +41,7 @@ FINETUNE_CONTRACT_DEFAULTS: dict[str, Any] = {
     },
     "validation": {"prompts": [], "every": 0, "numInferenceSteps": 25, "guidanceScale": 5.0, "seed": 0},
     "resources": {"gpus": 1, "cpu": "8", "memory": "32Gi", "nodeSelector": {}, "tolerations": []},
+    "scheduling": SCHEDULING_CONTRACT_DEFAULTS,
 }
 FINETUNE_REQUIRED = {"instanceImages": "builtin:sample-subject", "instancePrompt": "a photo of sks person"}
 
@@ -49,6 +53,7 @@ DEPLOYMENT_CONTRACT_DEFAULTS: dict[str, Any] = {
     "replicas": 1,
     "server": {"maxBatch": 1, "queueSize": 8, "requestTimeoutSeconds": 300},
     "resources": {"nodeSelector": {}, "tolerations": []},
+    "scheduling": SCHEDULING_CONTRACT_DEFAULTS,
 }
 NEURON_CONTRACT_DEFAULTS = {"batchSize": 1, "height": 1024, "width": 1024, "numImagesPerPrompt": 1,
                             "autoCastType": "bf16", "instanceType": "inf2.8xlarge"}

@@ -55,9 +55,9 @@ def _crd_field_names(schema: dict[str, Any], path: str = "") -> set[str]:
     names: set[str] = set()
     for key, prop in schema.get("properties", {}).items():
         names.add(path + key)
-        # Objects with declared fields are typed field by field; maps and a label selector (passed on
-        # to Kubernetes as it is) as a whole.
-        if prop.get("type") == "object" and "properties" in prop and key != "fineTuneSelector":
+        # Objects with declared fields are typed field by field; maps, a label selector and a pod
+        # affinity (passed on to Kubernetes as they are) as a whole.
+        if prop.get("type") == "object" and "properties" in prop and key not in ("fineTuneSelector", "affinity"):
             names |= _crd_field_names(prop, f"{path}{key}.")
     return names
 

@@ -90,6 +90,7 @@ def test_resolved_spec_replaces_the_finetune_with_its_lora_and_fills_defaults() 
                    "instanceType": "inf2.8xlarge"},
         "loraScale": 0.8, "replicas": 2, "server": {"maxBatch": 1, "queueSize": 8, "requestTimeoutSeconds": 300},
         "resources": {"cpu": "6", "nodeSelector": {}, "tolerations": [{"key": "spot", "operator": "Exists"}]},
+        "scheduling": {"topologySpreadConstraints": [], "podLabels": {}, "podAnnotations": {}},
         "auth": {"apiKeySecret": "sdxl-api-key", "apiKeySecretKey": "api-key"},
         "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70},
         "metadata": {"name": "alice", "namespace": "team-a", "uid": UID},
