@@ -45,8 +45,8 @@ from sdxl_operator.core.labels import COMPILE_KEY, compile_annotations, compile_
 from sdxl_operator.core.naming import compile_job_name
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests import volumes
+from sdxl_operator.manifests.job_failure_policy import pod_failure_policy
 from sdxl_operator.manifests.ownership import child_metadata
-from sdxl_operator.manifests.training_job import pod_failure_policy
 from sdxl_operator.manifests.workload_pod import (
     workload_container,
     workload_pod_spec,

@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sdxl_contract.exit_codes import PERMANENT_FAILURE_EXIT_CODE
 from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.core.accelerators import NVIDIA, device_resources, merged_tolerations
 from sdxl_operator.core.labels import finetune_labels
 from sdxl_operator.core.naming import finetune_configmap_name, finetune_job_name
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests import volumes
+from sdxl_operator.manifests.job_failure_policy import pod_failure_policy
 from sdxl_operator.manifests.ownership import child_metadata
 from sdxl_operator.manifests.workload_pod import (
     workload_container,
@@ -37,22 +37,6 @@ from sdxl_operator.manifests.workload_pod import (
 CONTAINER = "trainer"
 # The extended resource of the GPUs a training pod asks for: the nvidia accelerator's device.
 (GPU_RESOURCE,) = device_resources(NVIDIA)
-
-
-def pod_failure_policy(container: str) -> dict[str, Any]:
-    """Fail the Job at once on the workload's permanent-failure exit code; disruptions do not count.
-
-    Shared by training and compile Jobs.
-    """
-    return {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {"containerName": container, "operator": "In", "values": [PERMANENT_FAILURE_EXIT_CODE]},
-            },
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        ]
-    }
 
 
 def training_command(max_images: int) -> tuple[list[str], list[str]]:

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sdxl_operator.spec.finetune_validation import DEFAULT_BASE_MODEL, DEFAULT_REVISION
+from sdxl_operator.spec.default_base_model import DEFAULT_BASE_MODEL, DEFAULT_REVISION
 from sdxl_operator.spec.label_selector import selector_matches
 
 SET_FIELDS = ("fineTunes", "fineTuneSelector")

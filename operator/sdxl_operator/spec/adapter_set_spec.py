@@ -24,8 +24,8 @@ from typing import Any
 from sdxl_operator.core.accelerators import image_for
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.spec.adapter_set import DEFAULT_MAX_RANK, DEFAULT_RESIDENT, SET_FIELDS
+from sdxl_operator.spec.default_base_model import DEFAULT_REVISION
 from sdxl_operator.spec.deployment_validation import validate_deployment_spec
-from sdxl_operator.spec.finetune_validation import DEFAULT_REVISION
 from sdxl_operator.spec.model_source import ModelSource
 from sdxl_operator.spec.resolved_deployment_spec import resolve_deployment_spec
 

@@ -13,13 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sdxl_contract.finetune_spec import FineTuneSpec
-from sdxl_contract.schema import default_spec
 from sdxl_contract.spec_building import InvalidSpec
-
-KIND = "SDXLFineTune"
-# The CRD's defaults, for code that names the model before a fine-tune's spec is at hand.
-DEFAULT_BASE_MODEL: str = default_spec(KIND, {})["baseModel"]
-DEFAULT_REVISION: str = default_spec(KIND, {})["baseModelRevision"]
 
 
 def validate_finetune_spec(spec: object) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_contract.failure_reasons import FailureReason
-from sdxl_operator.spec.finetune_validation import DEFAULT_BASE_MODEL, DEFAULT_REVISION
+from sdxl_operator.spec.default_base_model import DEFAULT_BASE_MODEL, DEFAULT_REVISION
 
 NOT_FOUND = "FineTuneNotFound"
 TRAINING = "FineTuneTraining"
