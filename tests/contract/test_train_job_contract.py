@@ -21,7 +21,7 @@ from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests.spec_configmap import build_spec_configmap
 from sdxl_operator.manifests.training_job import build_training_job
-from sdxl_operator.spec.resolved_spec import resolve_finetune_spec
+from sdxl_operator.spec.resolved_spec import resolve_finetune_spec, resolved_finetune_spec
 from sdxl_workloads import cli, protocol
 from sdxl_workloads.spec import spec_loading
 from sdxl_workloads.spec.finetune_spec import load_finetune_spec
@@ -46,10 +46,12 @@ def _owner(example: Path) -> dict[str, Any]:
 
 def _children(owner: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     meta = owner["metadata"]
-    resolved = resolve_finetune_spec(owner["spec"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+    spec = resolved_finetune_spec(owner["spec"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+                                  artifact_store="pvc://sdxl-artifacts/store")
+    resolved = resolve_finetune_spec(spec, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
                                      artifact_store="pvc://sdxl-artifacts/store")
     settings = OperatorSettings(hf_token_secret="hf")
-    return resolved, build_spec_configmap(owner, resolved), build_training_job(owner, resolved, settings)
+    return resolved, build_spec_configmap(owner, resolved), build_training_job(owner, spec, settings)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])

@@ -37,7 +37,7 @@ from sdxl_operator.manifests.training_job import CONTAINER, build_training_job
 from sdxl_operator.spec.admin_policy import finetune_policy_errors
 from sdxl_operator.spec.finetune_validation import validate_finetune_spec
 from sdxl_operator.spec.reserved_namespaces import is_reserved
-from sdxl_operator.spec.resolved_spec import resolve_finetune_spec
+from sdxl_operator.spec.resolved_spec import resolve_finetune_spec, resolved_finetune_spec
 from sdxl_operator.spec.shared_output import output_in_use
 from sdxl_operator.status.finetune_status import (
     SUCCEEDED,
@@ -66,11 +66,13 @@ async def _create_children(body: kopf.Body, context: OperatorContext, logger: ko
     Raises NameConflict, ChildRejected, StorageNotFound, or KubeApiError (temporary).
     """
     meta = body["metadata"]
-    resolved = resolve_finetune_spec(
+    spec = resolved_finetune_spec(
         body.get("spec", {}), name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
         artifact_store=context.settings.artifact_store,
     )
-    job = build_training_job(body, resolved, context.settings)
+    resolved = resolve_finetune_spec(spec, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+                                     artifact_store=context.settings.artifact_store)
+    job = build_training_job(body, spec, context.settings)
     if await ensure_workload_prerequisites(context.api, meta["namespace"], [job["spec"]["template"]["spec"]],
                                            context.settings):
         logger.info(f"created the workload ServiceAccount {context.settings.workload_service_account}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sdxl_contract.finetune_spec import FineTuneSpec
 from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.core.accelerators import NVIDIA, device_resources, merged_tolerations
 from sdxl_operator.core.labels import finetune_labels
@@ -51,24 +52,19 @@ def training_command(max_images: int) -> tuple[list[str], list[str]]:
                                "--max-instance-images", str(max_images)]
 
 
-def build_training_job(
-    owner: Mapping[str, Any], resolved_spec: Mapping[str, Any], settings: OperatorSettings
-) -> dict[str, Any]:
-    """The Job manifest for the SDXLFineTune ``owner`` with its resolved spec. Pure."""
+def build_training_job(owner: Mapping[str, Any], spec: FineTuneSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The Job manifest for the SDXLFineTune ``owner`` with its resolved spec (output filled in). Pure."""
     name = owner["metadata"]["name"]
     labels = finetune_labels(name)
-    resources_spec: Mapping[str, Any] = resolved_spec.get("resources", {})
-    gpus = int(resources_spec.get("gpus", 0))
-    requests: dict[str, str] = {"cpu": str(resources_spec["cpu"]), "memory": str(resources_spec["memory"])}
-    limits: dict[str, str] = {"memory": str(resources_spec["memory"])}
-    if gpus > 0:
-        requests[GPU_RESOURCE] = str(gpus)
-        limits[GPU_RESOURCE] = str(gpus)
+    resources_spec = spec.resources
+    requests: dict[str, str] = {"cpu": resources_spec.cpu, "memory": resources_spec.memory}
+    limits: dict[str, str] = {"memory": resources_spec.memory}
+    if resources_spec.gpus > 0:
+        requests[GPU_RESOURCE] = str(resources_spec.gpus)
+        limits[GPU_RESOURCE] = str(resources_spec.gpus)
 
-    prior = resolved_spec.get("priorPreservation", {})
-    inputs = [resolved_spec.get("baseModel"), resolved_spec.get("vae"), resolved_spec.get("instanceImages"),
-              prior.get("classImages")]
-    pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [resolved_spec.get("output")])
+    inputs = [spec.base_model, spec.vae, spec.instance_images, spec.prior_preservation.class_images]
+    pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [spec.output])
 
     command, args = training_command(settings.max_images)
     pod_volumes, mounts = workload_volumes(finetune_configmap_name(name), pvc_volumes, pvc_mounts)
@@ -78,8 +74,8 @@ def build_training_job(
     )
     pod_spec = workload_pod_spec(
         container, pod_volumes, settings, run_once=True,
-        node_selector={**settings.train_node_selector, **resources_spec.get("nodeSelector", {})},
-        tolerations=merged_tolerations(settings.train_tolerations, resources_spec.get("tolerations", [])),
+        node_selector={**settings.train_node_selector, **resources_spec.node_selector},
+        tolerations=merged_tolerations(settings.train_tolerations, resources_spec.tolerations),
     )
 
     return {

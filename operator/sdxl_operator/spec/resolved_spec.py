@@ -11,6 +11,7 @@ stay absent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,16 @@ from sdxl_contract.spec_building import to_camel_dict
 def default_output(artifact_store: str, namespace: str, name: str, uid: str) -> str:
     """``<artifactStore>/finetunes/<namespace>/<name>/<uid8>``."""
     return f"{artifact_store.rstrip('/')}/finetunes/{namespace}/{name}/{uid[:8]}"
+
+
+def resolved_finetune_spec(
+    spec: FineTuneSpec | Mapping[str, Any], *, name: str, namespace: str, uid: str, artifact_store: str
+) -> FineTuneSpec:
+    """The typed ``spec`` (or the object's spec as stored, validated; typed here) with its output resolved."""
+    typed = spec if isinstance(spec, FineTuneSpec) else FineTuneSpec.from_dict(spec)
+    if typed.output:
+        return typed
+    return dataclasses.replace(typed, output=default_output(artifact_store, namespace, name, uid))
 
 
 def resolve_finetune_spec(
@@ -35,9 +46,7 @@ def resolve_finetune_spec(
 
     ``spec`` is the typed spec, or the object's spec as stored (validated; typed here).
     """
-    typed = spec if isinstance(spec, FineTuneSpec) else FineTuneSpec.from_dict(spec)
+    typed = resolved_finetune_spec(spec, name=name, namespace=namespace, uid=uid, artifact_store=artifact_store)
     resolved: dict[str, Any] = to_camel_dict(typed, keep_unset=False)
-    if not resolved.get("output"):
-        resolved["output"] = default_output(artifact_store, namespace, name, uid)
     resolved["metadata"] = {"name": name, "namespace": namespace, "uid": uid}
     return resolved

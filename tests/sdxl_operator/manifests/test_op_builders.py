@@ -10,10 +10,11 @@ import kopf
 import kubernetes_validate
 import pytest
 
+from sdxl_contract.finetune_spec import FineTuneSpec
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests.spec_configmap import build_spec_configmap
 from sdxl_operator.manifests.training_job import build_training_job
-from sdxl_operator.spec.resolved_spec import resolve_finetune_spec
+from sdxl_operator.spec.resolved_spec import resolve_finetune_spec, resolved_finetune_spec
 
 KUBERNETES_VERSION = "1.31"
 UID = "0f1e2d3c-4b5a-6978-8091-a2b3c4d5e6f7"
@@ -52,6 +53,12 @@ def _resolved(owner: dict[str, Any] = OWNER) -> dict[str, Any]:
     meta = owner["metadata"]
     return resolve_finetune_spec(owner["spec"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
                                  artifact_store="s3://store/prefix")
+
+
+def _spec(owner: dict[str, Any] = OWNER) -> FineTuneSpec:
+    meta = owner["metadata"]
+    return resolved_finetune_spec(owner["spec"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+                                  artifact_store="s3://store/prefix")
 
 
 def _expected_job() -> dict[str, Any]:
@@ -134,14 +141,14 @@ def _expected_job() -> dict[str, Any]:
 
 
 def test_training_job_whole_manifest() -> None:
-    assert build_training_job(OWNER, _resolved(), SETTINGS) == _expected_job()
+    assert build_training_job(OWNER, _spec(), SETTINGS) == _expected_job()
 
 
 def test_cpu_only_job_has_no_gpu_request_and_defaults_leave_optional_fields_out() -> None:
     owner = copy.deepcopy(OWNER)
     owner["spec"] = {"baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject",
                      "instancePrompt": "a photo of sks person", "resources": {"gpus": 0, "cpu": "2", "memory": "4Gi"}}
-    job = build_training_job(owner, _resolved(owner), OperatorSettings())
+    job = build_training_job(owner, _spec(owner), OperatorSettings())
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
@@ -166,7 +173,7 @@ def test_spec_configmap_whole_manifest() -> None:
 def test_long_names_still_give_valid_children() -> None:
     owner = copy.deepcopy(OWNER)
     owner["metadata"]["name"] = "a-very-long-fine-tune-name-for-a-person-with-many-photos-and-versions-v2"
-    job = build_training_job(owner, _resolved(owner), SETTINGS)
+    job = build_training_job(owner, _spec(owner), SETTINGS)
     configmap = build_spec_configmap(owner, _resolved(owner))
     for manifest in (job, configmap):
         assert len(manifest["metadata"]["name"]) <= 63
@@ -177,13 +184,13 @@ def test_long_names_still_give_valid_children() -> None:
 
 @pytest.mark.parametrize("build", ["job", "configmap"])
 def test_built_manifests_are_valid_kubernetes(build: str) -> None:
-    manifest = (build_training_job(OWNER, _resolved(), SETTINGS) if build == "job"
+    manifest = (build_training_job(OWNER, _spec(), SETTINGS) if build == "job"
                 else build_spec_configmap(OWNER, _resolved()))
     kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
 
 def test_builders_set_the_same_owner_reference_as_kopf_adopt() -> None:
-    manifest = build_training_job(OWNER, _resolved(), SETTINGS)
+    manifest = build_training_job(OWNER, _spec(), SETTINGS)
     adopted = copy.deepcopy(manifest)
     kopf.adopt(adopted, owner=kopf.Body(OWNER), forced=False)  # type: ignore[arg-type]
     assert adopted["metadata"]["ownerReferences"] == manifest["metadata"]["ownerReferences"]
@@ -192,7 +199,7 @@ def test_builders_set_the_same_owner_reference_as_kopf_adopt() -> None:
 def test_spec_text_never_reaches_the_manifest_outside_the_configmap() -> None:
     owner = copy.deepcopy(OWNER)
     owner["spec"]["instancePrompt"] = 'a photo of sks person"; rm -rf / #\nkind: Pod'
-    job = build_training_job(owner, _resolved(owner), SETTINGS)
+    job = build_training_job(owner, _spec(owner), SETTINGS)
     assert "rm -rf" not in json.dumps(job)
     configmap = build_spec_configmap(owner, _resolved(owner))
     assert json.loads(configmap["data"]["spec.json"])["instancePrompt"] == owner["spec"]["instancePrompt"]
