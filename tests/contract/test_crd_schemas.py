@@ -1,7 +1,8 @@
 """The CRDs in crds/: structure, `kubectl explain` documentation, examples and CEL rules.
 
-No apiserver runs here: `crd_validation.py` (beside this file) applies the schema's defaults,
-validates with jsonschema and evaluates the CEL rules with cel-python, as the apiserver would.
+No apiserver runs here: the product's own evaluator, `sdxl_contract.schema` (the `crd_validation`
+fixture), applies the schema's defaults, validates the structural schema and evaluates the CEL rules
+with cel-python, as the apiserver would.
 """
 
 from __future__ import annotations
