@@ -74,6 +74,10 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "create", "patch", "delete"]
+# application: the KEDA ScaledObject of an SDXLDeployment when the chart enables KEDA (deleted when switching back)
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "create", "patch", "delete"]
 # application: the NetworkPolicy of the inference pods (deleted when network policies are turned off)
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]

@@ -48,6 +48,9 @@ SDXL_SHARED_COMPILE_CACHE                  one <store>/compiled for every namesp
 SDXL_NETWORK_POLICY                        true | false: a NetworkPolicy per server    true
 SDXL_NETWORK_POLICY_SOURCES                JSON list of NetworkPolicyPeers also        []
                                            allowed to reach the servers
+SDXL_KEDA_ENABLED                          true | false: spec.autoscaling becomes a    false
+                                           KEDA ScaledObject instead of an HPA
+SDXL_KEDA_PROMETHEUS_ADDRESS               Prometheus URL KEDA's triggers query        unset (required with KEDA)
 =========================================  ==========================================  ===================================
 
 Malformed values raise :class:`SettingsError` naming the variable and what it expects, so a bad Helm
@@ -78,7 +81,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SDXL_WORKLOAD_SERVICE_ACCOUNT_NAMESPACE_ANNOTATIONS", "SDXL_TENANCY_ALLOWED_PREFIXES", "SDXL_RESERVED_NAMESPACES",
     "SDXL_ALLOWED_TOLERATION_KEYS", "SDXL_ALLOWED_NODE_SELECTOR_KEYS", "SDXL_MAX_IMAGES", "SDXL_NETWORK_POLICY",
     "SDXL_SHARED_COMPILE_CACHE",
-    "SDXL_NETWORK_POLICY_SOURCES",
+    "SDXL_NETWORK_POLICY_SOURCES", "SDXL_KEDA_ENABLED", "SDXL_KEDA_PROMETHEUS_ADDRESS",
 )
 # Taint keys of the node pools the operator's own work uses; anything else (the control plane's
 # node-role.kubernetes.io/* taints above all) needs the administrator to list it.
@@ -149,6 +152,10 @@ class OperatorSettings:
     shared_compile_cache: bool = True
     network_policy: bool = True
     network_policy_sources: tuple[Mapping[str, Any], ...] = ()
+    # spec.autoscaling becomes a KEDA ScaledObject instead of a HorizontalPodAutoscaler (chart keda.enabled);
+    # its Prometheus triggers query this server for the servers' gauges.
+    keda: bool = False
+    keda_prometheus_address: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -169,6 +176,7 @@ class OperatorSettings:
             raise SettingsError(
                 f"SDXL_IMAGE_PULL_POLICY: must be one of {', '.join(PULL_POLICIES)}, got {pull_policy!r}"
             )
+        keda = _boolean(env, "SDXL_KEDA_ENABLED", defaults.keda)
         return cls(
             image_train=text("SDXL_IMAGE_TRAIN", defaults.image_train),
             image_neuron=text("SDXL_IMAGE_NEURON", defaults.image_neuron),
@@ -212,6 +220,8 @@ class OperatorSettings:
             shared_compile_cache=_boolean(env, "SDXL_SHARED_COMPILE_CACHE", defaults.shared_compile_cache),
             network_policy=_boolean(env, "SDXL_NETWORK_POLICY", defaults.network_policy),
             network_policy_sources=_network_policy_sources(env),
+            keda=keda,
+            keda_prometheus_address=_prometheus_address(env, keda),
         )
 
 
@@ -374,3 +384,17 @@ def _network_policy_sources(env: Mapping[str, str]) -> tuple[dict[str, Any], ...
         raise SettingsError(f"{name}: expected a JSON list of NetworkPolicy peers, each with "
                             f"{', '.join(peers)}, e.g. {example}; got {value!r}")
     return tuple(dict(item) for item in value)
+
+
+def _prometheus_address(env: Mapping[str, str], keda: bool) -> str | None:
+    """The Prometheus server KEDA's triggers query; required with KEDA, where every queue trigger needs it."""
+    name = "SDXL_KEDA_PROMETHEUS_ADDRESS"
+    address = _raw(env, name)
+    if address is None:
+        if keda:
+            raise SettingsError(f"{name}: required when SDXL_KEDA_ENABLED is true: the Prometheus server that "
+                                "scrapes the inference servers, e.g. http://prometheus-operated.monitoring.svc:9090")
+        return None
+    if not address.startswith(("http://", "https://")) or len(address.split("://", 1)[1]) == 0:
+        raise SettingsError(f"{name}: expected an http:// or https:// URL of a Prometheus server, got {address!r}")
+    return address.rstrip("/")

@@ -26,7 +26,8 @@ fine-tunes of the namespace are resolved (:func:`adapter_set.resolve_adapter_set
 ``<dep>-adapters`` ConfigMap the pods read, and nothing is compiled. A change of an SDXLFineTune that
 moves it in or out of a set re-resolves the deployments it concerns (``finetune_changed``).
 
-Nothing here deletes children except a HorizontalPodAutoscaler whose ``spec.autoscaling`` was removed
+Nothing here deletes children except this deployment's autoscaler when ``spec.autoscaling`` was removed
+or the operator switched between a HorizontalPodAutoscaler and a KEDA ScaledObject (:mod:`autoscaler_sync`)
 and this deployment's NetworkPolicy once network policies are turned off; ownerReferences let the
 garbage collector remove the rest with the SDXLDeployment. Resources in reserved namespaces match no
 handler. Handlers write ``patch.status`` and return None.
@@ -57,6 +58,7 @@ from sdxl_operator.core.labels import (
 from sdxl_operator.core.naming import compile_job_name, deployment_name
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.handlers.adapters_configmap_sync import ensure_adapters_configmap
+from sdxl_operator.handlers.autoscaler_sync import ensure_autoscaler
 from sdxl_operator.handlers.child_creation import (
     RETRY_DELAY_SECONDS,
     ChildRejected,
@@ -76,7 +78,6 @@ from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.status_events import post_transition_events
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
-from sdxl_operator.manifests.autoscaler import build_autoscaler
 from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.manifests.inference_deployment import TEMPLATE_HASH, build_inference_deployment
 from sdxl_operator.manifests.inference_network_policy import build_network_policy
@@ -267,21 +268,7 @@ async def ensure_serving(
     else:
         require_controlled(found, body, "Service")
     await _ensure_network_policy(api, body, context.settings, logger)
-    hpa = build_autoscaler(body, resolved)
-    hpa_name = deployment_name(body["metadata"]["name"])
-    existing = await api.read("HorizontalPodAutoscaler", namespace, hpa_name)
-    if hpa is not None and existing is not None:
-        require_controlled(existing, body, "HorizontalPodAutoscaler")
-    if changed or full:
-        if hpa is None:
-            # Only this deployment's own autoscaler goes; another application's of that name stays.
-            if existing is not None and is_controlled_by(existing, body) and \
-                    await api.delete("HorizontalPodAutoscaler", namespace, hpa_name):
-                logger.info(f"deleted HorizontalPodAutoscaler {hpa_name}: spec.autoscaling was removed")
-        elif existing is None:
-            await create_child(api, hpa, body, logger)
-        else:
-            await _patch_child(api, "HorizontalPodAutoscaler", namespace, hpa_name, {"spec": hpa["spec"]})
+    await ensure_autoscaler(api, body, resolved, context.settings, logger, write=changed or full)
     return desired if changed else None
 
 

@@ -35,6 +35,11 @@ _KINDS: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("AutoscalingV2Api", "horizontal_pod_autoscaler"),
     "NetworkPolicy": ("NetworkingV1Api", "network_policy"),
 }
+# Child kinds served by a CRD of another project: kind -> (group, version, plural). The same four calls go
+# through the custom objects API; on a cluster without that CRD a read answers None (404).
+_CUSTOM_KINDS: dict[str, tuple[str, str, str]] = {
+    "ScaledObject": ("keda.sh", "v1alpha1", "scaledobjects"),
+}
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -130,10 +135,23 @@ class KubeApi:
         return True
 
     def _kind_method(self, kind: str, verb: str) -> Callable[..., Any]:
+        if kind in _CUSTOM_KINDS:
+            return self._custom_kind_method(kind, verb)
         if kind not in _KINDS:
-            raise ValueError(f"no API calls for kind {kind!r}; add it to kube_api._KINDS")
+            raise ValueError(f"no API calls for kind {kind!r}; add it to kube_api._KINDS or _CUSTOM_KINDS")
         api_class, suffix = _KINDS[kind]
         return getattr(getattr(kubernetes.client, api_class)(self._client), f"{verb}_namespaced_{suffix}")  # type: ignore[no-any-return]
+
+    def _custom_kind_method(self, kind: str, verb: str) -> Callable[..., Any]:
+        """A custom-objects call with the typed methods' arguments: (namespace, body) for create, else
+        (name, namespace[, body])."""
+        group, version, plural = _CUSTOM_KINDS[kind]
+        api = kubernetes.client.CustomObjectsApi(self._client)
+        if verb == "create":
+            return lambda namespace, body, **kw: api.create_namespaced_custom_object(
+                group, version, namespace, plural, body, **kw)
+        method = getattr(api, {"read": "get", "patch": "patch", "delete": "delete"}[verb] + "_namespaced_custom_object")
+        return lambda name, namespace, *body, **kw: method(group, version, namespace, plural, name, *body, **kw)
 
     async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A namespaced object of one of the child kinds, or None when it does not exist."""

@@ -10,11 +10,14 @@ starts using a new API must add it here first. Two parts:
 * ``APPLICATION`` — what our handlers do: watch and patch our custom resources and their status,
   create and read the children, list pods and read their logs for progress.
 
-Verbs are the least the code uses. The operator deletes two kinds of children itself, each only when
-the SDXLDeployment is its controller owner (:mod:`child_ownership`): the HorizontalPodAutoscaler once
-``spec.autoscaling`` is removed, and the inference NetworkPolicy once network policies are turned
-off. Every other child goes with its custom resource through ownerReferences and the garbage
-collector (finished Jobs also expire through ``ttlSecondsAfterFinished``). Nothing updates with PUT.
+Verbs are the least the code uses. The operator deletes three kinds of children itself, each only when
+the SDXLDeployment is its controller owner (:mod:`child_ownership`): the HorizontalPodAutoscaler or
+KEDA ScaledObject once ``spec.autoscaling`` is removed or the operator switched to the other kind, and
+the inference NetworkPolicy once network policies are turned off. The ScaledObject rule is granted
+with KEDA off too: switching KEDA off must remove the ScaledObjects the operator made, and on a
+cluster without KEDA's CRD the rule grants nothing. Every other child goes with its custom resource
+through ownerReferences and the garbage collector (finished Jobs also expire through
+``ttlSecondsAfterFinished``). Nothing updates with PUT.
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ APPLICATION: tuple[Permission, ...] = (
     Permission(
         "autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"),
         "optional autoscaling of the inference Deployment",
+    ),
+    Permission(
+        "keda.sh", ("scaledobjects",), ("get", "create", "patch", "delete"),
+        "the KEDA ScaledObject of an SDXLDeployment when the chart enables KEDA (deleted when switching back)",
     ),
     Permission(
         "networking.k8s.io", ("networkpolicies",), ("get", "create", "patch", "delete"),

@@ -99,11 +99,22 @@ def test_every_variable_is_read() -> None:
          r"SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS: expected a JSON object of strings"),
         ("SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT", "sometimes", r"SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT: expected true"),
         ("SDXL_FINISHED_JOB_TTL_SECONDS", "0", r"SDXL_FINISHED_JOB_TTL_SECONDS: must be at least 60"),
+        ("SDXL_KEDA_ENABLED", "on", r"SDXL_KEDA_ENABLED: expected true or false"),
+        ("SDXL_KEDA_PROMETHEUS_ADDRESS", "prometheus:9090", r"SDXL_KEDA_PROMETHEUS_ADDRESS: expected an http://"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         OperatorSettings.from_env({name: value})
+
+
+def test_keda_is_off_by_default_and_needs_the_prometheus_server_it_queries() -> None:
+    assert OperatorSettings.from_env({}).keda is False
+    settings = OperatorSettings.from_env({"SDXL_KEDA_ENABLED": "true",
+                                          "SDXL_KEDA_PROMETHEUS_ADDRESS": "http://prometheus.monitoring.svc:9090/"})
+    assert settings.keda is True and settings.keda_prometheus_address == "http://prometheus.monitoring.svc:9090"
+    with pytest.raises(SettingsError, match="SDXL_KEDA_PROMETHEUS_ADDRESS: required when SDXL_KEDA_ENABLED is true"):
+        OperatorSettings.from_env({"SDXL_KEDA_ENABLED": "true"})
 
 
 def test_empty_values_mean_default() -> None:

@@ -92,7 +92,7 @@ def test_resolved_spec_replaces_the_finetune_with_its_lora_and_fills_defaults() 
         "resources": {"cpu": "6", "nodeSelector": {}, "tolerations": [{"key": "spot", "operator": "Exists"}]},
         "scheduling": {"topologySpreadConstraints": [], "podLabels": {}, "podAnnotations": {}},
         "auth": {"apiKeySecret": "sdxl-api-key", "apiKeySecretKey": "api-key"},
-        "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "metric": "cpu", "targetCPUUtilizationPercentage": 70},
         "metadata": {"name": "alice", "namespace": "team-a", "uid": UID},
     }
     gpu = resolved(owner(accelerator="nvidia"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from sdxl_contract.server_metrics import IN_FLIGHT, QUEUE_DEPTH
+
 # From a tiny CPU model (tens of ms) to SDXL at 50 steps on a slow device (minutes).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
@@ -28,9 +30,9 @@ class ServerMetrics:
         self.images_generated = Counter(
             "sdxl_images_generated", "Images returned to clients", registry=self.registry)
         self.queue_depth = Gauge(
-            "sdxl_queue_depth", "Requests waiting for the model", registry=self.registry)
+            QUEUE_DEPTH, "Requests waiting for the model", registry=self.registry)
         self.in_flight = Gauge(
-            "sdxl_requests_in_flight", "Generation requests admitted and not yet answered", registry=self.registry)
+            IN_FLIGHT, "Generation requests admitted and not yet answered", registry=self.registry)
         self.rejections = Counter(
             "sdxl_requests_rejected", "Requests answered with an error, by reason", ["reason"],
             registry=self.registry)
