@@ -8,7 +8,7 @@ PYTHON ?= python3
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-real test lint types layers pytest bench clean setup-compat test-compat sync-crds control-plane gpu-check mutation
+.PHONY: setup demo demo-real test lint types layers pytest bench clean setup-compat test-compat sync-crds control-plane gpu-check mutation world-model
 
 setup: $(STAMP)
 
@@ -85,6 +85,13 @@ gpu-check: setup
 # tests a random subset per target.
 mutation: setup
 	$(PY) bench/mutation.py $(MUTATION_ARGS)
+
+# Re-pretrain builtin:world (the shipped model under workloads/sdxl_workloads/builtin/world_model/) on one
+# CPU thread, about 40 minutes; WORLD_MODEL_OUT elsewhere to keep the shipped copy.
+WORLD_MODEL_OUT ?= workloads/sdxl_workloads/builtin/world_model
+world-model: setup
+	rm -rf $(WORLD_MODEL_OUT)
+	$(PY) -m sdxl_workloads.builtin.world_pretraining --out $(WORLD_MODEL_OUT)
 
 # The Helm chart ships byte-identical copies of crds/ (a test checks); run after editing a CRD.
 sync-crds:
