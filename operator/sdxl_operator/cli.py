@@ -5,6 +5,9 @@ same options (``--namespace/-n`` repeatable, ``--all-namespaces/-A``, ``--standa
 ``--priority``, ``--peering``, ``--liveness``, ``--verbose``, ``--debug``, ``--quiet``,
 ``--log-format``) and runs our handlers (:func:`operator_registry.build_registry`). It finds the
 cluster as kubectl does: the in-cluster service account, else the kubeconfig's current context.
+With ``--peering`` and no ``--priority``, the replica takes the priority of its start time
+(:mod:`peering_priority`): the newest replica is the active one. ``--metrics-port`` serves the
+operator's Prometheus metrics.
 
 ``sdxl-operator sandbox ...`` runs the local sandbox (``sdxl_sandbox.command.main``). The sandbox is a
 separate package that the operator image does not contain and the operator never imports (an
@@ -19,6 +22,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from sdxl_operator.core.peering_priority import replica_priority
 from sdxl_operator.core.settings import OperatorSettings, SettingsError
 
 # A name, not an import: the sandbox is a development tool outside the operator image.
@@ -36,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", dest="all_namespaces", action="store_true",
                        help="serve all namespaces (the default when no --namespace is given)")
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
-    run.add_argument("--priority", type=int, default=None, help="peering priority of this replica")
+    run.add_argument("--priority", type=int, default=None,
+                     help="peering priority of this replica (default with --peering: its start time, newest wins)")
     run.add_argument("--peering", dest="peering_name", default=None, help="name of the peering object")
+    run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                     help="serve the operator's Prometheus metrics on this port (/metrics)")
     run.add_argument("--liveness", dest="liveness_endpoint", default=None, metavar="URL",
                      help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -64,12 +71,15 @@ def run_operator(args: argparse.Namespace) -> int:
         return 2
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet, log_format=log_format[args.log_format])
+    priority = args.priority
+    if priority is None and args.peering_name and not args.standalone:
+        priority = replica_priority()
     kopf.run(
-        registry=build_registry(settings),
+        registry=build_registry(settings, metrics_port=args.metrics_port),
         clusterwide=not args.namespaces,
         namespaces=args.namespaces,
         standalone=args.standalone or None,
-        priority=args.priority,
+        priority=priority,
         peering_name=args.peering_name,
         liveness_endpoint=args.liveness_endpoint,
     )

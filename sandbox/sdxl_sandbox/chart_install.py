@@ -2,9 +2,11 @@
 
 ``helm template`` renders the chart (default cluster-wide mode, with the CRDs); every object is created
 through the API server (so its admission checks them), except the operator's own Deployment: the
-sandbox runs the operator as a local process instead, with that Deployment's arguments and
-environment, authenticated as the chart's ServiceAccount. So the chart's RBAC is what the operator
-gets, and a permission the chart forgot fails like it would in a cluster.
+sandbox runs the operator as a local process instead (or several, as the Deployment's replicas), with
+that Deployment's arguments and environment, authenticated as the chart's ServiceAccount. So the
+chart's RBAC is what the operator gets, and a permission the chart forgot fails like it would in a
+cluster. The CRDs are established before the rest is created: the chart's Kopf peering object is
+one of their resources.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ RELEASE = "sdxl-operator"
 RELEASE_NAMESPACE = "sdxl-system"
 # Kinds the sandbox does not create: the operator runs locally; no Prometheus operator is installed.
 NOT_INSTALLED = ("Deployment", "ServiceMonitor")
-CLUSTER_SCOPED = ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace")
+CLUSTER_SCOPED = ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace", "ClusterKopfPeering")
 ESTABLISH_TIMEOUT_SECONDS = 60.0
 BIND_TIMEOUT_SECONDS = 60.0
 
@@ -62,15 +64,17 @@ async def install_chart(client: KubeClient, values: Sequence[str] = (), *,
     """Create the chart's objects (CRDs first, then RBAC and ServiceAccounts); wait for the CRDs."""
     objects = await asyncio.to_thread(render_chart, values, namespace=namespace)
     await ensure_namespace(client, namespace)
-    ordered = sorted(objects, key=lambda o: o["kind"] != "CustomResourceDefinition")
-    for obj in ordered:
-        if obj["kind"] in NOT_INSTALLED:
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    for crd in crds:
+        await _create_unless_exists(client, crd)
+    for crd in crds:
+        await _wait_established(client, crd["metadata"]["name"])
+    for obj in objects:
+        if obj["kind"] in NOT_INSTALLED or obj["kind"] == "CustomResourceDefinition":
             continue
         if obj["kind"] not in CLUSTER_SCOPED:
             obj["metadata"].setdefault("namespace", namespace)
         await _create_unless_exists(client, obj)
-    for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
-        await _wait_established(client, crd["metadata"]["name"])
     pod = _operator_deployment(objects)["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = {item["name"]: str(item["value"]) for item in container.get("env") or [] if "value" in item}
@@ -139,6 +143,7 @@ async def _wait_established(client: KubeClient, name: str) -> None:
 
 
 def installed_args(args: Sequence[str]) -> list[str]:
-    """The operator's arguments from the chart, less the liveness endpoint (a fixed port on every interface)."""
-    return [a for a in args if not a.startswith("--liveness")]
+    """The operator's arguments from the chart, less the liveness and metrics endpoints (fixed ports on
+    every interface, which several operators on one machine would share)."""
+    return [a for a in args if not a.startswith(("--liveness", "--metrics-port"))]
 

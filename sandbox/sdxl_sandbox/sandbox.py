@@ -141,7 +141,7 @@ class Sandbox:
         self.status_interval_seconds = status_interval_seconds
         self.poll_seconds = poll_seconds
         self._exit = contextlib.AsyncExitStack()
-        self._operator: asyncio.subprocess.Process | None = None
+        self._operators: dict[int, asyncio.subprocess.Process] = {}
         self.emulator: KubeEmulator | None = None
         self.server_url = ""
         self.executor: LocalExecutor | None = None
@@ -228,9 +228,10 @@ class Sandbox:
         await ensure_claim(self._client(), namespace, claim, with_volume=self.control_plane == "real")
 
     async def close(self) -> None:
-        """Stop the operator, every local process, and the API server."""
-        with contextlib.suppress(Exception):
-            await self.stop_operator()
+        """Stop the operators, every local process, and the API server."""
+        for replica in sorted(self._operators, reverse=True):
+            with contextlib.suppress(Exception):
+                await self.stop_operator(replica)
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 await self.executor.close()
@@ -241,18 +242,29 @@ class Sandbox:
 
     # ----- the operator -----
 
-    async def start_operator(self) -> None:
-        """Start ``sdxl-operator run`` against the emulator (again, after :meth:`kill_operator`)."""
-        if self._operator is not None and self._operator.returncode is None:
+    def operator_log_of(self, replica: int) -> Path:
+        """The log of operator process ``replica`` (0: :attr:`operator_log`)."""
+        return self.operator_log if replica == 0 else self.workdir / f"operator-{replica}.log"
+
+    async def start_operator(self, replica: int = 0, args: tuple[str, ...] | None = None) -> None:
+        """Start ``sdxl-operator run`` against the API server (again, after :meth:`kill_operator`).
+
+        ``replica`` above 0 starts a further operator process beside the first, as the chart's
+        Deployment runs several replicas (on the real control plane they peer through the chart's
+        peering object: only the newest started handles resources). ``args`` replace
+        ``operator_args`` for this process (e.g. its own ``--metrics-port``).
+        """
+        running = self._operators.get(replica)
+        if running is not None and running.returncode is None:
             return
         if self.chart is not None:
             arguments = [*installed_args(self.chart.args), "--log-format", "plain"]
         else:
             arguments = ["run", "--standalone", "--all-namespaces", "--log-format", "plain"]
-        arguments += self.operator_args
-        log = self.operator_log.open("ab")
+        arguments += self.operator_args if args is None else args
+        log = self.operator_log_of(replica).open("ab")
         try:
-            self._operator = await asyncio.create_subprocess_exec(
+            self._operators[replica] = await asyncio.create_subprocess_exec(
                 resolve_program("sdxl-operator"), *arguments,
                 env=operator_environment(self.workdir, self.status_interval_seconds, self.chart,
                                          self.pending_grace_seconds),
@@ -264,28 +276,32 @@ class Sandbox:
 
     @property
     def operator_pid(self) -> int | None:
-        running = self._operator is not None and self._operator.returncode is None
-        return self._operator.pid if running and self._operator is not None else None
+        running = self._operators.get(0)
+        return running.pid if running is not None and running.returncode is None else None
 
-    def operator_exited(self) -> int | None:
+    def operator_exited(self, replica: int = 0) -> int | None:
         """The operator's exit code if it stopped on its own, else None."""
-        return None if self._operator is None else self._operator.returncode
+        running = self._operators.get(replica)
+        return None if running is None else running.returncode
 
-    async def kill_operator(self) -> None:
+    async def kill_operator(self, replica: int = 0) -> None:
         """SIGKILL the operator, as a crashed or evicted operator pod would end."""
-        if self._operator is not None and self._operator.returncode is None:
-            self._operator.send_signal(signal.SIGKILL)
-            await self._operator.wait()
+        running = self._operators.get(replica)
+        if running is not None and running.returncode is None:
+            running.send_signal(signal.SIGKILL)
+            await running.wait()
 
-    async def stop_operator(self) -> None:
-        if self._operator is None or self._operator.returncode is not None:
+    async def stop_operator(self, replica: int = 0) -> None:
+        """SIGTERM the operator, as Kubernetes stops a pod; SIGKILL after a grace period."""
+        running = self._operators.get(replica)
+        if running is None or running.returncode is not None:
             return
-        self._operator.send_signal(signal.SIGTERM)
+        running.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(self._operator.wait(), OPERATOR_STOP_SECONDS)
+            await asyncio.wait_for(running.wait(), OPERATOR_STOP_SECONDS)
         except asyncio.TimeoutError:
-            self._operator.send_signal(signal.SIGKILL)
-            await self._operator.wait()
+            running.send_signal(signal.SIGKILL)
+            await running.wait()
 
     # ----- the user's side -----
 

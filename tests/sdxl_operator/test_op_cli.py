@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,33 @@ def test_run_takes_kopf_options() -> None:
     assert args.standalone and args.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert (args.priority, args.peering_name, args.verbose, args.log_format) == (100, "sdxl", True, "json")
     assert cli.build_parser().parse_args(["run", "-A"]).all_namespaces
+    assert cli.build_parser().parse_args(["run", "--metrics-port", "9090"]).metrics_port == 9090
+
+
+@pytest.mark.parametrize(
+    ("argv", "priority_taken"),
+    [
+        (["run", "--peering", "sdxl"], True),  # a replica in peering: its start time
+        (["run", "--peering", "sdxl", "--priority", "7"], False),
+        (["run", "--standalone"], False),
+    ],
+)
+def test_a_peering_replica_without_priority_takes_its_start_time(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], priority_taken: bool,
+) -> None:
+    import kopf
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(kopf, "configure", lambda **_: None)
+    before = time.time()
+    assert cli.main(argv) == 0
+    [call] = calls
+    if priority_taken:
+        assert before * 1000 * 1000 <= call["priority"] <= (time.time() * 1000 + 1) * 1000
+    else:
+        assert call["priority"] == (7 if "--priority" in argv else None)
+    assert call["peering_name"] == ("sdxl" if "--peering" in argv else None)
 
 
 def test_namespace_and_all_namespaces_exclude_each_other() -> None:
@@ -65,7 +94,9 @@ async def test_console_script_runs_the_operator_against_a_cluster(tmp_path: Path
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "SDXL_STATUS_INTERVAL_SECONDS": "0.5"}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         log = (tmp_path / "operator.log").open("wb")
-        process = subprocess.Popen([*command, "run", "--standalone", "--all-namespaces"], env=env,
+        metrics_port = _free_port()
+        process = subprocess.Popen([*command, "run", "--standalone", "--all-namespaces",
+                                    f"--metrics-port={metrics_port}"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
         try:
             body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLFineTune", "metadata": {"name": "cli"},
@@ -86,8 +117,29 @@ async def test_console_script_runs_the_operator_against_a_cluster(tmp_path: Path
             while not (emulator.live_object("sdxl.io/v1alpha1/sdxlfinetunes", "default", "cli") or {}).get("status"):
                 assert time.monotonic() < deadline, (tmp_path / "operator.log").read_text()
                 await asyncio.sleep(0.1)
+            # The operator's own metrics count what it just did.
+            metrics = await asyncio.to_thread(_scrape, metrics_port)
+            assert _sample(metrics, 'sdxl_operator_reconciles_total{kind="SDXLFineTune",outcome="success"}') >= 1
+            assert _sample(metrics, 'sdxl_operator_api_request_duration_seconds_count{kind="Job",verb="create"}') == 1
         finally:
             process.terminate()
             await asyncio.to_thread(process.wait, 20)
             log.close()
         assert process.returncode == 0, (tmp_path / "operator.log").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _sample(exposition: str, name_and_labels: str) -> float:
+    values = [float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(name_and_labels + " ")]
+    assert values, f"{name_and_labels} is not in the metrics:\n{exposition}"
+    return values[0]

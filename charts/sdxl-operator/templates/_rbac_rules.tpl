@@ -1,7 +1,7 @@
 {{/*
 RBAC rules of the operator, exactly the permissions declared in operator/sdxl_operator/manifests/permissions.py
-(tests/contract/chart/test_chart_rbac.py compares them). No wildcards. The chart runs Kopf with
---standalone, so the peering rules (kopf.dev) are not granted.
+(tests/contract/chart/test_chart_rbac.py compares them). No wildcards. The replicas run Kopf with
+--peering: the peering rule of the mode (cluster-wide or per namespace) is granted with the framework's.
 */}}
 
 {{/* Framework, cluster-scoped: always in a ClusterRole. */}}
@@ -14,6 +14,22 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/* Framework, peering of the replicas serving the whole cluster: in the ClusterRole. */}}
+{{- define "sdxl-operator.rules.framework.clusterPeering" -}}
+# framework: Kopf peering between operator replicas (cluster-wide)
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+
+{{/* Framework, peering of the replicas serving a list of namespaces: in each namespace's Role. */}}
+{{- define "sdxl-operator.rules.framework.namespacePeering" -}}
+# framework: Kopf peering between operator replicas (per namespace)
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 
 {{/* Framework, namespaced: in the ClusterRole (cluster-wide) or each watched namespace's Role. */}}

@@ -8,6 +8,9 @@ pure status functions work on dicts.
 
 Request bodies are plain manifest dicts; the client validates them against its models (client v37
 uses pydantic: unknown fields are refused and quantities must be strings).
+
+Every request is timed in the operator's metrics (:mod:`operator_metrics`), labelled with the verb and
+kind read off the client method it calls (``create_namespaced_job``: create, Job).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 
 import kubernetes
 import urllib3
+
+from sdxl_operator.handlers.operator_metrics import KIND_OF_PLURAL, OperatorMetrics
 
 # The child kinds the controllers create, read, patch and delete.
 # kind -> (API class, method suffix): create_namespaced_<suffix>, read_namespaced_<suffix>, ...
@@ -69,23 +74,25 @@ def load_configuration() -> kubernetes.client.Configuration:
 class KubeApi:
     """Async access to the child kinds, Jobs and pods by label, pod logs and the custom resources."""
 
-    def __init__(self, configuration: kubernetes.client.Configuration, max_workers: int = 16) -> None:
+    def __init__(self, configuration: kubernetes.client.Configuration, max_workers: int = 16,
+                 metrics: OperatorMetrics | None = None) -> None:
         configuration.connection_pool_maxsize = max_workers
+        self._metrics = metrics or OperatorMetrics()
         self._client = kubernetes.client.ApiClient(configuration)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="kube-api")
         self._core = kubernetes.client.CoreV1Api(self._client)
         self._batch = kubernetes.client.BatchV1Api(self._client)
 
     @classmethod
-    def from_environment(cls, max_workers: int = 16) -> KubeApi:
-        return cls(load_configuration(), max_workers=max_workers)
+    def from_environment(cls, max_workers: int = 16, metrics: OperatorMetrics | None = None) -> KubeApi:
+        return cls(load_configuration(), max_workers=max_workers, metrics=metrics)
 
     @classmethod
-    def for_server(cls, url: str, max_workers: int = 16) -> KubeApi:
+    def for_server(cls, url: str, max_workers: int = 16, metrics: OperatorMetrics | None = None) -> KubeApi:
         """A client for an API server at ``url`` that needs no credentials (the sandbox's emulator)."""
         configuration = kubernetes.client.Configuration()
         configuration.host = url
-        return cls(configuration, max_workers=max_workers)
+        return cls(configuration, max_workers=max_workers, metrics=metrics)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -109,7 +116,8 @@ class KubeApi:
                 response.release_conn()
 
         try:
-            return await loop.run_in_executor(self._executor, send)
+            with self._metrics.api_request(*request_labels(call)):
+                return await loop.run_in_executor(self._executor, send)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # No HTTP answer at all (connection refused, reset, timeout): a temporary condition.
             raise KubeApiError(f"cannot reach the Kubernetes API server: {exc}", None) from exc
@@ -259,6 +267,27 @@ class KubeApi:
                 return None
             raise KubeApiError(f"reading the log of pod {namespace}/{name}: {exc.reason}", exc.status) from exc
         return data.decode("utf-8", errors="replace")
+
+
+def request_labels(call: Callable[[], Any]) -> tuple[str, str]:
+    """(verb, kind) of a request: ``partial(api.create_namespaced_job, ...)`` is (create, Job).
+
+    Custom objects are named by their plural (``sdxlfinetunes``, our kinds by name), a status or log
+    subresource after a slash. A call not made through a named client method is (call, unknown).
+    """
+    method = call.func if isinstance(call, functools.partial) else call
+    verb, _, suffix = getattr(method, "__name__", "").partition("_namespaced_")
+    if not suffix:
+        return "call", "unknown"
+    verb = {"read": "get"}.get(verb, verb)
+    if suffix.startswith("custom_object"):
+        args = call.args if isinstance(call, functools.partial) else ()
+        plural = str(args[3]) if len(args) > 3 else "custom_object"
+        kind = KIND_OF_PLURAL.get(plural, plural)
+        return verb, kind + ("/status" if suffix.endswith("_status") else "")
+    log = suffix.endswith("_log")
+    kind = "".join(part.capitalize() for part in (suffix[:-len("_log")] if log else suffix).split("_"))
+    return verb, kind + ("/log" if log else "")
 
 
 def _message(exc: kubernetes.client.ApiException) -> str:

@@ -1,4 +1,4 @@
-"""What all handlers share: the settings, the API client made at start-up, and the clock."""
+"""What all handlers share: the settings, the API client made at start-up, the metrics, and the clock."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.handlers.kube_api import KubeApi
+from sdxl_operator.handlers.operator_metrics import OperatorMetrics
 
 
 def utc_now() -> datetime.datetime:
@@ -21,6 +22,7 @@ class OperatorContext:
     settings: OperatorSettings
     kube: KubeApi | None = None
     clock: Callable[[], datetime.datetime] = utc_now
+    metrics: OperatorMetrics = dataclasses.field(default_factory=OperatorMetrics)
 
     @property
     def api(self) -> KubeApi:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -17,6 +18,7 @@ from sdxl_operator.handlers.deployment_handlers import register_deployment_handl
 from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
 from sdxl_operator.handlers.kube_api import KubeApi
 from sdxl_operator.handlers.operator_context import OperatorContext
+from sdxl_operator.handlers.operator_metrics import instrument_handlers
 
 ANNOTATION_PREFIX = "sdxl.io"
 FINALIZER = "sdxl.io/kopf-finalizer"
@@ -56,21 +58,28 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
 
 
 def build_registry(
-    settings: OperatorSettings, context: OperatorContext | None = None, *, api_server: str | None = None
+    settings: OperatorSettings, context: OperatorContext | None = None, *, api_server: str | None = None,
+    metrics_port: int | None = None,
 ) -> kopf.OperatorRegistry:
     """A registry with the start-up, login and clean-up handlers and all controllers.
 
     ``api_server`` (a plain-HTTP URL without credentials, e.g. the sandbox's emulator) replaces the
     usual discovery: in-cluster service account, else the kubeconfig's current context.
+    ``metrics_port``: serve the operator's Prometheus metrics (``/metrics``) on this port while it runs.
+    Every resource handler counts its outcome there (:mod:`operator_metrics`).
     """
     registry = kopf.OperatorRegistry()
     context = context or OperatorContext(settings=settings)
+    stop_metrics: list[Callable[[], None]] = []
 
     @kopf.on.startup(registry=registry)
     async def start_up(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, context.settings)
         if context.kube is None:
-            context.kube = KubeApi.for_server(api_server) if api_server else KubeApi.from_environment()
+            context.kube = (KubeApi.for_server(api_server, metrics=context.metrics) if api_server
+                            else KubeApi.from_environment(metrics=context.metrics))
+        if metrics_port is not None and not stop_metrics:
+            stop_metrics.append(context.metrics.serve(metrics_port))
 
     @kopf.on.login(registry=registry)
     def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -84,7 +93,10 @@ def build_registry(
         if context.kube is not None:
             context.kube.close()
             context.kube = None
+        while stop_metrics:
+            stop_metrics.pop()()
 
     register_finetune_handlers(registry, context)
     register_deployment_handlers(registry, context)
+    instrument_handlers(registry, context.metrics)
     return registry

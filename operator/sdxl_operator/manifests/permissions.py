@@ -5,7 +5,8 @@ starts using a new API must add it here first. Two parts:
 
 * ``FRAMEWORK`` — what Kopf itself needs: discovering CRDs (``settings.scanning``), observing
   namespaces when started with namespace globs, posting Events (Kopf posts core ``v1`` Events), and
-  the peering objects (``kopf.dev``) unless the operator runs ``--standalone``.
+  the peering objects (``kopf.dev``) unless the operator runs ``--standalone``: the cluster-wide
+  ClusterKopfPeering when it serves every namespace, a KopfPeering in each namespace otherwise.
   Source: Kopf's docs "Deployment" RBAC example and ``kopf/_cogs/structs/references.py``.
 * ``APPLICATION`` — what our handlers do: watch and patch our custom resources and their status,
   create and read the children, list pods and read their logs for progress.
@@ -38,7 +39,9 @@ class Permission:
     verbs: tuple[str, ...]
     purpose: str
     cluster_scoped: bool = False  # True: cluster-scoped resources, always in a ClusterRole
-    only_with_peering: bool = False  # needed only when not running --standalone
+    # Needed only when not running --standalone; then the cluster-scoped peering rule only cluster-wide
+    # and the namespaced one only when serving a list of namespaces.
+    only_with_peering: bool = False
 
     def as_rule(self) -> dict[str, Any]:
         """The rule as it appears in a Role/ClusterRole."""
@@ -104,9 +107,10 @@ APPLICATION: tuple[Permission, ...] = (
 )
 
 
-def all_permissions(*, peering: bool = False) -> tuple[Permission, ...]:
-    """Every permission; peering ones only when ``peering`` (the operator is not standalone)."""
-    return tuple(p for p in FRAMEWORK + APPLICATION if peering or not p.only_with_peering)
+def all_permissions(*, peering: bool = False, clusterwide: bool = True) -> tuple[Permission, ...]:
+    """Every permission; with ``peering`` (not standalone), the peering rule of the mode (``clusterwide``)."""
+    return tuple(p for p in FRAMEWORK + APPLICATION
+                 if not p.only_with_peering or (peering and p.cluster_scoped == clusterwide))
 
 
 def rules(permissions: Iterable[Permission]) -> list[dict[str, Any]]:
@@ -116,10 +120,10 @@ def rules(permissions: Iterable[Permission]) -> list[dict[str, Any]]:
 
 def cluster_role_rules(*, clusterwide: bool, peering: bool = False) -> list[dict[str, Any]]:
     """Rules of the ClusterRole: everything when watching all namespaces, else only cluster-scoped ones."""
-    chosen = [p for p in all_permissions(peering=peering) if clusterwide or p.cluster_scoped]
+    chosen = [p for p in all_permissions(peering=peering, clusterwide=clusterwide) if clusterwide or p.cluster_scoped]
     return rules(chosen)
 
 
 def namespace_role_rules(*, peering: bool = False) -> list[dict[str, Any]]:
     """Rules of the per-namespace Role when the operator watches a list of namespaces."""
-    return rules(p for p in all_permissions(peering=peering) if not p.cluster_scoped)
+    return rules(p for p in all_permissions(peering=peering, clusterwide=False) if not p.cluster_scoped)

@@ -27,8 +27,12 @@ def test_operator_cli_accepts_the_rendered_arguments(render: Callable[..., Any],
     values = VALUE_SETS[value_set]
     args = build_parser().parse_args(_args(render(values).one("Deployment")))
     assert args.command == "run"
-    assert args.standalone is True
+    # The replicas peer through the chart's peering object (named as the release) instead of standalone.
+    assert args.standalone is False
+    assert args.peering_name == "sdxl-sdxl-operator"
+    assert args.priority is None  # each replica takes its start time (sdxl_operator.core.peering_priority)
     assert args.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert args.metrics_port == 9090
     assert args.namespaces == values.get("watchNamespaces", [])
     assert args.all_namespaces is not bool(args.namespaces)
     assert args.log_format == values.get("operator", {}).get("logFormat", "full")

@@ -32,9 +32,28 @@ def test_helm_installs_the_crds_as_valid_definitions(render: Callable[..., Any])
     result = render(None, "--include-crds")
     assert result.returncode == 0, result.stderr
     crds = result.of_kind("CustomResourceDefinition")
-    assert sorted(c["metadata"]["name"] for c in crds) == ["sdxldeployments.sdxl.io", "sdxlfinetunes.sdxl.io"]
+    # Ours, and Kopf's peering resources (crds/kopf/: the replicas elect the active one through them).
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev", "sdxldeployments.sdxl.io", "sdxlfinetunes.sdxl.io"]
     for crd in crds:
         for version in ("1.29.0", "1.37.0"):  # Chart.yaml kubeVersion and the newest schema bundled
             kubernetes_validate.validate(crd, version, strict=True)
-        # `kubectl get sdxl` (NOTES.txt) lists both kinds through this category.
-        assert "sdxl" in crd["spec"]["names"]["categories"]
+        if crd["spec"]["group"] == "sdxl.io":
+            # `kubectl get sdxl` (NOTES.txt) lists both kinds through this category.
+            assert "sdxl" in crd["spec"]["names"]["categories"]
+
+
+def test_the_peering_crds_are_the_ones_kopf_looks_for(render: Callable[..., Any]) -> None:
+    """Kopf finds its peering resources by group, version and plural, cluster-wide or per namespace."""
+    from kopf._cogs.structs import references
+
+    crds = {c["spec"]["names"]["plural"]: c for c in render(None, "--include-crds").of_kind("CustomResourceDefinition")
+            if c["spec"]["group"] == "kopf.dev"}
+    for selector, scope in ((references.CLUSTER_PEERINGS_K, "Cluster"), (references.NAMESPACED_PEERINGS_K, "Namespaced")):
+        crd = crds[str(selector.any_name)]
+        assert (crd["spec"]["group"], crd["spec"]["scope"]) == (selector.group, scope)
+        assert [v["name"] for v in crd["spec"]["versions"] if v["served"]] == [selector.version]
+        # Kopf writes its peers into .status with a plain patch: no status subresource, any content.
+        [version] = crd["spec"]["versions"]
+        assert "subresources" not in version
+        assert version["schema"]["openAPIV3Schema"]["properties"]["status"]["x-kubernetes-preserve-unknown-fields"]

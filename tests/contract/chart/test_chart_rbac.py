@@ -1,5 +1,6 @@
 """The chart grants the operator exactly what sdxl_operator.manifests.permissions declares: no wildcard, nothing
-missing, nothing extra, framework and application rules labelled, per-namespace Roles in namespaced mode."""
+missing, nothing extra, framework and application rules labelled, per-namespace Roles in namespaced mode, and
+the peering rule of the mode (the replicas run Kopf with --peering)."""
 
 from __future__ import annotations
 
@@ -54,19 +55,32 @@ def test_no_wildcards(render: Callable[..., Any], values: dict[str, Any]) -> Non
                 assert not any("*" in item for item in rule.get(field, [])), f"{role['kind']}: {rule}"
 
 
-def test_the_operator_runs_standalone_so_peering_is_not_granted(render: Callable[..., Any]) -> None:
-    result = render()
-    assert "--standalone" in result.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    peering = _triples(permissions.rules(p for p in permissions.FRAMEWORK if p.only_with_peering))
-    assert peering, "the declaration lost its peering rules; this test no longer checks anything"
-    assert not peering & _triples(result.one("ClusterRole")["rules"])
+def _peering(*, cluster_scoped: bool) -> set[Triple]:
+    chosen = [p for p in permissions.FRAMEWORK if p.only_with_peering and p.cluster_scoped == cluster_scoped]
+    assert chosen, "the declaration lost its peering rules; this test no longer checks anything"
+    return _triples(permissions.rules(chosen))
+
+
+def test_the_replicas_peer_and_get_only_the_peering_of_their_mode(render: Callable[..., Any]) -> None:
+    """Cluster-wide: the ClusterKopfPeering; namespaced: the KopfPeering of each namespace, nothing cluster-wide."""
+    cluster_wide = render()
+    args = cluster_wide.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--standalone" not in args and "--peering=sdxl-sdxl-operator" in args
+    granted = _triples(cluster_wide.one("ClusterRole")["rules"])
+    assert _peering(cluster_scoped=True) <= granted and not _peering(cluster_scoped=False) & granted
+
+    namespaced = render({"watchNamespaces": ["team-a", "team-b"]})
+    assert not (_peering(cluster_scoped=True) | _peering(cluster_scoped=False)) & _triples(
+        namespaced.one("ClusterRole")["rules"])
+    for role in namespaced.of_kind("Role"):
+        assert _peering(cluster_scoped=False) <= _triples(role["rules"])
 
 
 def test_cluster_wide_mode_grants_exactly_the_declaration(render: Callable[..., Any]) -> None:
     result = render({"watchNamespaces": []})
     assert result.of_kind("Role") == [] and result.of_kind("RoleBinding") == []
     role = result.one("ClusterRole")
-    _assert_grants(role["rules"], permissions.cluster_role_rules(clusterwide=True), "ClusterRole")
+    _assert_grants(role["rules"], permissions.cluster_role_rules(clusterwide=True, peering=True), "ClusterRole")
     binding = result.one("ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
@@ -79,7 +93,8 @@ def test_namespaced_mode_grants_a_role_per_namespace_and_only_cluster_scoped_rul
     namespaces = ["team-a", "team-b"]
     result = render({"watchNamespaces": namespaces})
     cluster_role = result.one("ClusterRole")
-    _assert_grants(cluster_role["rules"], permissions.cluster_role_rules(clusterwide=False), "ClusterRole")
+    _assert_grants(cluster_role["rules"], permissions.cluster_role_rules(clusterwide=False, peering=True),
+                   "ClusterRole")
     subject = _operator_subject(result)
     assert result.one("ClusterRoleBinding")["subjects"] == [subject]
 
@@ -87,17 +102,19 @@ def test_namespaced_mode_grants_a_role_per_namespace_and_only_cluster_scoped_rul
     bindings = {b["metadata"]["namespace"]: b for b in result.of_kind("RoleBinding")}
     assert sorted(roles) == sorted(bindings) == namespaces
     for namespace in namespaces:
-        _assert_grants(roles[namespace]["rules"], permissions.namespace_role_rules(), f"Role in {namespace}")
+        _assert_grants(roles[namespace]["rules"], permissions.namespace_role_rules(peering=True),
+                       f"Role in {namespace}")
         assert bindings[namespace]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                   "name": roles[namespace]["metadata"]["name"]}
         assert bindings[namespace]["subjects"] == [subject]
 
 
 def test_namespaced_grants_together_equal_the_cluster_wide_grants(render: Callable[..., Any]) -> None:
-    """Nothing the operator needs is lost by restricting it to namespaces."""
+    """Nothing the operator needs is lost by restricting it to namespaces (but the peering of the other mode)."""
     namespaced = render({"watchNamespaces": ["team-a"]})
     combined = namespaced.one("ClusterRole")["rules"] + namespaced.one("Role")["rules"]
-    assert _triples(combined) == _triples(render().one("ClusterRole")["rules"])
+    assert _triples(combined) - _peering(cluster_scoped=False) == \
+        _triples(render().one("ClusterRole")["rules"]) - _peering(cluster_scoped=True)
 
 
 def test_rules_are_labelled_framework_or_application_as_declared(render: Callable[..., Any]) -> None:
@@ -112,7 +129,7 @@ def test_rules_are_labelled_framework_or_application_as_declared(render: Callabl
         group_name, groups, resources, verbs = match.groups()
         labelled[group_name] |= _triples([{"apiGroups": _flow_list(groups), "resources": _flow_list(resources),
                                            "verbs": _flow_list(verbs)}])
-    declared_framework = [p for p in permissions.FRAMEWORK if not p.only_with_peering]
+    declared_framework = [p for p in permissions.FRAMEWORK if not p.only_with_peering or p.cluster_scoped]
     assert labelled["framework"] == _triples(permissions.rules(declared_framework))
     assert labelled["application"] == _triples(permissions.rules(permissions.APPLICATION))
 

@@ -113,11 +113,26 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
 }
 
 
+# Kopf's peering objects: nothing but their identity (Kopf writes the status); the CRDs are crds/kopf/.
+PEERING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "kopf.dev/v1"},
+        "kind": {"enum": ["ClusterKopfPeering", "KopfPeering"]},
+        "metadata": {"type": "object", "required": ["name"]},
+    },
+}
+CUSTOM_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "ClusterKopfPeering": PEERING_SCHEMA,
+                  "KopfPeering": PEERING_SCHEMA}
+
+
 def _validate(manifest: dict[str, Any]) -> list[str]:
     """Problems of one rendered manifest against each supported Kubernetes version (empty: valid)."""
     name = f"{manifest.get('kind')}/{manifest.get('metadata', {}).get('name')}"
-    if manifest.get("kind") == "ServiceMonitor":
-        errors = jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA).iter_errors(manifest)
+    if manifest.get("kind") in CUSTOM_SCHEMAS:
+        errors = jsonschema.Draft202012Validator(CUSTOM_SCHEMAS[manifest["kind"]]).iter_errors(manifest)
         return [f"{name}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
     problems = []
     for version in KUBERNETES_VERSIONS:
@@ -171,8 +186,10 @@ def test_validation_catches_a_broken_manifest() -> None:
 def test_operator_deployment_shape(render: Callable[..., Any]) -> None:
     deployment = render().one("Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas in Kopf peering; a rolling update starts the new one (which takes over) before
+    # stopping an old one.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     # The liveness probe asks Kopf's endpoint, which the operator starts from its --liveness flag.
@@ -180,7 +197,7 @@ def test_operator_deployment_shape(render: Callable[..., Any]) -> None:
     assert liveness_flags == ["--liveness=http://0.0.0.0:8080/healthz"]
     port = {p["name"]: p["containerPort"] for p in container["ports"]}[container["livenessProbe"]["httpGet"]["port"]]
     assert (port, container["livenessProbe"]["httpGet"]["path"]) == (8080, "/healthz")
-    assert container["args"][:2] == ["run", "--standalone"]
+    assert container["args"][:2] == ["run", "--peering=sdxl-sdxl-operator"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 
@@ -326,6 +343,74 @@ def test_workload_service_account_not_created_when_disabled(render: Callable[...
     assert OperatorSettings.from_env(_env(result.one("Deployment"))).workload_service_account == "existing"
 
 
+def _monitor(result: Any, suffix: str) -> dict[str, Any]:
+    [monitor] = [m for m in result.of_kind("ServiceMonitor") if m["metadata"]["name"].endswith(suffix)]
+    return monitor
+
+
+@pytest.mark.parametrize("value_set", ["default", "namespaced"])
+def test_peering_object_is_the_one_the_replicas_name(render: Callable[..., Any], value_set: str) -> None:
+    """One ClusterKopfPeering cluster-wide; a KopfPeering in each watched namespace (where Kopf looks)."""
+    result = render(VALUE_SETS[value_set])
+    [peering_arg] = [a for a in _args(result.one("Deployment")) if a.startswith("--peering=")]
+    name = peering_arg.split("=", 1)[1]
+    namespaces = VALUE_SETS[value_set].get("watchNamespaces")
+    if namespaces:
+        assert result.of_kind("ClusterKopfPeering") == []
+        assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in result.of_kind("KopfPeering")) == \
+            [(namespace, name) for namespace in namespaces]
+    else:
+        assert result.of_kind("KopfPeering") == []
+        assert result.one("ClusterKopfPeering")["metadata"]["name"] == name
+
+
+def test_disruption_budget_keeps_one_replica_through_drains(render: Callable[..., Any]) -> None:
+    result = render()
+    budget = result.one("PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    pod_labels = result.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["selector"]["matchLabels"] == result.one("Deployment")["spec"]["selector"]["matchLabels"]
+    # One replica: a budget of one would block every drain of its node.
+    assert render({"operator": {"replicas": 1}}).of_kind("PodDisruptionBudget") == []
+
+
+def test_replicas_prefer_different_nodes_unless_affinity_is_given(render: Callable[..., Any]) -> None:
+    deployment = render().one("Deployment")
+    [term] = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}
+    assert render({"operator": {"affinity": own}}).one("Deployment")["spec"]["template"]["spec"]["affinity"] == own
+
+
+def test_metrics_service_reaches_the_operators_metrics_port(render: Callable[..., Any]) -> None:
+    result = render({"operator": {"metricsPort": 9102}})
+    deployment = result.one("Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=9102" in container["args"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service = result.one("Service")
+    [port] = service["spec"]["ports"]
+    assert (port["name"], port["port"], ports[port["targetPort"]]) == ("metrics", 9102, 9102)
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_service_monitor_scrapes_the_operator(render: Callable[..., Any]) -> None:
+    result = render(VALUE_SETS["service-monitor"])
+    monitor = _monitor(result, "-operator")
+    service = result.one("Service")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == (service["spec"]["ports"][0]["name"], "/metrics")
+    assert endpoint["interval"] == "15s"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
 def test_service_monitor_off_by_default(render: Callable[..., Any]) -> None:
     assert render().of_kind("ServiceMonitor") == []
 
@@ -340,7 +425,7 @@ def test_service_monitor_off_by_default(render: Callable[..., Any]) -> None:
 def test_service_monitor_selects_the_inference_servers(
     render: Callable[..., Any], values: dict[str, Any], namespace_selector: dict[str, Any]
 ) -> None:
-    monitor = render(values).one("ServiceMonitor")
+    monitor = _monitor(render(values), "-servers")
     assert monitor["metadata"]["namespace"] == RELEASE_NAMESPACE
     # The labels the operator puts on the inference Services (sdxl_operator/core/labels.py).
     assert monitor["spec"]["selector"]["matchLabels"] == {labels.NAME_KEY: labels.SERVER,

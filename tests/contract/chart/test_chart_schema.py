@@ -42,7 +42,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"operator": {"logFormat": "yaml"}}, "/operator/logFormat", "one of"),
     ({"operator": {"resources": {"limits": {"memory": "lots"}}}}, "/operator/resources/limits/memory", "pattern"),
     ({"operator": {"resources": {"request": {"cpu": "1"}}}}, "/operator/resources", "request"),
-    ({"operator": {"replicas": 2}}, "/operator", "replicas"),
+    ({"operator": {"replicas": 0}}, "/operator/replicas", "minimum"),
+    ({"operator": {"metricsPort": 8080}}, "/operator/metricsPort", "not"),
     ({"serviceMonitor": {"enabled": "true"}}, "/serviceMonitor/enabled", "boolean"),
     ({"serviceMonitor": {"interval": "30 seconds"}}, "/serviceMonitor/interval", "pattern"),
 ]

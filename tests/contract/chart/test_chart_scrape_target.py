@@ -17,7 +17,8 @@ OWNER = {
 
 
 def test_service_monitor_scrapes_the_inference_service(render: Callable[..., Any]) -> None:
-    monitor = render({"watchNamespaces": ["team-a"], "serviceMonitor": {"enabled": True}}).one("ServiceMonitor")
+    monitors = render({"watchNamespaces": ["team-a"], "serviceMonitor": {"enabled": True}}).of_kind("ServiceMonitor")
+    [monitor] = [m for m in monitors if m["metadata"]["name"].endswith("-servers")]
     service = build_inference_service(OWNER)
     service_labels = service["metadata"]["labels"]
     unmatched = {k: v for k, v in monitor["spec"]["selector"]["matchLabels"].items() if service_labels.get(k) != v}
