@@ -45,6 +45,9 @@ FINETUNE_SPEC = {
 # Requests in flight at once from the bench: enough to load the operator, few enough not to
 # exhaust the emulator's sockets.
 CONCURRENCY = 32
+# The bench's own requests carry this User-Agent, so the emulator's request count tells them apart
+# from the operator's (Kopf and the kubernetes client each send their own).
+BENCH_AGENT = "sdxl-bench"
 
 
 def free_port() -> int:
@@ -168,10 +171,11 @@ class EmulatedCluster:
 
 
 @contextlib.asynccontextmanager
-async def emulated_cluster(namespace: str, interval: float,
-                           extra_env: dict[str, str] | None = None) -> AsyncIterator[EmulatedCluster]:
+async def emulated_cluster(namespace: str, interval: float, extra_env: dict[str, str] | None = None,
+                           *, quiet: bool = True) -> AsyncIterator[EmulatedCluster]:
     """The emulator in this process and ``sdxl-operator run --standalone --all-namespaces`` in a
-    subprocess (so its memory is its own), live once it answers its liveness probe."""
+    subprocess (so its memory is its own), live once it answers its liveness probe; ``quiet=False``
+    runs it at the default log level."""
     async with serve_emulator() as (emulator, url):
         workdir = Path(tempfile.mkdtemp(prefix="sdxl-operator-scale-"))
         kubeconfig = workdir / "kubeconfig"
@@ -184,8 +188,8 @@ async def emulated_cluster(namespace: str, interval: float,
         log_path = workdir / "operator.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "sdxl_operator.cli", "run", "--standalone", "--all-namespaces", "--quiet",
-                 "--liveness", f"http://127.0.0.1:{port}/healthz"],
+                [sys.executable, "-m", "sdxl_operator.cli", "run", "--standalone", "--all-namespaces",
+                 *(("--quiet",) if quiet else ()), "--liveness", f"http://127.0.0.1:{port}/healthz"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             )
         stop = asyncio.Event()
@@ -193,7 +197,8 @@ async def emulated_cluster(namespace: str, interval: float,
         sampling = asyncio.create_task(sampler.run(stop))
         try:
             await wait_for_liveness(f"http://127.0.0.1:{port}/healthz", process.poll)
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY),
+                                             headers={"User-Agent": BENCH_AGENT}) as session:
                 cluster = EmulatedCluster(emulator=emulator, url=url, namespace=namespace, session=session,
                                           sampler=sampler, idle_rss=sampler.peak, log_path=log_path,
                                           semaphore=asyncio.Semaphore(CONCURRENCY))

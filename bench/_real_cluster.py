@@ -30,7 +30,14 @@ from typing import Any
 import aiohttp
 import psutil
 
-from _emulated_cluster import CONCURRENCY, FINETUNE_SPEC, RssSampler, free_port, wait_for_liveness
+from _emulated_cluster import (
+    BENCH_AGENT,
+    CONCURRENCY,
+    FINETUNE_SPEC,
+    RssSampler,
+    free_port,
+    wait_for_liveness,
+)
 from sdxl_sandbox.kubeconfig import read_kubeconfig, ssl_context
 from sdxl_sandbox.sandbox import Sandbox
 from sdxl_sandbox.simulated_nodes import SimulatedNode
@@ -156,9 +163,10 @@ class RealCluster:
 
 
 @contextlib.asynccontextmanager
-async def real_cluster(namespace: str, interval: float) -> AsyncIterator[RealCluster]:
+async def real_cluster(namespace: str, interval: float, *, quiet: bool = True) -> AsyncIterator[RealCluster]:
     """The control plane, the chart, namespace ``namespace`` with the artifact store's claim, and the
-    operator (live once it answers its liveness probe), all stopped on exit."""
+    operator (live once it answers its liveness probe), all stopped on exit; ``quiet=False`` runs the
+    operator at the default log level."""
     workdir = Path(tempfile.mkdtemp(prefix="sdxl-operator-scale-real-"))
     port = free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
@@ -166,7 +174,7 @@ async def real_cluster(namespace: str, interval: float) -> AsyncIterator[RealClu
     # The operator's production pending grace period (120 s): the bench's pods stay Pending until done.
     sandbox = Sandbox(workdir, control_plane="real", run_pods=False, nodes=(BENCH_NODE,),
                       status_interval_seconds=interval, pending_grace_seconds=120.0,
-                      operator_args=("--quiet", "--liveness", liveness))
+                      operator_args=(*(("--quiet",) if quiet else ()), "--liveness", liveness))
     async with sandbox:
         pid = sandbox.operator_pid
         assert pid is not None
@@ -182,7 +190,7 @@ async def real_cluster(namespace: str, interval: float) -> AsyncIterator[RealClu
             tls = ssl_context(credentials)
             assert tls is not None  # the API server serves HTTPS only
             connector = aiohttp.TCPConnector(limit=CONCURRENCY, ssl=tls)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": BENCH_AGENT}) as session:
                 yield RealCluster(sandbox=sandbox, namespace=namespace, session=session, url=credentials.server,
                                   sampler=sampler, idle_rss=sampler.peak, control_plane=control_plane,
                                   semaphore=asyncio.Semaphore(CONCURRENCY))

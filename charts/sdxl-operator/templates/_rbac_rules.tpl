@@ -50,15 +50,15 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: ["sdxl.io"]
   resources: ["sdxlfinetunes/status", "sdxldeployments/status"]
   verbs: ["get", "patch"]
-# application: the resolved-spec ConfigMap of each workload; the adapters ConfigMap of a set of fine-tunes, patched as the set changes
+# application: the resolved-spec ConfigMap of each workload; the adapters ConfigMap of a set of fine-tunes, patched as the set changes; watched (its own only, by label) to follow changes
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch"]
-# application: training and compile Jobs
+  verbs: ["get", "list", "watch", "create", "patch"]
+# application: training and compile Jobs; watched (its own only, by label) so status follows them
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create"]
-# application: read Job pods to explain Pending/failed states
+# application: read Job and server pods to explain Pending/failed states; watched (its own only, by label)
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
@@ -78,24 +78,24 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get"]
-# application: the inference Service of an SDXLDeployment
+# application: the inference Service of an SDXLDeployment; watched (its own only, by label) to follow changes
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch"]
-# application: the inference Deployment
+  verbs: ["get", "list", "watch", "create", "patch"]
+# application: the inference Deployment; watched (its own only, by label) so status follows its replicas
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# application: optional autoscaling of the inference Deployment
+# application: optional autoscaling of the inference Deployment; watched (its own only, by label) to follow changes
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # application: the KEDA ScaledObject of an SDXLDeployment when the chart enables KEDA (deleted when switching back)
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "create", "patch", "delete"]
-# application: the NetworkPolicy of the inference pods (deleted when network policies are turned off)
+# application: the NetworkPolicy of the inference pods (deleted when network policies are turned off); watched (its own only, by label)
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}

@@ -5,8 +5,10 @@
   holds the same explicit ``spec.output`` (:mod:`shared_output`) → a refusal ends as Failed/InvalidSpec
   with no Job (permanent); otherwise create the ``<ft>-spec`` ConfigMap and ``<ft>-train`` Job (409 means they are already
   there, so a retried or resumed handler creates nothing twice).
-* a timer recomputes the status from the Job, its pods and the last progress line of the pod log.
-  Kopf adds its finalizer while a timer runs so it can stop the timer on deletion; the timer only
+* a change of the Job or its pods recomputes the status at once (:mod:`child_watch`), without reading
+  the pod log; a timer recomputes it every status interval too, reading the last progress line of
+  the pod log while the trainer runs, and sees the time-bound states (a pod Pending too long). Kopf
+  adds its finalizer while a timer runs so it can stop the timer on deletion; the timer only
   matches unfinished fine-tunes, so the finalizer goes away when the run ends, and a deleted run is
   released by the running operator within one cycle. Nothing else holds a finalizer.
 * resources in reserved namespaces (:mod:`reserved_namespaces`) match no handler at all.
@@ -18,7 +20,7 @@ which the CRD's strict schema prunes).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -31,6 +33,7 @@ from sdxl_operator.handlers.child_ownership import NameConflict, require_control
 from sdxl_operator.handlers.kube_api import KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.status_events import post_transition_events
+from sdxl_operator.handlers.status_refresh import FRESH_SECONDS, StatusRefresher
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 from sdxl_operator.manifests.spec_configmap import build_spec_configmap
 from sdxl_operator.manifests.training_job import CONTAINER, build_training_job
@@ -80,8 +83,14 @@ async def _create_children(body: kopf.Body, context: OperatorContext, logger: ko
         await create_child(context.api, manifest, body, logger)
 
 
-def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
-    """Register the SDXLFineTune handlers on ``registry``, using ``context``."""
+def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> StatusRefresher:
+    """Register the SDXLFineTune handlers on ``registry``, using ``context``; the refresher the events of
+    the fine-tunes' children ask for status refreshes through (:mod:`child_watch`)."""
+
+    async def refresh_on_change(namespace: str, name: str) -> None:
+        await refresh_finetune(namespace, name, context)
+
+    refresher = StatusRefresher("SDXLFineTune", refresh_on_change)
 
     def served(namespace: str | None, **_: Any) -> bool:
         return not is_reserved(namespace, context.settings.reserved_namespaces)
@@ -148,11 +157,41 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
         interval=context.settings.status_interval_seconds,
     )
     async def finetune_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await refresh_status(body, patch, logger, context)
+        meta = body["metadata"]
+        async with refresher.lock(meta["namespace"], meta["name"]):
+            # Just refreshed on a change of a child: the body this tick holds may not show that status yet.
+            if not refresher.refreshed_within(meta["namespace"], meta["name"], FRESH_SECONDS):
+                await refresh_status(body, patch, logger, context)
+
+    return refresher
 
 
-async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, context: OperatorContext) -> None:
-    """Recompute the status of one fine-tune and patch what changed; post Events on transitions."""
+async def refresh_finetune(namespace: str, name: str, context: OperatorContext) -> None:
+    """Recompute and write the status of fine-tune ``namespace/name`` now (a child changed).
+
+    The progress is not read from the pod log here: the status timer reads it at its own pace.
+    """
+    if context.kube is None:
+        return  # the operator is stopping: its API client is already closed
+    found = await context.api.read_custom(GROUP, VERSION, FINETUNES, namespace, name)
+    if found is None or is_terminal(found.get("status")) or \
+            is_reserved(namespace, context.settings.reserved_namespaces):
+        return
+    body = kopf.Body(cast(kopf.RawBody, found))
+    patch = kopf.Patch()
+    await refresh_status(body, patch, kopf.LocalObjectLogger(body=body, settings=kopf.OperatorSettings()), context,
+                         read_progress=False)
+    if patch.get("status"):
+        await context.api.patch_custom_status(GROUP, VERSION, FINETUNES, namespace, name, {"status": patch["status"]})
+
+
+async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, context: OperatorContext, *,
+                         read_progress: bool = True) -> None:
+    """Recompute the status of one fine-tune and patch what changed; post Events on transitions.
+
+    The pod log is read (its last progress line) only with ``read_progress`` while the trainer runs,
+    and once when the run ends, for its last progress line.
+    """
     previous: Mapping[str, Any] = body.get("status") or {}
     job_name = previous.get("trainingJob")
     if not job_name or is_terminal(previous):
@@ -172,9 +211,12 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
         pods = await api.list_pods(namespace, job_pods_selector(job_name))
         pod = newest_pod(pods)
         log_tail = None
-        if pod is not None and (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"):
+        pod_phase = (pod.get("status") or {}).get("phase") if pod is not None else None
+        ended = job_condition(job, "Complete", "Failed", "SuccessCriteriaMet", "FailureTarget") is not None
+        if pod is not None and ((read_progress and pod_phase == "Running")
+                                or (ended and pod_phase in ("Succeeded", "Failed"))):
             log_tail = await api.read_pod_log_tail(namespace, pod["metadata"]["name"], CONTAINER, LOG_TAIL_LINES)
-        if pod is None and not job_condition(job, "Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"):
+        if pod is None and not ended:
             events = await api.list_events(namespace, failed_create_selector(job))
     except StorageNotFound as exc:  # the Job went and its claim too: wait for the claim, then recreate
         new = {**waiting_status(exc.reason, exc.message, now=context.clock(), generation=generation,

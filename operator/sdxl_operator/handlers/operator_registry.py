@@ -14,11 +14,13 @@ from typing import Any
 import kopf
 
 from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.handlers.child_watch import register_child_watch, watch_children_only
 from sdxl_operator.handlers.deployment_handlers import register_deployment_handlers
 from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
 from sdxl_operator.handlers.kube_api import KubeApi
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.operator_metrics import instrument_handlers
+from sdxl_operator.handlers.quiet_successes import quiet_kopf_successes
 
 ANNOTATION_PREFIX = "sdxl.io"
 FINALIZER = "sdxl.io/kopf-finalizer"
@@ -39,6 +41,9 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
     would prune Kopf's own status fields. Only warnings and errors of Kopf's own logging become
     Events; the handlers post Events for the transitions people care about with ``kopf.event``,
     which this level does not filter.
+
+    The child watches ask the API server for the operator's children only (:mod:`child_watch`), and
+    Kopf's per-call success lines go to DEBUG (:mod:`quiet_successes`): at rest the log is silent.
     """
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -55,6 +60,8 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
     settings.watching.connect_timeout = 30
+    watch_children_only(settings)
+    quiet_kopf_successes()
 
 
 def build_registry(
@@ -96,7 +103,8 @@ def build_registry(
         while stop_metrics:
             stop_metrics.pop()()
 
-    register_finetune_handlers(registry, context)
-    register_deployment_handlers(registry, context)
+    finetunes = register_finetune_handlers(registry, context)
+    deployments = register_deployment_handlers(registry, context)
+    register_child_watch(registry, finetunes=finetunes, deployments=deployments)
     instrument_handlers(registry, context.metrics)
     return registry

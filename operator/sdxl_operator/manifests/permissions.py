@@ -78,11 +78,13 @@ APPLICATION: tuple[Permission, ...] = (
         "write status through the status subresource",
     ),
     Permission(
-        "", ("configmaps",), ("get", "create", "patch"),
-        "the resolved-spec ConfigMap of each workload; the adapters ConfigMap of a set of fine-tunes, patched as the set changes",
+        "", ("configmaps",), ("get", "list", "watch", "create", "patch"),
+        "the resolved-spec ConfigMap of each workload; the adapters ConfigMap of a set of fine-tunes, patched as the set changes; watched (its own only, by label) to follow changes",
     ),
-    Permission("batch", ("jobs",), ("get", "list", "watch", "create"), "training and compile Jobs"),
-    Permission("", ("pods",), ("get", "list", "watch"), "read Job pods to explain Pending/failed states"),
+    Permission("batch", ("jobs",), ("get", "list", "watch", "create"),
+               "training and compile Jobs; watched (its own only, by label) so status follows them"),
+    Permission("", ("pods",), ("get", "list", "watch"),
+               "read Job and server pods to explain Pending/failed states; watched (its own only, by label)"),
     Permission("", ("pods/log",), ("get",), "read the training progress lines from the pod log"),
     Permission("", ("events",), ("list",), "read a Job's FailedCreate Events: why it has no pod (quota, admission)"),
     Permission(
@@ -90,19 +92,21 @@ APPLICATION: tuple[Permission, ...] = (
         "create the workload ServiceAccount in a namespace that has none (never modified afterwards)",
     ),
     Permission("", ("persistentvolumeclaims",), ("get",), "check that the claims a workload pod mounts exist"),
-    Permission("", ("services",), ("get", "create", "patch"), "the inference Service of an SDXLDeployment"),
-    Permission("apps", ("deployments",), ("get", "list", "watch", "create", "patch"), "the inference Deployment"),
+    Permission("", ("services",), ("get", "list", "watch", "create", "patch"),
+               "the inference Service of an SDXLDeployment; watched (its own only, by label) to follow changes"),
+    Permission("apps", ("deployments",), ("get", "list", "watch", "create", "patch"),
+               "the inference Deployment; watched (its own only, by label) so status follows its replicas"),
     Permission(
-        "autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"),
-        "optional autoscaling of the inference Deployment",
+        "autoscaling", ("horizontalpodautoscalers",), ("get", "list", "watch", "create", "patch", "delete"),
+        "optional autoscaling of the inference Deployment; watched (its own only, by label) to follow changes",
     ),
     Permission(
         "keda.sh", ("scaledobjects",), ("get", "create", "patch", "delete"),
         "the KEDA ScaledObject of an SDXLDeployment when the chart enables KEDA (deleted when switching back)",
     ),
     Permission(
-        "networking.k8s.io", ("networkpolicies",), ("get", "create", "patch", "delete"),
-        "the NetworkPolicy of the inference pods (deleted when network policies are turned off)",
+        "networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "patch", "delete"),
+        "the NetworkPolicy of the inference pods (deleted when network policies are turned off); watched (its own only, by label)",
     ),
 )
 
