@@ -122,10 +122,14 @@ class Server:
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         self.log = open(ROOT / "bench" / "results" / f"serve_overhead_server_{max_batch}.log", "wb")  # noqa: SIM115
+        # The server reads what it serves and how from an SDXLDeployment spec, as in a pod.
+        spec = ROOT / "bench" / "results" / f"serve_overhead_spec_{max_batch}.json"
+        spec.write_text(json.dumps({
+            "fineTune": "bench", "accelerator": "nvidia" if device == "cuda" else "cpu",
+            "server": {"maxBatch": max_batch, "queueSize": queue, "requestTimeoutSeconds": 3600}}))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sdxl_workloads", "serve", "--model", model, "--host", "127.0.0.1",
-             "--port", str(self.port), "--accelerator", "nvidia" if device == "cuda" else "cpu",
-             "--max-batch", str(max_batch), "--queue-size", str(queue), "--request-timeout", "3600"],
+            [sys.executable, "-m", "sdxl_workloads", "serve", "--spec", str(spec), "--model", model,
+             "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 600
         while True:

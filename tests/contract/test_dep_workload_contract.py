@@ -1,10 +1,11 @@
 """The operator's compile Job, its spec ConfigMap and the inference Deployment speak the workloads' language.
 
 For every SDXLDeployment example (as a fine-tune deployment and as a direct-LoRA one): the compile
-Job's and the Deployment's command lines parse with ``sdxl_workloads.cli.parse_args``; the ConfigMap's
-spec.json loads with the workloads' spec loader and deployment spec and means the same model; the key
-the operator passes is the key the compile command would compute from the same file and flags; the
-artifact the Deployment serves is where the compile publishes.
+Job's and the Deployment's command lines parse with ``sdxl_workloads.cli.parse_args``; the compile
+ConfigMap's and the server spec ConfigMap's spec.json load with the workloads' spec loader and
+deployment spec and mean the same model and settings; the key the operator passes is the key the compile
+command would compute from the same file and flags; the artifact the Deployment serves is where the
+compile publishes. A set of fine-tunes' server spec loads with the serve workload too.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.handlers.deployment_handlers import key_of
 from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.manifests.inference_deployment import build_inference_deployment
+from sdxl_operator.manifests.server_spec import build_server_spec_configmap, server_spec
+from sdxl_operator.spec.adapter_set_spec import adapter_set_key, resolve_adapter_set_spec
 from sdxl_operator.spec.deployment_validation import validate_deployment_spec
 from sdxl_operator.spec.model_source import ModelSource, model_source
 from sdxl_operator.spec.resolved_deployment_spec import resolve_deployment_spec
 from sdxl_workloads import cli
 from sdxl_workloads.compile import compile_command
+from sdxl_workloads.server import serve_command
 from sdxl_workloads.spec import spec_loading
 from sdxl_workloads.spec.deployment_spec import DeploymentSpec
 
@@ -101,18 +105,63 @@ def test_compile_job_and_configmap_load_with_the_compile_workload(name: str, own
 
 
 @pytest.mark.parametrize("name, owner", VARIANTS, ids=[name for name, _ in VARIANTS])
-def test_deployment_command_parses_with_the_serve_workload(name: str, owner: dict[str, Any]) -> None:
+def test_deployment_command_and_server_spec_load_with_the_serve_workload(name: str, owner: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
     resolved, key, _, _, deployment = _children(owner)
     container = _container(deployment)
     args = cli.parse_args(container["args"])
-    assert args.command == "serve"
+    assert args.command == "serve" and args.spec == SPEC_PATH
     assert args.model == compiled_uri(SETTINGS.artifact_store, key)
-    assert args.accelerator == resolved["accelerator"] and args.port == container["ports"][0]["containerPort"]
-    assert args.max_batch == resolved["server"]["maxBatch"] and args.queue_size == resolved["server"]["queueSize"]
-    assert args.request_timeout == resolved["server"]["requestTimeoutSeconds"]
-    assert args.lora is None  # the LoRA is fused into the compiled/prepared model
+    assert args.port == container["ports"][0]["containerPort"]
+    served = _mounted_server_spec(owner, resolved, deployment, tmp_path)
+    spec = serve_command.load_spec(str(served))
     if resolved.get("auth"):
         mount = next(m for m in container["volumeMounts"] if m["name"] == "api-key")
         assert args.api_key_file == f"{mount['mountPath']}/{resolved['auth']['apiKeySecretKey']}"
+        key_file = tmp_path / "api-key"
+        key_file.write_text("k3y\n")
+        args.api_key_file = str(key_file)
     else:
         assert args.api_key_file is None
+    settings = serve_command.build_settings(spec, args)
+    assert spec.accelerator == resolved["accelerator"]
+    assert (settings.max_batch, settings.queue_size, settings.request_timeout) == (
+        resolved["server"]["maxBatch"], resolved["server"]["queueSize"], resolved["server"]["requestTimeoutSeconds"])
+    assert (settings.api_key is not None) is bool(resolved.get("auth"))
+    # The LoRA is fused into the compiled/prepared model: the server applies none on top.
+    assert serve_command.served_model(spec, args) == (args.model, None)
+
+
+SETS = [path for path in sorted((REPO / "crds" / "examples").glob("deployment*.yaml"))
+        if {"fineTunes", "fineTuneSelector"} & set(yaml.safe_load(path.read_text())["spec"])]
+
+
+@pytest.mark.parametrize("example", SETS, ids=[path.stem for path in SETS])
+def test_a_sets_server_spec_loads_with_the_serve_workload(example: Path, tmp_path: Path) -> None:
+    owner = yaml.safe_load(example.read_text())
+    owner["metadata"].update(namespace="team-a", uid="6c1f0a52-9b7e-4d1c-8f1e-2a3b4c5d6e7f")
+    meta = owner["metadata"]
+    resolved = resolve_adapter_set_spec(owner["spec"], name=meta["name"], namespace=meta["namespace"],
+                                        uid=meta["uid"])
+    deployment = build_inference_deployment(owner, resolved, key=adapter_set_key(resolved, SETTINGS),
+                                            artifact=str(resolved["baseModel"]), settings=SETTINGS)
+    args = cli.parse_args(_container(deployment)["args"])
+    spec = serve_command.load_spec(str(_mounted_server_spec(owner, resolved, deployment, tmp_path)))
+    assert args.adapters and spec.adapters is not None
+    assert (spec.adapters.resident, spec.adapters.max_rank) == (resolved["adapters"]["resident"],
+                                                                 resolved["adapters"]["maxRank"])
+    assert serve_command.served_model(spec, args) == (resolved["baseModel"], None)
+
+
+def _mounted_server_spec(owner: dict[str, Any], resolved: dict[str, Any], deployment: dict[str, Any],
+                         tmp_path: Path) -> Path:
+    """The spec.json the server pods of ``deployment`` read: their ConfigMap volume, at SPEC_PATH."""
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if "configMap" in v and
+                  any(m["name"] == v["name"] and m["mountPath"] == str(Path(SPEC_PATH).parent)
+                      for m in pod["containers"][0]["volumeMounts"]))
+    configmap = build_server_spec_configmap(owner, server_spec(resolved, owner["spec"]))
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(configmap["data"][Path(SPEC_PATH).name])
+    return spec_file

@@ -57,10 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile for Inferentia2 (accelerator neuron) or prepare a fused pipeline (nvidia, cpu)",
     )
     compile_.add_argument("--spec", required=True, metavar="FILE",
-                          help="an SDXLDeployment manifest, its bare spec, or the operator's resolved spec")
-    compile_.add_argument("--lora", metavar="URI", help="the LoRA to fuse; overrides spec.lora")
-    compile_.add_argument("--lora-sha256", metavar="HEX", help="the LoRA file's sha256, when already known")
-    compile_.add_argument("--base-model", metavar="URI", help="overrides spec.baseModel")
+                          help="an SDXLDeployment manifest, its bare spec, or the operator's resolved spec: the "
+                               "LoRA (spec.lora, spec.loraSha256), the base model and the compiler settings")
     compile_.add_argument("--store", required=True, metavar="URI",
                           help="artifact store; the result goes to <store>/compiled/<key>/")
     compile_.add_argument("--key", help="use this compile key instead of computing it (the operator passes it)")
@@ -69,28 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     _termination_log(compile_)
 
     serve = sub.add_parser("serve", help="serve images over HTTP")
-    serve.add_argument("--model", required=True, metavar="URI",
-                       help="a compiled/prepared folder, a diffusers pipeline, or builtin:tiny")
-    serve.add_argument("--lora", metavar="URI", help="a LoRA to load on top of the model (diffusers backend)")
-    serve.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
-    serve.add_argument("--accelerator", choices=["cpu", "nvidia", "neuron"], default="cpu")
+    serve.add_argument("--spec", required=True, metavar="FILE",
+                       help="an SDXLDeployment manifest, its bare spec, or the operator's resolved spec: the "
+                            "accelerator, the model and LoRA, batching, queue, timeout, auth, adapters")
+    serve.add_argument("--model", metavar="URI",
+                       help="the compiled or prepared folder to serve, which already holds the spec's LoRA (the "
+                            "operator passes it); without it, the spec's baseModel with its lora (nvidia, cpu)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--max-batch", type=int, default=1, help="largest micro-batch of compatible requests")
-    serve.add_argument("--queue-size", type=int, default=8, help="requests waiting before 429")
-    serve.add_argument("--request-timeout", type=float, default=300.0, metavar="SECONDS")
-    serve.add_argument("--api-key-file", metavar="PATH", help="require this API key (Bearer or X-API-Key)")
+    serve.add_argument("--api-key-file", metavar="PATH",
+                       help="the file holding the API key of spec.auth (the operator mounts the Secret's key there); "
+                            "without spec.auth it requires this key all the same")
     serve.add_argument("--max-steps", type=int, default=150, help="most denoising steps one request may ask for")
     serve.add_argument("--max-images", type=int, default=8, help="most images one request may ask for")
     serve.add_argument("--adapters", metavar="FILE",
                        help='serve several fine-tunes: a JSON file {"adapters": {"<name>": "<LoRA URI>"}}, re-read '
-                            "while serving; requests choose one by name (cpu and nvidia only)")
+                            "while serving; requests choose one by name (cpu and nvidia only; spec.adapters sets "
+                            "how many stay in memory and the highest rank)")
     serve.add_argument("--adapters-refresh", type=float, default=10.0, metavar="SECONDS",
                        help="how often the --adapters file is re-read (default 10)")
-    serve.add_argument("--resident-adapters", type=int, default=8, metavar="K",
-                       help="adapters kept in memory, most recently used first; others load on demand (default 8)")
-    serve.add_argument("--max-adapter-rank", type=int, default=64,
-                       help="highest LoRA rank an adapter may have; every adapter is padded to it (default 64)")
     serve.add_argument("--compile-unet", action="store_true",
                        help="with --adapters: torch.compile the UNet once; adapters are hot-swapped without recompiling")
     _termination_log(serve)

@@ -72,6 +72,14 @@ def finetune_configmap_name(finetune: str) -> str:
     return child_name(finetune, "spec")
 
 
+def server_configmap_name(deployment: str) -> str:
+    """The spec ConfigMap the server pods of an SDXLDeployment read: ``<dep>-server-spec``.
+
+    Not ``<dep>-spec``: an SDXLFineTune of the same name in the namespace has that one.
+    """
+    return child_name(deployment, "server-spec")
+
+
 def compile_job_name(deployment: str, key: str) -> str:
     """The compile Job of an SDXLDeployment for one compile key: ``<dep>-compile-<key8>``."""
     return child_name(deployment, f"compile-{key[:HASH_LENGTH]}")

@@ -1,7 +1,7 @@
 """The compile Job ``<dep>-compile-<key8>`` and its spec ConfigMap (same name), for one compile key.
 
-``sdxl-workload compile --spec /etc/sdxl/spec.json --store <store> --key <key> --runtime-id <image>
---lora <uri> [--lora-sha256 <hex>]`` compiles for Inferentia2 (accelerator neuron) or prepares a fused
+``sdxl-workload compile --spec /etc/sdxl/spec.json --store <store> --key <key> --runtime-id <image>``
+(the LoRA and its digest are the resolved spec's ``lora`` and ``loraSha256``) compiles for Inferentia2 (accelerator neuron) or prepares a fused
 pipeline (nvidia, cpu) into ``<store>/compiled/<key>/``; an artifact already COMPLETE there is a cache
 hit that ends in seconds. Choices worth knowing:
 
@@ -67,12 +67,12 @@ NEURON_COMPILE_SCRATCH = "64Gi"
 
 def compile_command(resolved_spec: Mapping[str, Any], key: str, settings: OperatorSettings, store: str
                     ) -> tuple[list[str], list[str]]:
-    """(command, args) of the compile container; ``store`` holds ``compiled/<key>/``."""
+    """(command, args) of the compile container; ``store`` holds ``compiled/<key>/``.
+
+    Everything the spec holds (the LoRA, its digest, the base model, the shapes) is read from the mounted
+    spec; the flags carry only what it does not: where the result goes, its key and the runtime."""
     args = ["compile", "--spec", SPEC_PATH, "--store", store, "--key", key,
-            "--runtime-id", image_for(str(resolved_spec["accelerator"]), settings),
-            "--lora", str(resolved_spec["lora"])]
-    if resolved_spec.get("loraSha256"):
-        args += ["--lora-sha256", str(resolved_spec["loraSha256"])]
+            "--runtime-id", image_for(str(resolved_spec["accelerator"]), settings)]
     return ["sdxl-workload"], args
 
 

@@ -12,6 +12,10 @@
   CPU and memory from ``spec.resources`` or per-accelerator defaults (small for ``builtin:`` models);
   memory request = limit. ``/dev/shm`` is a memory emptyDir.
 * ``spec.replicas`` is left out when ``spec.autoscaling`` is set: the HorizontalPodAutoscaler owns it.
+* **The spec** comes from the ``<dep>-server-spec`` ConfigMap at ``/etc/sdxl/spec.json``
+  (``sdxl-workload serve --spec``, :mod:`server_spec`); the pod template carries its hash
+  (``sdxl.io/spec-hash``), so a change the server reads rolls the pods, and a change of the scale or of
+  a set's members does not.
 * ``metadata.annotations[sdxl.io/template-hash]`` hashes the built spec, so the controller patches only
   when what it wants changed, never fighting the API server's defaulting.
 * A set of fine-tunes (resolved spec with ``adapters``, :mod:`adapter_set_spec`): the pods serve the
@@ -29,13 +33,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_contract.uris import is_builtin
+from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.core.accelerators import NEURON, device_resources, image_for, server_placement
 from sdxl_operator.core.labels import SERVER, compile_annotations, deployment_labels
-from sdxl_operator.core.naming import deployment_name
+from sdxl_operator.core.naming import deployment_name, server_configmap_name
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests import volumes
 from sdxl_operator.manifests.adapters_configmap import ADAPTERS_PATH, adapters_mount, adapters_volume
 from sdxl_operator.manifests.ownership import child_metadata
+from sdxl_operator.manifests.server_spec import SPEC_HASH, server_spec_hash
 from sdxl_operator.manifests.workload_pod import workload_container, workload_pod_spec, workload_volumes
 
 CONTAINER = "server"
@@ -62,18 +68,17 @@ DRAIN_MARGIN_SECONDS = 15
 
 
 def serve_command(resolved_spec: Mapping[str, Any], artifact: str) -> tuple[list[str], list[str]]:
-    """(command, args) of the server container for the compiled/prepared model at ``artifact``."""
-    server = resolved_spec["server"]
-    args = ["serve", "--model", artifact, "--accelerator", str(resolved_spec["accelerator"]),
-            "--port", str(PORT), "--max-batch", str(server["maxBatch"]), "--queue-size", str(server["queueSize"]),
-            "--request-timeout", str(server["requestTimeoutSeconds"])]
+    """(command, args) of the server container for the compiled/prepared model at ``artifact``.
+
+    What to serve and how is the mounted server spec (:mod:`server_spec`); the flags carry only what a
+    spec does not hold: the folder of the compiled model, the port, the files the key and the adapters
+    are mounted as."""
+    args = ["serve", "--spec", SPEC_PATH, "--model", artifact, "--port", str(PORT)]
     auth = resolved_spec.get("auth")
     if auth:
         args += ["--api-key-file", f"{AUTH_DIR}/{auth['apiKeySecretKey']}"]
-    adapters = resolved_spec.get("adapters")
-    if adapters:
-        args += ["--adapters", ADAPTERS_PATH, "--resident-adapters", str(adapters["resident"]),
-                 "--max-adapter-rank", str(adapters["maxRank"])]
+    if resolved_spec.get("adapters"):
+        args += ["--adapters", ADAPTERS_PATH]
         if resolved_spec["accelerator"] == "nvidia":
             args.append("--compile-unet")
     return ["sdxl-workload"], args
@@ -111,7 +116,7 @@ def build_inference_deployment(
     inputs = [artifact, settings.artifact_store] if adapters else [artifact]
     pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [])
     command, args = serve_command(resolved_spec, artifact)
-    pod_volumes, mounts = workload_volumes(None, pvc_volumes, pvc_mounts)
+    pod_volumes, mounts = workload_volumes(server_configmap_name(name), pvc_volumes, pvc_mounts)
     if adapters:
         mounts.append(adapters_mount())
         pod_volumes.append(adapters_volume(name))
@@ -151,7 +156,8 @@ def build_inference_deployment(
         "revisionHistoryLimit": REVISION_HISTORY,
         "progressDeadlineSeconds": startup_failures * PROBE_PERIOD_SECONDS + PROGRESS_MARGIN_SECONDS,
         "template": {
-            "metadata": {"labels": dict(labels), "annotations": compile_annotations(key, artifact)},
+            "metadata": {"labels": dict(labels), "annotations": {
+                **compile_annotations(key, artifact), SPEC_HASH: server_spec_hash(resolved_spec)}},
             "spec": pod_spec,
         },
     })

@@ -1,4 +1,8 @@
-"""The ``<ft>-spec`` ConfigMap carrying the resolved spec as ``spec.json``."""
+"""A ConfigMap carrying a resolved spec as ``spec.json``, the workloads' ``--spec`` file.
+
+The ``<ft>-spec`` ConfigMap of an SDXLFineTune's training Job is built here; the compile Job's and the
+server pods' are the same object under their own names (:mod:`compile_job`, :mod:`server_spec`).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ from sdxl_operator.manifests.ownership import child_metadata
 from sdxl_operator.manifests.volumes import spec_data
 
 
-def build_spec_configmap(owner: Mapping[str, Any], resolved_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The ConfigMap manifest for the SDXLFineTune ``owner``. Pure."""
-    name = owner["metadata"]["name"]
+def spec_configmap(owner: Mapping[str, Any], name: str, labels: Mapping[str, str],
+                   spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The ConfigMap ``name`` holding ``spec`` as ``spec.json``, owned by ``owner``. Pure."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": child_metadata(owner, finetune_configmap_name(name), finetune_labels(name)),
-        "data": spec_data(resolved_spec),
+        "metadata": child_metadata(owner, name, dict(labels)),
+        "data": spec_data(spec),
     }
+
+
+def build_spec_configmap(owner: Mapping[str, Any], resolved_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The ConfigMap manifest for the SDXLFineTune ``owner``. Pure."""
+    name = owner["metadata"]["name"]
+    return spec_configmap(owner, finetune_configmap_name(name), finetune_labels(name), resolved_spec)

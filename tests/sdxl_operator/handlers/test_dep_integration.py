@@ -133,10 +133,11 @@ async def test_waits_for_the_finetune_then_compiles_deploys_and_scales(cluster: 
         assert status["compileJob"] == job_name
         job = cluster.job(job_name)
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert args[args.index("--lora") + 1] == "s3://b/ft/lora.safetensors"
-        assert args[args.index("--lora-sha256") + 1] == SHA and args[args.index("--key") + 1] == key
+        assert "--lora" not in args and args[args.index("--key") + 1] == key
         spec_json = json.loads(cluster.configmap(job_name)["data"]["spec.json"])
         assert spec_json["baseModel"] == "builtin:tiny" and "fineTune" not in spec_json
+        # The compile reads its LoRA and the LoRA's digest from the spec alone.
+        assert spec_json["lora"] == "s3://b/ft/lora.safetensors" and spec_json["loraSha256"] == SHA
         assert serving.deployment("alice") is None  # nothing serves before the compile is done
 
         artifact = await serving.compile_succeeds(job_name)

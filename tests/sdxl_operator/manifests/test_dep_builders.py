@@ -21,6 +21,7 @@ from sdxl_operator.manifests.autoscaler import build_autoscaler
 from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.manifests.inference_deployment import build_inference_deployment, template_hash
 from sdxl_operator.manifests.inference_service import build_inference_service, service_url
+from sdxl_operator.manifests.server_spec import build_server_spec_configmap, server_spec, server_spec_hash
 from sdxl_operator.spec.model_source import ModelSource
 from sdxl_operator.spec.resolved_deployment_spec import resolve_deployment_spec
 
@@ -128,8 +129,7 @@ def test_compile_job_on_a_neuron_node_whole_manifest() -> None:
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["sdxl-workload"],
                         "args": ["compile", "--spec", "/etc/sdxl/spec.json", "--store", "pvc://sdxl-artifacts/store",
-                                 "--key", KEY, "--runtime-id", SETTINGS.image_neuron, "--lora", SOURCE.lora,
-                                 "--lora-sha256", SHA],
+                                 "--key", KEY, "--runtime-id", SETTINGS.image_neuron],
                         "env": [
                             {"name": "SDXL_TERMINATION_LOG", "value": "/dev/termination-log"},
                             {"name": "SDXL_PVC_ROOT", "value": "/mnt/pvc"},
@@ -224,7 +224,8 @@ def _expected_neuron_deployment() -> dict[str, Any]:
         "progressDeadlineSeconds": 2400,
         "template": {
             "metadata": {"labels": SERVER_LABELS,
-                         "annotations": {"sdxl.io/compile-key": KEY, "sdxl.io/compiled-artifact": ARTIFACT}},
+                         "annotations": {"sdxl.io/compile-key": KEY, "sdxl.io/compiled-artifact": ARTIFACT,
+                                         "sdxl.io/spec-hash": server_spec_hash(resolved(FULL))}},
             "spec": {
                 "automountServiceAccountToken": False,
                 "securityContext": SECURE_POD,
@@ -235,8 +236,7 @@ def _expected_neuron_deployment() -> dict[str, Any]:
                     "image": SETTINGS.image_neuron,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sdxl-workload"],
-                    "args": ["serve", "--model", ARTIFACT, "--accelerator", "neuron", "--port", "8080",
-                             "--max-batch", "1", "--queue-size", "8", "--request-timeout", "300",
+                    "args": ["serve", "--spec", "/etc/sdxl/spec.json", "--model", ARTIFACT, "--port", "8080",
                              "--api-key-file", "/etc/sdxl/auth/api-key"],
                     "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                     "env": [
@@ -254,6 +254,7 @@ def _expected_neuron_deployment() -> dict[str, Any]:
                     "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
                                       "timeoutSeconds": 5, "failureThreshold": 6},
                     "volumeMounts": [
+                        {"name": "spec", "mountPath": "/etc/sdxl", "readOnly": True},
                         {"name": "dshm", "mountPath": "/dev/shm"},
                         {"name": "tmp", "mountPath": "/tmp"},
                         {"name": "cache", "mountPath": "/var/cache/sdxl"},
@@ -265,6 +266,8 @@ def _expected_neuron_deployment() -> dict[str, Any]:
                     "terminationMessagePolicy": "FallbackToLogsOnError",
                 }],
                 "volumes": [
+                    {"name": "spec", "configMap": {"name": "alice-server-spec",
+                                                   "items": [{"key": "spec.json", "path": "spec.json"}]}},
                     {"name": "dshm", "emptyDir": {"medium": "Memory"}},
                     {"name": "tmp", "emptyDir": {}},
                     {"name": "cache", "emptyDir": {}},
@@ -340,7 +343,11 @@ def test_every_built_manifest_is_valid_kubernetes(accelerator: str, autoscaling:
     assert [k for k in container["resources"]["limits"] if k != "memory"] == ([device] if device else [])
     assert ("replicas" in deployment["spec"]) is not autoscaling
     assert ("--api-key-file" in container["args"]) is auth
-    assert container["args"][container["args"].index("--accelerator") + 1] == accelerator
+    # The server reads the accelerator (and everything else it serves with) from its spec ConfigMap.
+    assert container["args"][:3] == ["serve", "--spec", "/etc/sdxl/spec.json"]
+    served = build_server_spec_configmap(body, server_spec(spec, body["spec"]))
+    kubernetes_validate.validate(served, KUBERNETES_VERSION, strict=True)
+    assert json.loads(served["data"]["spec.json"])["accelerator"] == accelerator
     startup = container["startupProbe"]
     budget = startup["failureThreshold"] * startup["periodSeconds"]
     assert budget >= (1800 if accelerator == "neuron" else 900)

@@ -15,6 +15,7 @@ import yaml
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.manifests.adapters_configmap import build_adapters_configmap
 from sdxl_operator.manifests.inference_deployment import TEMPLATE_HASH, build_inference_deployment
+from sdxl_operator.manifests.server_spec import server_spec
 from sdxl_operator.spec import adapter_set_spec
 from sdxl_operator.spec.adapter_set import (
     Adapter,
@@ -231,12 +232,15 @@ def test_server_of_a_set_serves_the_base_model_with_the_mounted_adapters_file(ac
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["args"] == [
-        "serve", "--model", "builtin:tiny", "--accelerator", accelerator, "--port", "8080", "--max-batch", "1",
-        "--queue-size", "8", "--request-timeout", "300",
-        "--adapters", "/etc/sdxl/adapters/adapters.json", "--resident-adapters", "4", "--max-adapter-rank", "64",
-        *(["--compile-unet"] if accelerator == "nvidia" else []),
+        "serve", "--spec", "/etc/sdxl/spec.json", "--model", "builtin:tiny", "--port", "8080",
+        "--adapters", "/etc/sdxl/adapters/adapters.json", *(["--compile-unet"] if accelerator == "nvidia" else []),
     ]
-    assert "--lora" not in container["args"] and "--lora-scale" not in container["args"]
+    # The set's limits reach the server through its spec (no LoRA: requests choose an adapter).
+    spec = set_spec(fineTuneSelector={"matchLabels": TEAM}, accelerator=accelerator, adapters={"resident": 4})
+    served = server_spec(resolve_adapter_set_spec(spec, name="portraits", namespace=NS, uid=UID), spec)
+    assert served["adapters"] == {"resident": 4, "maxRank": 64} and served["accelerator"] == accelerator
+    assert served["fineTuneSelector"] == {"matchLabels": TEAM} and "lora" not in served
+    assert {"name": "spec", "mountPath": "/etc/sdxl", "readOnly": True} in container["volumeMounts"]
     assert {"name": "adapters", "configMap": {"name": "portraits-adapters"}} in pod["volumes"]
     assert {"name": "adapters", "mountPath": "/etc/sdxl/adapters", "readOnly": True} in container["volumeMounts"]
     # The whole map is mounted, never one key with subPath: the kubelet updates only such mounts in place.

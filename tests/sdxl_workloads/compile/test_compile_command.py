@@ -311,8 +311,8 @@ BAD_INPUTS: list[tuple[str, Callable[[Path, Path], dict[str, Any]], list[str], s
     ("unknown accelerator", lambda _, lora: {"lora": str(lora), "accelerator": "tpu"}, [], "neuron, nvidia, cpu"),
     ("neuron settings on cpu", lambda _, lora: {"lora": str(lora), "neuron": {"height": 768}}, [],
      "only allowed with spec.accelerator: neuron"),
-    ("no LoRA at all", lambda _, lora: {"fineTune": "alice-v1"}, [], "pass --lora"),
-    ("digest mismatch", lambda _, lora: {"lora": str(lora)}, ["--lora-sha256", "0" * 64], "was expected"),
+    ("no LoRA at all", lambda _, lora: {"fineTune": "alice-v1"}, [], "set spec.lora"),
+    ("digest mismatch", lambda _, lora: {"lora": str(lora), "loraSha256": "0" * 64}, [], "was expected"),
     ("malformed key", lambda _, lora: {"lora": str(lora)}, ["--key", "../../etc"], "--key"),
     ("unknown base model", lambda _, lora: {"lora": str(lora), "baseModel": "./no/such/model"}, [],
      "not found"),
@@ -572,13 +572,13 @@ def test_a_forged_sha256_is_refused_before_any_cache_hit(tmp_path: Path, capsys:
 def test_an_unreadable_lora_with_a_known_sha256_and_key_is_not_a_cache_hit(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], lora_file: Path, s3_bucket: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--lora s3://nobody/x.safetensors` plus a known digest and key used to answer `cacheHit: true`."""
+    """`lora: s3://nobody/x.safetensors` plus a known digest and key used to answer `cacheHit: true`."""
     monkeypatch.setattr(s3_backend, "cache_root", lambda: tmp_path / "cache")
     store = tmp_path / "store"
     key = _cached_artifact(capsys, tmp_path, lora_file, store)
     sha = lora_input.file_sha256(lora_file)
     spec = write_spec(tmp_path, lora=f"s3://{s3_bucket}/nobody/x.safetensors", loraSha256=sha)
-    run = run_compile(capsys, tmp_path, spec, store, "--key", key, "--lora-sha256", sha)
+    run = run_compile(capsys, tmp_path, spec, store, "--key", key)
     assert run.rc == 2 and run.result["reason"] == "InvalidInput", run.result
     assert "nobody/x.safetensors" in run.result["message"]
 

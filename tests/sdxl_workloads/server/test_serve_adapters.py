@@ -325,9 +325,9 @@ def test_serve_reads_the_adapters_file_and_follows_its_changes_without_restart(
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "sdxl_workloads", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--model", str(tiny_model_path), "--adapters", str(adapters), "--adapters-refresh", "0.2",
-         "--resident-adapters", "2", "--max-adapter-rank", "8"],
+        [sys.executable, "-m", "sdxl_workloads", "serve", "--spec", str(_set_spec(tmp_path, resident=2, maxRank=8)),
+         "--host", "127.0.0.1", "--port", str(port), "--model", str(tiny_model_path), "--adapters", str(adapters),
+         "--adapters-refresh", "0.2"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
     def generate(adapter: str) -> int:
@@ -355,19 +355,32 @@ def test_serve_reads_the_adapters_file_and_follows_its_changes_without_restart(
     assert process.returncode == 0, log.read_text()
 
 
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--accelerator", "neuron"], "--adapters cannot be used with --accelerator neuron"),
-    (["--lora", "x"], "--lora and --adapters"),
-    (["--resident-adapters", "0"], "--resident-adapters"),
-    (["--lora-scale", "0.5"], "--lora-scale applies to --lora only"),
-    (["--max-adapter-rank", "0"], "--max-adapter-rank"),
+A_SET = {"fineTunes": ["alice"], "baseModel": "builtin:tiny", "accelerator": "cpu"}
+
+
+def _set_spec(tmp_path: Path, **adapters: int) -> Path:
+    """A set's spec, as the operator's server spec carries it (the base model comes as --model)."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**A_SET, "adapters": adapters}))
+    return spec
+
+
+@pytest.mark.parametrize(("spec", "flags", "named"), [
+    ({"fineTune": "alice", "accelerator": "neuron"}, ["--model", "builtin:tiny"],
+     "--adapters cannot be used with spec.accelerator neuron"),
+    ({"lora": "x", "baseModel": "builtin:tiny", "accelerator": "cpu"}, [], "spec.lora and --adapters"),
+    ({**A_SET, "adapters": {"resident": 0}}, ["--model", "builtin:tiny"], "spec.adapters.resident"),
+    ({**A_SET, "loraScale": 0.5}, ["--model", "builtin:tiny"], "spec.loraScale applies to spec.lora only"),
+    ({**A_SET, "adapters": {"maxRank": 0}}, ["--model", "builtin:tiny"], "spec.adapters.maxRank"),
 ])
-def test_bad_adapter_flags_fail_before_serving_with_the_flag_named(
-        tmp_path: Path, flags: list[str], named: str) -> None:
+def test_a_bad_adapter_spec_fails_before_serving_with_the_field_named(
+        tmp_path: Path, spec: dict[str, object], flags: list[str], named: str) -> None:
     adapters = tmp_path / "adapters.json"
     adapters.write_text(json.dumps({"adapters": {"alice": "/nowhere"}}))
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
     result = subprocess.run(
-        [sys.executable, "-m", "sdxl_workloads", "serve", "--model", "builtin:tiny", "--adapters", str(adapters),
+        [sys.executable, "-m", "sdxl_workloads", "serve", "--spec", str(spec_file), "--adapters", str(adapters),
          *flags], capture_output=True, timeout=60,
         env={**os.environ, "SDXL_TERMINATION_LOG": str(tmp_path / "result.json")})
     assert result.returncode == 2, result.stderr

@@ -1,4 +1,4 @@
-"""The diffusers backend with `--lora`: base + LoRA fused at load time at `--lora-scale`."""
+"""The diffusers backend with a LoRA (`spec.lora`): base + LoRA fused at load time at `spec.loraScale`."""
 
 from __future__ import annotations
 

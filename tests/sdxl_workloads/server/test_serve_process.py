@@ -25,11 +25,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(*extra: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+# What a by-hand run serves: a fine-tune's spec, the model given as --model (as the operator does).
+SPEC = {"fineTune": "alice-v1", "accelerator": "cpu"}
+
+
+def write_spec(tmp_path: Path, **fields: object) -> Path:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({**SPEC, **fields}))
+    return path
+
+
+def start_server(*extra: str, tmp_path: Path, spec: Path | None = None) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     log = tmp_path / "server.log"
+    spec = spec or write_spec(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sdxl_workloads", "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
+        [sys.executable, "-m", "sdxl_workloads", "serve", "--spec", str(spec), "--host", "127.0.0.1",
+         "--port", str(port), *extra],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
         # One torch thread: the test machine's cores are shared, and a preempted second thread
         # stalls every step (see server/cpu_threads.py).
@@ -111,17 +123,20 @@ def test_a_model_that_cannot_load_stops_the_server_with_a_failure_result(tmp_pat
     assert "no-such-model" in result["message"]
 
 
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--max-batch", "0"], "--max-batch"),
-    (["--queue-size", "0"], "--queue-size"),
-    (["--lora-scale", "3"], "--lora-scale"),
-    (["--accelerator", "neuron", "--lora", "x.safetensors"], "--lora"),
+@pytest.mark.parametrize(("fields", "flags", "named"), [
+    ({"server": {"maxBatch": 0}}, ["--model", "builtin:tiny"], "spec.server.maxBatch"),
+    ({"server": {"queueSize": 0}}, ["--model", "builtin:tiny"], "spec.server.queueSize"),
+    ({"loraScale": 3}, ["--model", "builtin:tiny"], "spec.loraScale"),
+    ({"accelerator": "neuron"}, [], "pass --model"),
+    ({"auth": {"apiKeySecret": "keys"}}, ["--model", "builtin:tiny"], "--api-key-file"),
+    ({}, [], "spec.baseModel"),
 ])
-def test_bad_flags_fail_before_serving_with_the_flag_named(tmp_path: Path, flags: list[str], named: str) -> None:
+def test_a_bad_spec_fails_before_serving_with_the_field_named(tmp_path: Path, fields: dict[str, object],
+                                                              flags: list[str], named: str) -> None:
     termination = tmp_path / "termination-log"
     completed = subprocess.run(
-        [sys.executable, "-m", "sdxl_workloads", "serve", "--model", "builtin:tiny", "--port", str(free_port()),
-         "--termination-log", str(termination), *flags], capture_output=True, timeout=60)
+        [sys.executable, "-m", "sdxl_workloads", "serve", "--spec", str(write_spec(tmp_path, **fields)),
+         "--port", str(free_port()), "--termination-log", str(termination), *flags], capture_output=True, timeout=60)
     assert completed.returncode == 2, completed.stderr.decode()
     result = json.loads(termination.read_text())
     assert result["reason"] == "InvalidInput" and named in result["message"], result

@@ -7,7 +7,7 @@ other file. An existing `COMPLETE` under the same key means the work is done: th
 success (`cacheHit: true`) without loading any model.
 
 No digest a user gives is trusted: the LoRA is always fetched and hashed first, a `loraSha256`
-(spec or flag) that differs from the bytes is InvalidInput, and a finished artifact counts as a
+(spec.loraSha256) that differs from the bytes is InvalidInput, and a finished artifact counts as a
 hit only when its `compile_info.json` records that same sha256. So knowing another tenant's
 digest (or compile key) never yields their compiled model: an artifact is shared only between
 identical LoRA files.
@@ -38,7 +38,7 @@ from typing import Any
 from sdxl_contract import accelerators, artifact_keys
 from sdxl_contract import compile_key as keys
 from sdxl_contract.compiled_artifacts import COMPLETE_MARKER, compiled_relpath
-from sdxl_contract.digests import is_sha256, normalise_sha256
+from sdxl_contract.digests import normalise_sha256
 from sdxl_workloads import protocol
 from sdxl_workloads.compile import lora_input
 from sdxl_workloads.compile.runtime_id import default_runtime_id
@@ -62,12 +62,12 @@ _VERSIONED = ("torch", "diffusers", "transformers", "peft", "accelerate", "safet
 
 @dataclass(frozen=True)
 class CompileRequest:
-    """Everything that decides the artifact, resolved from spec + flags."""
+    """Everything that decides the artifact: the spec, and the store, key and runtime the flags give."""
 
     base_model: str  # as written in the spec (part of the key)
     base_revision: str | None
     lora_uri: str
-    lora_sha256: str | None  # known ahead (flag or spec); verified against the file
+    lora_sha256: str | None  # known ahead (spec.loraSha256); verified against the file
     accelerator: str
     neuron: NeuronSettings
     lora_scale: float
@@ -102,17 +102,14 @@ def _heartbeat(stage: str, message: str) -> Iterator[None]:
 
 
 def resolve_request(spec: DeploymentSpec, args: argparse.Namespace) -> CompileRequest:
-    lora = getattr(args, "lora", None) or spec.lora
+    lora = spec.lora
     if not lora:
-        hint = (" (spec.fineTune is resolved by the operator, which passes --lora)" if spec.fine_tune else "")
-        raise WorkloadError("InvalidInput", f"lora: no LoRA to compile; set spec.lora or pass --lora URI{hint}")
-    base = getattr(args, "base_model", None) or spec.base_model
+        hint = " (spec.fineTune is resolved by the operator, which writes spec.lora)" if spec.fine_tune else ""
+        raise WorkloadError("InvalidInput", f"spec.lora: no LoRA to compile; set spec.lora{hint}")
+    base = spec.base_model
     if not base:
-        raise WorkloadError("InvalidInput", "spec.baseModel: required (the model the LoRA was trained on); "
-                                            "set it or pass --base-model")
-    sha = getattr(args, "lora_sha256", None) or (spec.lora_sha256 if lora == spec.lora else None)
-    if sha is not None and not is_sha256(sha):
-        raise WorkloadError("InvalidInput", f"--lora-sha256: must be 64 hexadecimal characters, got {sha!r}")
+        raise WorkloadError("InvalidInput", "spec.baseModel: required (the model the LoRA was trained on)")
+    sha = spec.lora_sha256
     key = getattr(args, "key", None)
     if key is not None and not _KEY.match(key):
         raise WorkloadError("InvalidInput", f"--key: must be 64 lowercase hexadecimal characters, got {key!r}")
@@ -303,7 +300,7 @@ def _fetch_lora(request: CompileRequest) -> tuple[Path, str]:
     sha = lora_input.file_sha256(lora_file)
     if request.lora_sha256 and request.lora_sha256 != sha:
         raise WorkloadError("InvalidInput", f"lora: {request.lora_uri} has sha256 {sha}, but {request.lora_sha256} "
-                                            "was expected (spec.loraSha256 / --lora-sha256); the file changed "
+                                            "was expected (spec.loraSha256); the file changed "
                                             "since the digest was recorded")
     return lora_file, sha
 

@@ -48,7 +48,7 @@ def lora_location(lora: str) -> tuple[str, str]:
             return str(folder), LORA_WEIGHT_NAME
     raise WorkloadError(
         "InvalidInput",
-        f"--lora {lora}: no LoRA weights found; give the .safetensors file or a folder holding "
+        f"lora {lora}: no LoRA weights found; give the .safetensors file or a folder holding "
         f"{LORA_WEIGHT_NAME}")
 
 
@@ -85,7 +85,7 @@ def load_pipeline(model_path: str, lora_path: str | None, lora_scale: float, dev
         except Exception as err:  # diffusers raises several types for a mismatched LoRA
             raise WorkloadError(
                 "InvalidInput",
-                f"--lora {lora_path}: cannot be applied to {model_path}: {type(err).__name__}: {err}") from err
+                f"lora {lora_path}: cannot be applied to {model_path}: {type(err).__name__}: {err}") from err
         # Fused once here so each step pays nothing for the LoRA; then drop the adapter
         # layers, the fused weights stay.
         pipe.fuse_lora(lora_scale=lora_scale)

@@ -1,4 +1,9 @@
-"""`sdxl-workload serve`: the inference server process.
+"""`sdxl-workload serve --spec FILE [--model FOLDER]`: the inference server process.
+
+What to serve and how comes from the SDXLDeployment spec (the operator's resolved spec, or a
+manifest by hand): the accelerator, the LoRA and its scale, batching, queue and timeout, the API key
+it names, the adapters' limits. Flags carry only what a spec does not hold: where to listen, the
+compiled or prepared folder (whose LoRA is already fused), the mounted key and adapters files.
 
 uvicorn runs the app at once, so /healthz answers while the weights load on a background
 thread (/readyz turns 200 when they are in). On SIGTERM (a pod being stopped) uvicorn stops
@@ -21,72 +26,103 @@ from sdxl_workloads.server.auth import read_api_key
 from sdxl_workloads.server.backends import Backend
 from sdxl_workloads.server.model import ServedModel
 from sdxl_workloads.server.settings import ServerSettings
+from sdxl_workloads.spec.deployment_spec import DeploymentSpec, load_deployment_spec
 
 log = logging.getLogger("sdxl_workloads.serve")
 
-# ServerSettings field -> the flag a user sets, for error messages.
-FLAG_NAMES = {"max_batch": "--max-batch", "queue_size": "--queue-size", "request_timeout": "--request-timeout",
-              "api_key": "--api-key-file", "max_steps": "--max-steps", "max_images": "--max-images"}
+# ServerSettings field -> what a user sets, for error messages.
+FIELD_NAMES = {"max_batch": "spec.server.maxBatch", "queue_size": "spec.server.queueSize",
+               "request_timeout": "spec.server.requestTimeoutSeconds", "api_key": "--api-key-file",
+               "max_steps": "--max-steps", "max_images": "--max-images"}
+# With --adapters and a spec that says nothing of them: the CRD's defaults of spec.adapters.
+DEFAULT_RESIDENT_ADAPTERS = 8
+DEFAULT_MAX_ADAPTER_RANK = 64
 
 
-def build_settings(args: argparse.Namespace) -> ServerSettings:
-    api_key = read_api_key(args.api_key_file) if getattr(args, "api_key_file", None) else None
+def load_spec(path: str) -> DeploymentSpec:
+    """The SDXLDeployment spec the server runs (a manifest, its bare spec, or the operator's resolved spec)."""
+    from sdxl_workloads.spec.spec_loading import load_manifest
+
+    return load_deployment_spec(load_manifest(path))
+
+
+def build_settings(spec: DeploymentSpec, args: argparse.Namespace) -> ServerSettings:
+    api_key_file = getattr(args, "api_key_file", None)
+    if spec.auth is not None and not api_key_file:
+        raise WorkloadError("InvalidInput", f"spec.auth: the server requires the key {spec.auth.api_key_secret_key!r} "
+                                            f"of Secret {spec.auth.api_key_secret!r}; pass --api-key-file with the "
+                                            "file it is mounted as")
+    api_key = read_api_key(api_key_file) if api_key_file else None
     try:
-        return ServerSettings(max_batch=args.max_batch, queue_size=args.queue_size,
-                              request_timeout=args.request_timeout, api_key=api_key,
+        return ServerSettings(max_batch=spec.server.max_batch, queue_size=spec.server.queue_size,
+                              request_timeout=float(spec.server.request_timeout_seconds), api_key=api_key,
                               max_steps=getattr(args, "max_steps", 150), max_images=getattr(args, "max_images", 8))
     except ValueError as err:
         message = str(err)
-        for field, flag in FLAG_NAMES.items():
-            message = message.replace(field, flag)
+        for field, name in FIELD_NAMES.items():
+            message = message.replace(field, name)
         raise WorkloadError("InvalidInput", message) from err
 
 
-def build_backend(args: argparse.Namespace) -> Backend:
-    if not 0 <= args.lora_scale <= 2:
-        raise WorkloadError("InvalidInput", f"--lora-scale must be within 0..2, got {args.lora_scale}")
-    if args.accelerator == "neuron":
+def served_model(spec: DeploymentSpec, args: argparse.Namespace) -> tuple[str, str | None]:
+    """(model, LoRA applied on top of it): the --model folder alone (its LoRA is fused in it), else the
+    spec's baseModel with the spec's lora."""
+    model = getattr(args, "model", None)
+    if model:
+        return model, None
+    if not spec.base_model:
+        hint = " (spec.fineTune is resolved by the operator, which passes --model)" if spec.fine_tune else ""
+        raise WorkloadError("InvalidInput", f"spec.baseModel: nothing to serve; set spec.baseModel (and spec.lora) "
+                                            f"or pass --model with a compiled or prepared folder{hint}")
+    return spec.base_model, spec.lora
+
+
+def build_backend(spec: DeploymentSpec, args: argparse.Namespace) -> Backend:
+    model, lora = served_model(spec, args)
+    if spec.accelerator == "neuron":
         if getattr(args, "adapters", None):
             raise WorkloadError("InvalidInput",
-                                "--adapters cannot be used with --accelerator neuron: a Neuron model has its one LoRA "
+                                "--adapters cannot be used with spec.accelerator neuron: a Neuron model has its one LoRA "
                                 "fused at compile time; serve each fine-tune as its own compiled model")
-        if args.lora:
+        if not getattr(args, "model", None):
             raise WorkloadError("InvalidInput",
-                                "--lora cannot be used with --accelerator neuron: a Neuron model has its LoRA "
-                                "fused at compile time; serve the compiled folder alone")
+                                "spec.accelerator neuron serves a compiled model: pass --model with the folder "
+                                "`sdxl-workload compile` published (its LoRA is fused at compile time)")
         from sdxl_workloads.server.neuron_backend import NeuronBackend
 
-        return NeuronBackend(args.model)
-    device = "cuda" if args.accelerator == "nvidia" else "cpu"
+        return NeuronBackend(model)
+    device = "cuda" if spec.accelerator == "nvidia" else "cpu"
     if getattr(args, "adapters", None):
-        return build_adapter_backend(args, device)
+        return build_adapter_backend(spec, args, model, lora, device)
+    if spec.adapters is not None:
+        raise WorkloadError("InvalidInput", "spec.adapters: a set of fine-tunes is served from an adapters file; "
+                                            "pass --adapters FILE")
     if getattr(args, "compile_unet", False):
         raise WorkloadError("InvalidInput", "--compile-unet applies to --adapters only (a swap of adapters never "
                                             "recompiles; a single fused LoRA needs no hot-swap)")
     from sdxl_workloads.server.diffusers_backend import DiffusersBackend
 
-    return DiffusersBackend(args.model, lora=args.lora, lora_scale=args.lora_scale, device=device)
+    return DiffusersBackend(model, lora=lora, lora_scale=spec.lora_scale, device=device)
 
 
-def build_adapter_backend(args: argparse.Namespace, device: str) -> Backend:
+def build_adapter_backend(spec: DeploymentSpec, args: argparse.Namespace, model: str, lora: str | None,
+                          device: str) -> Backend:
     """Several fine-tunes behind one base pipeline, from the --adapters file."""
     from sdxl_workloads.server.adapter_backend import MultiAdapterBackend
     from sdxl_workloads.server.adapters_file import read_adapters
 
-    if args.lora:
-        raise WorkloadError("InvalidInput", "--lora and --adapters exclude each other: with --adapters, requests "
+    if lora:
+        raise WorkloadError("InvalidInput", "spec.lora and --adapters exclude each other: with --adapters, requests "
                                             "choose the LoRA; list the single one in the file to serve it too")
-    if args.lora_scale != 1.0:
-        raise WorkloadError("InvalidInput", "--lora-scale applies to --lora only; with --adapters each adapter is "
-                                            "served at the strength it was trained with")
-    for flag, value, low in (("--resident-adapters", args.resident_adapters, 1),
-                             ("--max-adapter-rank", args.max_adapter_rank, 1)):
-        if value < low:
-            raise WorkloadError("InvalidInput", f"{flag} must be >= {low}, got {value}")
+    if spec.lora_scale != 1.0:
+        raise WorkloadError("InvalidInput", "spec.loraScale applies to spec.lora only; with --adapters each adapter "
+                                            "is served at the strength it was trained with")
     if not args.adapters_refresh > 0:
         raise WorkloadError("InvalidInput", f"--adapters-refresh must be > 0 seconds, got {args.adapters_refresh}")
-    return MultiAdapterBackend(args.model, read_adapters(args.adapters), resident=args.resident_adapters,
-                               max_rank=args.max_adapter_rank, device=device, compile_unet=args.compile_unet)
+    resident = spec.adapters.resident if spec.adapters else DEFAULT_RESIDENT_ADAPTERS
+    max_rank = spec.adapters.max_rank if spec.adapters else DEFAULT_MAX_ADAPTER_RANK
+    return MultiAdapterBackend(model, read_adapters(args.adapters), resident=resident, max_rank=max_rank,
+                               device=device, compile_unet=args.compile_unet)
 
 
 async def _load_in_background(model: ServedModel) -> None:
@@ -169,9 +205,10 @@ async def serve(model: ServedModel, settings: ServerSettings, host: str, port: i
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = build_settings(args)
-    model = ServedModel(build_backend(args))
-    if args.accelerator == "cpu":
+    spec = load_spec(args.spec)
+    settings = build_settings(spec, args)
+    model = ServedModel(build_backend(spec, args))
+    if spec.accelerator == "cpu":
         from sdxl_workloads.server.cpu_threads import configure_torch_threads
 
         log.info("torch uses %d CPU thread(s)", configure_torch_threads())
