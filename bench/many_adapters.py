@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    from sdxl_workloads.storage import resolve_model
+    from sdxl_workloads.models.references import resolve_model
 
     model = resolve_model("builtin:tiny" if args.size == "tiny" else "builtin:tiny-mid")
     with tempfile.TemporaryDirectory() as tmp:
