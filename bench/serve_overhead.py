@@ -15,7 +15,7 @@ machine's load hits both alike; each side gets one warm-up call first.
 
 CPU (default): the built-in `mid` model (256 px, ~50M-parameter UNet) so that per-call compute,
 not Python overhead, dominates, as with the real SDXL.
-GPU: `--device cuda` (server `--accelerator nvidia`, fp16), e.g. with `--model` a prepared SDXL
+GPU: `--device cuda` (the server's spec says `accelerator: nvidia`, fp16), e.g. with `--model` a prepared SDXL
 folder and `--max-batch 1,4 --concurrency 1,8`, reports images/s per max-batch setting.
 
     .venv/bin/python bench/serve_overhead.py                      # mid model, CPU
