@@ -51,6 +51,10 @@ SDXL_NETWORK_POLICY_SOURCES                JSON list of NetworkPolicyPeers also 
 SDXL_KEDA_ENABLED                          true | false: spec.autoscaling becomes a    false
                                            KEDA ScaledObject instead of an HPA
 SDXL_KEDA_PROMETHEUS_ADDRESS               Prometheus URL KEDA's triggers query        unset (required with KEDA)
+SDXL_WORKLOAD_IMAGE_PULL_SECRETS           JSON list of Secret names: the workload     []
+                                           pods' imagePullSecrets
+SDXL_ALLOWED_PRIORITY_CLASSES              JSON list of globs: priority classes a      [] (none)
+                                           spec's scheduling may name
 =========================================  ==========================================  ===================================
 
 Malformed values raise :class:`SettingsError` naming the variable and what it expects, so a bad Helm
@@ -62,6 +66,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -82,6 +87,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SDXL_ALLOWED_TOLERATION_KEYS", "SDXL_ALLOWED_NODE_SELECTOR_KEYS", "SDXL_MAX_IMAGES", "SDXL_NETWORK_POLICY",
     "SDXL_SHARED_COMPILE_CACHE",
     "SDXL_NETWORK_POLICY_SOURCES", "SDXL_KEDA_ENABLED", "SDXL_KEDA_PROMETHEUS_ADDRESS",
+    "SDXL_WORKLOAD_IMAGE_PULL_SECRETS", "SDXL_ALLOWED_PRIORITY_CLASSES",
 )
 # Taint keys of the node pools the operator's own work uses; anything else (the control plane's
 # node-role.kubernetes.io/* taints above all) needs the administrator to list it.
@@ -156,6 +162,11 @@ class OperatorSettings:
     # its Prometheus triggers query this server for the servers' gauges.
     keda: bool = False
     keda_prometheus_address: str | None = None
+    # Registry credentials of every workload pod (train, compile, serve): Secret names in its namespace.
+    workload_image_pull_secrets: tuple[str, ...] = ()
+    # Priority classes (globs) a spec's scheduling.priorityClassName may name; none by default, since a
+    # class that preempts is the administrator's to hand out.
+    allowed_priority_classes: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -222,6 +233,8 @@ class OperatorSettings:
             network_policy_sources=_network_policy_sources(env),
             keda=keda,
             keda_prometheus_address=_prometheus_address(env, keda),
+            workload_image_pull_secrets=_secret_names(env, "SDXL_WORKLOAD_IMAGE_PULL_SECRETS"),
+            allowed_priority_classes=_globs(env, "SDXL_ALLOWED_PRIORITY_CLASSES", defaults.allowed_priority_classes),
         )
 
 
@@ -328,6 +341,18 @@ def _artifact_store(uri: str) -> str:
             f"SDXL_ARTIFACT_STORE: expected s3://bucket/prefix, pvc://claim/path or an absolute path, got {uri!r}"
         )
     return uri.rstrip("/")
+
+
+def _secret_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A JSON list of Secret names (DNS subdomains); unset means none."""
+    example = '["regcred"]'
+    value = _json(env, name, example)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(item, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", item) for item in value):
+        raise SettingsError(f"{name}: expected a JSON list of Secret names, e.g. {example}; got {value!r}")
+    return tuple(value)
 
 
 def _globs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ from sdxl_operator.manifests import volumes
 from sdxl_operator.manifests.job_failure_policy import pod_failure_policy
 from sdxl_operator.manifests.ownership import child_metadata
 from sdxl_operator.manifests.workload_pod import (
+    pod_template_metadata,
     workload_container,
     workload_pod_spec,
     workload_volumes,
@@ -139,6 +140,7 @@ def build_compile_job(
             device_toleration(accelerators.NEURON) if neuron and settings.compile_on_neuron else [],
             settings.compile_tolerations if use_pool else [],
         ),
+        scheduling=resolved_spec.get("scheduling"), labels=labels,
     )
     annotations = compile_annotations(key, compiled_uri(store, key))
     return {
@@ -151,6 +153,12 @@ def build_compile_job(
             "podFailurePolicy": pod_failure_policy(CONTAINER),
             # The result is in the custom resource's status long before this (settings.py).
             "ttlSecondsAfterFinished": settings.finished_job_ttl_seconds,
-            "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod_spec},
+            # Karpenter leaves a running compile's node alone: consolidating it away would cost the
+            # 35-40 minutes compiled so far.
+            "template": {
+                "metadata": pod_template_metadata(labels, annotations, resolved_spec.get("scheduling"),
+                                                  do_not_disrupt=True),
+                "spec": pod_spec,
+            },
         },
     }

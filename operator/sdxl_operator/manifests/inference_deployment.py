@@ -42,7 +42,12 @@ from sdxl_operator.manifests import volumes
 from sdxl_operator.manifests.adapters_configmap import ADAPTERS_PATH, adapters_mount, adapters_volume
 from sdxl_operator.manifests.ownership import child_metadata
 from sdxl_operator.manifests.server_spec import SPEC_HASH, server_spec_hash
-from sdxl_operator.manifests.workload_pod import workload_container, workload_pod_spec, workload_volumes
+from sdxl_operator.manifests.workload_pod import (
+    pod_template_metadata,
+    workload_container,
+    workload_pod_spec,
+    workload_volumes,
+)
 
 CONTAINER = "server"
 PORT = 8080
@@ -141,8 +146,10 @@ def build_inference_deployment(
     node_selector, tolerations = server_placement(
         accelerator, resolved_spec.get("neuron"), resolved_spec.get("resources") or {}, settings
     )
+    scheduling = resolved_spec.get("scheduling")
     pod_spec = workload_pod_spec(container, pod_volumes, settings, run_once=False,
-                                 node_selector=node_selector, tolerations=tolerations)
+                                 node_selector=node_selector, tolerations=tolerations,
+                                 scheduling=scheduling, labels=labels)
     pod_spec["terminationGracePeriodSeconds"] = (
         int(resolved_spec["server"]["requestTimeoutSeconds"]) + DRAIN_MARGIN_SECONDS
     )
@@ -155,9 +162,12 @@ def build_inference_deployment(
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "revisionHistoryLimit": REVISION_HISTORY,
         "progressDeadlineSeconds": startup_failures * PROBE_PERIOD_SECONDS + PROGRESS_MARGIN_SECONDS,
+        # Server pods may move: the Deployment replaces them before old ones stop, and more than one
+        # replica has a PodDisruptionBudget (inference_disruption_budget).
         "template": {
-            "metadata": {"labels": dict(labels), "annotations": {
-                **compile_annotations(key, artifact), SPEC_HASH: server_spec_hash(resolved_spec)}},
+            "metadata": pod_template_metadata(
+                labels, {**compile_annotations(key, artifact), SPEC_HASH: server_spec_hash(resolved_spec)},
+                scheduling, do_not_disrupt=False),
             "spec": pod_spec,
         },
     })

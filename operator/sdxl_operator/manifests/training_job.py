@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_contract.finetune_spec import FineTuneSpec
+from sdxl_contract.spec_building import to_camel_dict
 from sdxl_contract.workload_protocol import SPEC_PATH
 from sdxl_operator.core.accelerators import NVIDIA, device_resources, merged_tolerations
 from sdxl_operator.core.labels import finetune_labels
@@ -30,6 +31,7 @@ from sdxl_operator.manifests import volumes
 from sdxl_operator.manifests.job_failure_policy import pod_failure_policy
 from sdxl_operator.manifests.ownership import child_metadata
 from sdxl_operator.manifests.workload_pod import (
+    pod_template_metadata,
     workload_container,
     workload_pod_spec,
     workload_volumes,
@@ -72,10 +74,12 @@ def build_training_job(owner: Mapping[str, Any], spec: FineTuneSpec, settings: O
         name=CONTAINER, image=settings.image_train, command=command, args=args,
         resources={"requests": requests, "limits": limits}, mounts=mounts, settings=settings, hf_token=True,
     )
+    scheduling = to_camel_dict(spec.scheduling, keep_unset=False)
     pod_spec = workload_pod_spec(
         container, pod_volumes, settings, run_once=True,
         node_selector={**settings.train_node_selector, **resources_spec.node_selector},
         tolerations=merged_tolerations(settings.train_tolerations, resources_spec.tolerations),
+        scheduling=scheduling, labels=labels,
     )
 
     return {
@@ -88,6 +92,9 @@ def build_training_job(owner: Mapping[str, Any], spec: FineTuneSpec, settings: O
             "podFailurePolicy": pod_failure_policy(CONTAINER),
             # The result is in the custom resource's status long before this (settings.py).
             "ttlSecondsAfterFinished": settings.finished_job_ttl_seconds,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+            # Karpenter leaves a running training pod's node alone: a consolidation would lose the
+            # steps since the last checkpoint.
+            "template": {"metadata": pod_template_metadata(labels, {}, scheduling, do_not_disrupt=True),
+                         "spec": pod_spec},
         },
     }

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdxl_operator.core.settings import OperatorSettings
-from sdxl_operator.spec.placement_limits import placement_errors
+from sdxl_operator.spec.placement_limits import placement_errors, scheduling_errors
 from sdxl_operator.spec.store_tenancy import uri_errors
 
 
@@ -23,7 +23,9 @@ def _store_errors(uris: Mapping[str, object], namespace: str, settings: Operator
 
 def _placement_errors(spec: Mapping[str, Any], settings: OperatorSettings) -> list[str]:
     return placement_errors(spec.get("resources"), toleration_keys=settings.allowed_toleration_keys,
-                            node_selector_keys=settings.allowed_node_selector_keys)
+                            node_selector_keys=settings.allowed_node_selector_keys) + \
+        scheduling_errors(spec.get("scheduling"), node_selector_keys=settings.allowed_node_selector_keys,
+                          priority_classes=settings.allowed_priority_classes)
 
 
 def finetune_policy_errors(spec: Mapping[str, Any], namespace: str, settings: OperatorSettings) -> list[str]:

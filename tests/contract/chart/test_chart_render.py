@@ -37,7 +37,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "cpu": {"repository": "registry.example.com/sdxl/cpu", "tag": "1.2.3"},
             "workloadPullPolicy": "Always",
             "pullSecrets": ["regcred"],
+            "workloadPullSecrets": ["regcred-workloads"],
         },
+        "placement": {"allowedPriorityClasses": ["batch-*"]},
         "nodePools": {
             "training": {"nodeSelector": {"karpenter.sh/nodepool": "gpu-train"}, "tolerations": []},
             "neuronServing": {
@@ -306,6 +308,8 @@ def test_custom_env_parses_into_operator_settings(render: Callable[..., Any]) ->
     assert settings.artifact_store == "s3://my-sdxl-bucket/artifacts"
     assert settings.hf_token_secret == "hf-token"
     assert settings.workload_service_account == "sdxl-runner"
+    assert settings.workload_image_pull_secrets == ("regcred-workloads",)
+    assert settings.allowed_priority_classes == ("batch-*",)
     assert (settings.train_deadline_seconds, settings.compile_deadline_seconds, settings.train_backoff_limit) == (
         7200, 3600, 5)
     assert (settings.status_interval_seconds, settings.pending_grace_seconds) == (30.0, 600.0)

@@ -43,6 +43,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"operator": {"resources": {"limits": {"memory": "lots"}}}}, "/operator/resources/limits/memory", "pattern"),
     ({"operator": {"resources": {"request": {"cpu": "1"}}}}, "/operator/resources", "request"),
     ({"operator": {"replicas": 0}}, "/operator/replicas", "minimum"),
+    ({"images": {"workloadPullSecrets": ["Reg Cred"]}}, "/images/workloadPullSecrets/0", "pattern"),
+    ({"placement": {"allowedPriorityClasses": "batch-low"}}, "/placement/allowedPriorityClasses", "array"),
     ({"operator": {"metricsPort": 8080}}, "/operator/metricsPort", "not"),
     ({"serviceMonitor": {"enabled": "true"}}, "/serviceMonitor/enabled", "boolean"),
     ({"serviceMonitor": {"interval": "30 seconds"}}, "/serviceMonitor/interval", "pattern"),

@@ -15,6 +15,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.train_backoff_limit == 2
     assert settings.status_interval_seconds == 10 and settings.pending_grace_seconds == 120
     assert settings.hf_token_secret is None and settings.workload_service_account is None
+    assert settings.workload_image_pull_secrets == () and settings.allowed_priority_classes == ()
 
 
 def test_every_variable_is_read() -> None:
@@ -45,6 +46,8 @@ def test_every_variable_is_read() -> None:
         "SDXL_WORKLOAD_SERVICE_ACCOUNT_ANNOTATIONS": '{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}',
         "SDXL_FINISHED_JOB_TTL_SECONDS": "600",
         "SDXL_POD_NAME": "sdxl-operator-7d9f-abcde",
+        "SDXL_WORKLOAD_IMAGE_PULL_SECRETS": '["regcred", "mirror.cred"]',
+        "SDXL_ALLOWED_PRIORITY_CLASSES": '["batch-*"]',
     }
     settings = OperatorSettings.from_env(env)
     assert settings == OperatorSettings(
@@ -74,6 +77,8 @@ def test_every_variable_is_read() -> None:
         workload_service_account_annotations={"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"},
         finished_job_ttl_seconds=600,
         pod_name="sdxl-operator-7d9f-abcde",
+        workload_image_pull_secrets=("regcred", "mirror.cred"),
+        allowed_priority_classes=("batch-*",),
     )
 
 
@@ -100,6 +105,9 @@ def test_every_variable_is_read() -> None:
         ("SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT", "sometimes", r"SDXL_CREATE_WORKLOAD_SERVICE_ACCOUNT: expected true"),
         ("SDXL_FINISHED_JOB_TTL_SECONDS", "0", r"SDXL_FINISHED_JOB_TTL_SECONDS: must be at least 60"),
         ("SDXL_KEDA_ENABLED", "on", r"SDXL_KEDA_ENABLED: expected true or false"),
+        ("SDXL_WORKLOAD_IMAGE_PULL_SECRETS", '"regcred"', r"SDXL_WORKLOAD_IMAGE_PULL_SECRETS: expected a JSON list"),
+        ("SDXL_WORKLOAD_IMAGE_PULL_SECRETS", '["Reg Cred"]', r"SDXL_WORKLOAD_IMAGE_PULL_SECRETS: expected a JSON list"),
+        ("SDXL_ALLOWED_PRIORITY_CLASSES", '[""]', r"SDXL_ALLOWED_PRIORITY_CLASSES: expected a JSON list"),
         ("SDXL_KEDA_PROMETHEUS_ADDRESS", "prometheus:9090", r"SDXL_KEDA_PROMETHEUS_ADDRESS: expected an http://"),
     ],
 )

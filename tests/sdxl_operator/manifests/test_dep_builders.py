@@ -118,7 +118,9 @@ def test_compile_job_on_a_neuron_node_whole_manifest() -> None:
             # Deleted a day after it ends: its result is in the custom resource's status by then.
             "ttlSecondsAfterFinished": 86400,
             "template": {
-                "metadata": {"labels": COMPILER_LABELS, "annotations": annotations},
+                # Karpenter leaves the node of a running compile alone.
+                "metadata": {"labels": COMPILER_LABELS,
+                             "annotations": {"karpenter.sh/do-not-disrupt": "true", **annotations}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,

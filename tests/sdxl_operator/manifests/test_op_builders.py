@@ -77,7 +77,8 @@ def _expected_job() -> dict[str, Any]:
             # Deleted a day after it ends: its result is in the custom resource's status by then.
             "ttlSecondsAfterFinished": 86400,
             "template": {
-                "metadata": {"labels": LABELS},
+                # Karpenter leaves the node of a running training pod alone.
+                "metadata": {"labels": LABELS, "annotations": {"karpenter.sh/do-not-disrupt": "true"}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
