@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from sdxl_operator.handlers.quiet_successes import KOPF_OBJECTS_LOGGER, quiet_kopf_successes
+from sdxl_operator.handlers.quiet_successes import ACCESS_LOGGER, KOPF_OBJECTS_LOGGER, quiet_kopf_successes
 
 
 @pytest.fixture
@@ -43,3 +43,12 @@ def test_success_lines_show_at_debug(kopf_objects: logging.Logger, caplog: pytes
     finally:
         logging.getLogger().setLevel(previous)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("DEBUG", "Timer 'x' succeeded.")]
+
+
+def test_answered_liveness_probes_are_not_logged_failed_ones_are(kopf_objects: logging.Logger,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.info('10.0.0.7 [30/Nov/2026:17:41:47 +0000] "GET /healthz HTTP/1.1" 200 150 "-" "kube-probe/1.35"')
+    access.info('10.0.0.7 [30/Nov/2026:17:41:48 +0000] "GET /healthz HTTP/1.1" 500 150 "-" "kube-probe/1.35"')
+    assert [" 500 " in r.getMessage() for r in caplog.records] == [True]
