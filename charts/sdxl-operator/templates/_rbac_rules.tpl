@@ -98,4 +98,8 @@ RBAC rules of the operator, exactly the permissions declared in operator/sdxl_op
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# application: the PodDisruptionBudget of an SDXLDeployment serving with several pods (deleted when one is left)
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}

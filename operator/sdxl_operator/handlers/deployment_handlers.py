@@ -74,6 +74,7 @@ from sdxl_operator.handlers.child_ownership import (
     require_controlled,
     shared_compile_owner,
 )
+from sdxl_operator.handlers.disruption_budget_sync import ensure_disruption_budget
 from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.server_spec_sync import ensure_server_spec_configmap
@@ -272,6 +273,7 @@ async def ensure_serving(
     else:
         require_controlled(found, body, "Service")
     await _ensure_network_policy(api, body, context.settings, logger)
+    await ensure_disruption_budget(api, body, resolved, logger)
     await ensure_autoscaler(api, body, resolved, context.settings, logger, write=changed or full)
     return desired if changed else None
 

@@ -39,6 +39,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Deployment": ("AppsV1Api", "deployment"),
     "HorizontalPodAutoscaler": ("AutoscalingV2Api", "horizontal_pod_autoscaler"),
     "NetworkPolicy": ("NetworkingV1Api", "network_policy"),
+    "PodDisruptionBudget": ("PolicyV1Api", "pod_disruption_budget"),
 }
 # Child kinds served by a CRD of another project: kind -> (group, version, plural). The same four calls go
 # through the custom objects API; on a cluster without that CRD a read answers None (404).

@@ -11,10 +11,11 @@ starts using a new API must add it here first. Two parts:
 * ``APPLICATION`` — what our handlers do: watch and patch our custom resources and their status,
   create and read the children, list pods and read their logs for progress.
 
-Verbs are the least the code uses. The operator deletes three kinds of children itself, each only when
+Verbs are the least the code uses. The operator deletes four kinds of children itself, each only when
 the SDXLDeployment is its controller owner (:mod:`child_ownership`): the HorizontalPodAutoscaler or
-KEDA ScaledObject once ``spec.autoscaling`` is removed or the operator switched to the other kind, and
-the inference NetworkPolicy once network policies are turned off. The ScaledObject rule is granted
+KEDA ScaledObject once ``spec.autoscaling`` is removed or the operator switched to the other kind,
+the inference NetworkPolicy once network policies are turned off, and the PodDisruptionBudget once
+one server pod is left. The ScaledObject rule is granted
 with KEDA off too: switching KEDA off must remove the ScaledObjects the operator made, and on a
 cluster without KEDA's CRD the rule grants nothing. Every other child goes with its custom resource
 through ownerReferences and the garbage collector (finished Jobs also expire through
@@ -107,6 +108,10 @@ APPLICATION: tuple[Permission, ...] = (
     Permission(
         "networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "patch", "delete"),
         "the NetworkPolicy of the inference pods (deleted when network policies are turned off); watched (its own only, by label)",
+    ),
+    Permission(
+        "policy", ("poddisruptionbudgets",), ("get", "create", "patch", "delete"),
+        "the PodDisruptionBudget of an SDXLDeployment serving with several pods (deleted when one is left)",
     ),
 )
 
