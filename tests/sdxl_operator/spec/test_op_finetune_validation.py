@@ -49,7 +49,7 @@ def test_minimal_and_example_specs_are_valid() -> None:
         ("training.bogus", 1, "spec.training.bogus: unknown field"),
         ("instancePrompt", "x" * 1001, "spec.instancePrompt: must have at most 1000 characters, got 1001"),
         ("instancePrompt", "", "spec.instancePrompt: must not be empty"),
-        ("baseModel", "builtin:huge", "spec.baseModel: the embedded models are builtin:tiny and builtin:tiny-mid"),
+        ("baseModel", "builtin:huge", "spec.baseModel: the embedded models are builtin:tiny, builtin:tiny-mid and builtin:world"),
         ("instanceImages", "s3://", "spec.instanceImages: an s3:// URI names a bucket"),
         ("output", "pvc://Bad_Claim/x", "spec.output: a pvc:// URI names a PersistentVolumeClaim"),
         ("output", "builtin:tiny", "spec.output: output must be writable storage"),
