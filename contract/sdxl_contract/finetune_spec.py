@@ -68,6 +68,16 @@ class Validation:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Quality:
+    """The quality report computed after training (status.quality)."""
+
+    enabled: bool
+    clip_model: str | None = None  # hub id or folder of CLIP-I/CLIP-T; None skips them
+    dino_model: str | None = None  # hub id or folder of the DINO similarity; None skips it
+    face: bool  # dlib face similarity
+
+
+@dataclass(frozen=True, kw_only=True)
 class Resources:
     """What the training pod asks of the cluster (the operator uses these; the trainer ignores them)."""
 
@@ -91,6 +101,7 @@ class FineTuneSpec:
     prior_preservation: PriorPreservation
     training: Training
     validation: Validation
+    quality: Quality
     output: str | None = None  # artifact URI; the operator defaults it, the trainer's --output overrides
     resources: Resources
     scheduling: Scheduling  # affinity, priority, spread, pod labels/annotations of the training pod

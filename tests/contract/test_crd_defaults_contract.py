@@ -40,6 +40,7 @@ FINETUNE_CONTRACT_DEFAULTS: dict[str, Any] = {
         "crop": "center", "randomFlip": True,
     },
     "validation": {"prompts": [], "every": 0, "numInferenceSteps": 25, "guidanceScale": 5.0, "seed": 0},
+    "quality": {"enabled": True, "face": True},
     "resources": {"gpus": 1, "cpu": "8", "memory": "32Gi", "nodeSelector": {}, "tolerations": []},
     "scheduling": SCHEDULING_CONTRACT_DEFAULTS,
 }

@@ -46,6 +46,17 @@ SUCCEEDED_RESULT = {
                 "loraSha256": "d97320424be7ffac2de421d8eaea6957627f1aa571e1d9bc1cb687c4a21ba1b4", "seconds": 213.2},
 }
 
+# The quality reports the trainer writes (sdxl_contract.quality_keys): builtin:world's, and one of a
+# real base model with every metric computed or skipped (the skip reasons at their longest).
+WORLD_QUALITY = {"images": 40, "identity": 1.0, "promptFidelity": 0.938, "classDrift": -0.125}
+SIMILARITY_QUALITY = {"images": 8, "clipImage": 0.712, "clipText": 0.301, "faceDetected": 0,
+                      "skipped": {"dino": "DINO model /models/dino folder does not exist (not mounted?) " + "x" * 100,
+                                  "face": "no face detected in the validation images"}}
+
+
+def _with_quality(quality: dict[str, Any]) -> dict[str, Any]:
+    return {**SUCCEEDED_RESULT, "metrics": {**SUCCEEDED_RESULT["metrics"], "quality": quality}}
+
 
 def _pod(phase: str, *, containers: list[dict[str, Any]] | None = None,
          conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -86,6 +97,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "state": {"running": {"startedAt": "2026-11-26T11:51:00Z"}}}])], "log": TRAINER_LOG},
     "succeeded": {"job": _job("Complete"), "pods": [_pod("Succeeded", containers=[
         _terminated("Completed", 0, json.dumps(SUCCEEDED_RESULT))])], "log": TRAINER_LOG},
+    "succeeded with the world's quality report": {"job": _job("Complete"), "pods": [_pod("Succeeded", containers=[
+        _terminated("Completed", 0, json.dumps(_with_quality(WORLD_QUALITY)))])]},
+    "succeeded with a similarity quality report": {"job": _job("Complete"), "pods": [_pod("Succeeded", containers=[
+        _terminated("Completed", 0, json.dumps(_with_quality(SIMILARITY_QUALITY)))])]},
     "out of memory": {"job": _job("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
                       "pods": [_pod("Failed", containers=[_terminated("OOMKilled", 137)])]},
     "invalid input reported by the trainer": {
@@ -148,6 +163,7 @@ def test_scenarios_reach_every_phase_and_the_failure_fields() -> None:
     succeeded = next(s for s in statuses if s["phase"] == "Succeeded")
     assert succeeded["artifacts"]["loraSha256"] == SUCCEEDED_RESULT["metrics"]["loraSha256"]
     assert any("progress" in s for s in statuses)
+    assert [s["quality"] for s in statuses if "quality" in s] == [WORLD_QUALITY, SIMILARITY_QUALITY]
 
 
 # --- SDXLDeployment ---------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ table test. Phases:
   reason ``Unschedulable`` / ``ImagePullFailed`` and condition ``Ready=False`` with that reason, so
   the cause is on the custom resource and not only in Events. It is cleared once the pod runs.
 * ``Training`` — the trainer container runs; ``progress`` follows its progress lines.
-* ``Succeeded`` — the Job completed; ``artifacts`` (and ``loraSha256`` from the metrics) come from
-  the trainer's termination message.
+* ``Succeeded`` — the Job completed; ``artifacts`` (and ``loraSha256`` from the metrics) and
+  ``quality`` (the quality report, summarised in the Ready condition) come from the trainer's
+  termination message.
 * ``Failed`` — the Job failed. The reason: ``DeadlineExceeded`` (the Job's deadline), else what the
   trainer reported (``InvalidInput``, ``OutOfMemory``, ``StorageError``...), else ``OutOfMemory`` for
   an ``OOMKilled`` container, else ``BackoffLimitExceeded``; ``InvalidSpec`` comes from validation.
@@ -30,6 +31,7 @@ from sdxl_contract.digests import is_sha256, normalise_sha256
 from sdxl_contract.failure_reasons import FailureReason
 from sdxl_operator.status.conditions import UNKNOWN, make_condition, merge_conditions, rfc3339
 from sdxl_operator.status.failure_record import failure_record
+from sdxl_operator.status.finetune_quality import quality_from_result, quality_summary
 from sdxl_operator.status.job_failure import FailureWording, job_failure
 from sdxl_operator.status.pod_problems import (
     LastExit,
@@ -239,6 +241,12 @@ def compute_finetune_status(
             ready_message = f"LoRA written to {artifacts.get('lora', 'the output location')}"
         else:
             ready_message = "training succeeded but the trainer reported no artifacts in its termination message"
+        quality = quality_from_result(result)
+        if quality is not None:
+            status["quality"] = quality
+            summary = quality_summary(quality)
+            if summary:
+                ready_message = f"{ready_message}; {summary}"
         condition("Training", False, SUCCEEDED, "training finished")
         condition("Ready", True, SUCCEEDED, ready_message)
     elif job is not None and failed is not None:

@@ -113,6 +113,44 @@ def test_success_takes_artifacts_digest_and_final_step_from_the_termination_mess
     assert condition(status, "Ready") == ("True", "Succeeded") and "failure" not in status
 
 
+def succeeded_with_quality(quality: Any) -> dict[str, Any]:
+    result = {"status": "Succeeded", "artifacts": {"lora": "s3://o/lora"}, "metrics": {"steps": 10, "quality": quality}}
+    return compute(job(("Complete", "", "")), [pod("Succeeded", state=terminated(0, json.dumps(result), "Completed"))])
+
+
+def ready_message(status: dict[str, Any]) -> str:
+    return str(next(c for c in status["conditions"] if c["type"] == "Ready")["message"])
+
+
+def test_success_carries_the_world_quality_report_and_summarises_it() -> None:
+    status = succeeded_with_quality({"images": 40, "identity": 1.0, "promptFidelity": 0.938, "classDrift": 0.125})
+    assert status["quality"] == {"images": 40, "identity": 1.0, "promptFidelity": 0.938, "classDrift": 0.125}
+    assert ready_message(status) == ("LoRA written to s3://o/lora; "
+                                     "quality: identity 1.00, prompt fidelity 0.94, class drift 0.12")
+
+
+def test_success_carries_similarities_and_skip_reasons() -> None:
+    report = {"images": 2, "clipText": 0.31, "faceDetected": 0,
+              "skipped": {"clipImage": "no instance photos", "dino": "no DINO model configured"}}
+    status = succeeded_with_quality(report)
+    assert status["quality"] == report
+    assert ready_message(status).endswith("quality: CLIP-T 0.31, 2 skipped")
+
+
+@pytest.mark.parametrize(("report", "expected"), [
+    # Unknown keys, out-of-range numbers, booleans and negative counts never reach the status.
+    ({"identity": 1.5, "clipText": True, "images": -1, "extra": 1, "skipped": {"bogus": "x", "dino": 3}}, None),
+    ({"identity": 0.5, "classDrift": -2, "images": 1.5}, {"identity": 0.5}),
+    ({"skipped": {"face": "y" * 1000}}, {"skipped": {"face": "y" * 256}}),
+    ("not a report", None),
+])
+def test_quality_keeps_only_what_the_schema_allows(report: Any, expected: dict[str, Any] | None) -> None:
+    status = succeeded_with_quality(report)
+    assert status.get("quality") == expected
+    if expected is None:
+        assert ready_message(status) == "LoRA written to s3://o/lora"
+
+
 def test_success_without_a_readable_result_says_so() -> None:
     status = compute(job(("Complete", "", "")), [pod("Succeeded", state=terminated(0, "not json", "Completed"))])
     assert status["phase"] == "Succeeded" and "artifacts" not in status

@@ -30,6 +30,7 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
         "crop": "center", "randomFlip": True,
     },
     "validation": {"prompts": [], "every": 0, "numInferenceSteps": 25, "guidanceScale": 5.0, "seed": 0},
+    "quality": {"enabled": True, "clipModel": None, "dinoModel": None, "face": True},
     "output": None,
     "resources": {"gpus": 1, "cpu": "8", "memory": "32Gi", "nodeSelector": {}, "tolerations": []},
 }
