@@ -91,7 +91,7 @@ class Autoscaling:
 class DeploymentSpec:
     """What to serve (a fine-tune, a set of them, or a LoRA URI), on which accelerator, and how."""
 
-    fine_tune: str | None = None  # name of an SDXLFineTune; the operator turns it into --lora
+    fine_tune: str | None = None  # name of an SDXLFineTune; the operator resolves it into lora
     fine_tunes: list[str] | None = None  # names of SDXLFineTunes served by one multi-adapter server
     fine_tune_selector: dict[str, Any] | None = None  # a label selector over the namespace's SDXLFineTunes
     adapters: Adapters | None = None  # multi-adapter server limits (with fine_tunes / fine_tune_selector)
