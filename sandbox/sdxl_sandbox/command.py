@@ -1,9 +1,13 @@
 """``sdxl-operator sandbox [FILES...]``: the whole product on this machine, from custom resources to images.
 
 Starts the :class:`~sdxl_sandbox.sandbox.Sandbox` (API emulator, the real operator, the local
-executor), applies FILES (default: the tiny fine-tune and the CPU deployment from ``crds/examples``),
+executor), applies FILES (default: the world fine-tune and its CPU deployment from ``crds/examples``),
 prints the resources as ``kubectl get`` would whenever they change, and once every SDXLDeployment is
-Ready, calls it (``POST /v1/generate``) and saves the images to the output folder. Exit status: 0 when
+Ready, calls it (``POST /v1/generate``) and saves the images to the output folder. A deployment that
+serves a fine-tune of ``builtin:world`` as an adapter (the default examples) is also asked for the
+subject in new settings and for the class prompt, by the base model and by the fine-tune: the
+images make ``contact-sheet.png`` in the output folder and a quality report (identity, prompt
+fidelity, class drift) is printed. Exit status: 0 when
 images came back, 1 when a resource failed, the operator died or time ran out (the message says what
 and why), 2 for bad arguments or files. Ctrl-C stops everything it started.
 """
@@ -21,8 +25,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sdxl_sandbox.api_client import ApiError
-from sdxl_sandbox.image_request import GenerateError, generate_images, save_images
+from sdxl_sandbox.contact_sheet import render_contact_sheet, save_contact_sheet
+from sdxl_sandbox.image_request import GenerateError, generate_images, save_images, served_adapters
 from sdxl_sandbox.sandbox import CONTROL_PLANES, DEPLOYMENTS, FINETUNES, Sandbox, load_manifests
+from sdxl_sandbox.subject_comparison import (
+    COLUMN_TITLES,
+    IMAGES_PER_PROMPT,
+    adapter_ready,
+    compares_world_subject,
+    draw_both,
+    measured_quality,
+    quality_report,
+)
 from sdxl_sandbox.tables import (
     deployment_row,
     explanation,
@@ -31,9 +45,13 @@ from sdxl_sandbox.tables import (
     render_table,
 )
 
-DEFAULT_EXAMPLES = ("finetune-tiny.yaml", "deployment-cpu.yaml")
+DEFAULT_EXAMPLES = ("finetune-world.yaml", "deployment-world-cpu.yaml")
+CONTACT_SHEET = "contact-sheet.png"
 SDXL_GROUP = "sdxl.io/"
 PROGRESS_EVERY_SECONDS = 3.0
+# How long a server may take to pick up an adapter after its deployment lists it as ready: the
+# adapters ConfigMap reaches the pods' volume, and the server rereads the file, on their own clocks.
+ADAPTER_JOIN_SECONDS = 120.0
 
 
 def find_default_files() -> list[Path]:
@@ -141,10 +159,11 @@ def pod_state(pod: Mapping[str, Any]) -> str:
 def _prompt_for(deployment: Mapping[str, Any], finetunes: Mapping[str, Mapping[str, Any]], wanted: str | None) -> str:
     if wanted:
         return wanted
-    finetune = finetunes.get(str((deployment.get("spec") or {}).get("fineTune")))
-    spec = (finetune or {}).get("spec") or {}
-    prompts = (spec.get("validation") or {}).get("prompts") or []
-    return str(prompts[0] if prompts else spec.get("instancePrompt") or "a photo")
+    spec = deployment.get("spec") or {}
+    finetune = finetunes.get(str(spec.get("fineTune") or (spec.get("fineTunes") or [None])[0]))
+    ft_spec = (finetune or {}).get("spec") or {}
+    prompts = (ft_spec.get("validation") or {}).get("prompts") or []
+    return str(prompts[0] if prompts else ft_spec.get("instancePrompt") or "a photo")
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -202,7 +221,7 @@ async def _watch(sandbox: Sandbox, applied: list[tuple[str, str, str]], reporter
             return 1
         done_ft = all((f.get("status") or {}).get("phase") == "Succeeded" for f in finetunes)
         ready = [d for d in deployments if (d.get("status") or {}).get("phase") == "Ready"
-                 and sandbox.service_url(d["metadata"]["namespace"], d["metadata"]["name"])]
+                 and serves_every_adapter(d) and sandbox.service_url(d["metadata"]["namespace"], d["metadata"]["name"])]
         if done_ft and len(ready) == len(deployments) and len(objects) == len(finetunes) + len(deployments):
             return await _generate(sandbox, finetunes, deployments, reporter, args)
         if time.monotonic() > deadline:
@@ -215,6 +234,13 @@ async def _watch(sandbox: Sandbox, applied: list[tuple[str, str, str]], reporter
         await asyncio.sleep(1.0)
 
 
+def serves_every_adapter(deployment: Mapping[str, Any]) -> bool:
+    """Whether the server pods serve each fine-tune spec.fineTunes names: a set's server is Ready
+    before its fine-tunes succeed, and an adapter joins it only afterwards."""
+    names = (deployment.get("spec") or {}).get("fineTunes") or []
+    return all(adapter_ready(deployment, str(name)) for name in names)
+
+
 async def _generate(sandbox: Sandbox, finetunes: list[dict[str, Any]], deployments: list[dict[str, Any]],
                     reporter: Reporter, args: argparse.Namespace) -> int:
     by_name = {f["metadata"]["name"]: f for f in finetunes}
@@ -222,18 +248,52 @@ async def _generate(sandbox: Sandbox, finetunes: list[dict[str, Any]], deploymen
         meta = deployment["metadata"]
         url = sandbox.service_url(meta["namespace"], meta["name"])
         assert url is not None  # checked by the caller
+        adapter = compares_world_subject(deployment)
         prompt = _prompt_for(deployment, by_name, args.prompt)
         reporter.say(f"\ncalling {meta['name']} ({deployment['status'].get('url')}, here {url}): "
-                     f"POST /v1/generate {prompt!r}")
+                     f"POST /v1/generate {prompt!r}" + (f" with adapter {adapter!r}" if adapter else ""))
         try:
-            images = await generate_images(url, prompt)
+            if adapter:
+                await _wait_for_adapter(url, adapter, reporter)
+            images = await generate_images(url, prompt, extra={"adapter": adapter} if adapter else None)
+            for path in save_images(images, args.output, meta["name"]):
+                reporter.say(f"saved {path}")
+            if adapter:
+                await _compare(sandbox, url, adapter, by_name.get(adapter), reporter, args)
         except (GenerateError, OSError, asyncio.TimeoutError) as exc:
             reporter.say(f"FAILED: {exc}")
             return 1
-        for path in save_images(images, args.output, meta["name"]):
-            reporter.say(f"saved {path}")
     reporter.say(f"\ndone in {reporter.elapsed():.0f}s")
     return 0
+
+
+async def _wait_for_adapter(url: str, adapter: str, reporter: Reporter) -> None:
+    """Until the server itself lists `adapter` (GET /v1/adapters): status.adapters[].ready says the
+    operator published it, which the pods read a little later."""
+    deadline = time.monotonic() + ADAPTER_JOIN_SECONDS
+    if adapter not in await served_adapters(url):
+        reporter.say(f"waiting for the server to load adapter {adapter!r}")
+    while adapter not in await served_adapters(url):
+        if time.monotonic() > deadline:
+            raise GenerateError(f"the server does not serve adapter {adapter!r} {ADAPTER_JOIN_SECONDS:.0f}s after "
+                                "its deployment listed it; see the server pod's log")
+        await asyncio.sleep(0.5)
+
+
+async def _compare(sandbox: Sandbox, url: str, adapter: str, finetune: Mapping[str, Any] | None,
+                   reporter: Reporter, args: argparse.Namespace) -> None:
+    """The contact sheet of the base model against fine-tune `adapter`, and its quality report."""
+    spec = (finetune or {}).get("spec") or {}
+    reporter.say(f"\ncomparing the base model with {adapter}: {IMAGES_PER_PROMPT} images per prompt from each")
+    comparison = await draw_both(url, adapter, str(spec.get("instancePrompt") or "a photo of sks person"))
+    path = save_contact_sheet(render_contact_sheet(COLUMN_TITLES, comparison.rows()), args.output / CONTACT_SHEET)
+    reporter.say(f"saved {path} (rows: prompts; columns: {', '.join(COLUMN_TITLES)})")
+    # status.quality as it is now: the trainer may have reported it since the watch last read it.
+    namespace = (finetune or {}).get("metadata", {}).get("namespace", "default")
+    current = await sandbox.get(FINETUNES, namespace, adapter) or {}
+    status_quality = (current.get("status") or {}).get("quality")
+    for line in quality_report(adapter, status_quality, measured_quality(comparison), IMAGES_PER_PROMPT):
+        reporter.say(line)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -41,3 +41,14 @@ def save_images(images: list[bytes], folder: Path, stem: str) -> list[Path]:
         path.write_bytes(image)
         paths.append(path)
     return paths
+
+
+async def served_adapters(base_url: str, *, timeout_seconds: float = 30.0) -> list[str]:
+    """The adapters the server at ``base_url`` serves now (``GET /v1/adapters``)."""
+    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.get(f"{base_url.rstrip('/')}/v1/adapters") as response:
+        payload = await response.json(content_type=None)
+        if response.status != 200:
+            raise GenerateError(f"GET {base_url}/v1/adapters: HTTP {response.status}: {payload}")
+    return [str(name) for name in payload.get("adapters") or []]
