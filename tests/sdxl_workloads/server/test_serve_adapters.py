@@ -1,5 +1,6 @@
-"""Many fine-tunes behind one server: adapters chosen per request, hot-swapped into the resident
-base pipeline, kept resident by LRU, with zero recompiles of a compiled UNet across swaps."""
+"""Many fine-tunes behind one server: adapters chosen per request and applied to the resident base
+pipeline (fused into the weights on a switch, or hot-swapped into a compiled UNet with zero
+recompiles), kept resident by LRU."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -85,9 +87,10 @@ def fused(tiny_model_path: Path, lora: str | None) -> np.ndarray:
     return image(backend, None)
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "hot-swap-slot"])
 def test_each_adapter_matches_its_own_fused_server_and_none_is_the_base(
-        tiny_model_path: Path, loras: dict[str, str]) -> None:
-    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8)
+        tiny_model_path: Path, loras: dict[str, str], fuse: bool) -> None:
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8, fuse=fuse)
     backend.load()
     base = fused(tiny_model_path, None)
     assert np.abs(image(backend, None) - base).max() <= 2, "no adapter must be the base model"
@@ -101,6 +104,68 @@ def test_each_adapter_matches_its_own_fused_server_and_none_is_the_base(
         want = seen.setdefault(name, fused(tiny_model_path, loras[name]))
         assert np.abs(got - want).max() <= 2, f"adapter {name} differs from its own one-LoRA server"
         assert np.abs(got - base).max() > 8, f"adapter {name} changed nothing"
+
+
+def switch_at_random(backend: MultiAdapterBackend, names: Sequence[str | None], switches: int) -> None:
+    rng = random.Random(switches)
+    for _ in range(switches):
+        backend.activate(rng.choice(names))
+
+
+@pytest.mark.compat
+def test_fused_unet_weights_are_the_one_adapter_servers_bit_for_bit_even_after_many_switches(
+        tiny_model_path: Path, loras: dict[str, str]) -> None:
+    """The drift of repeated switches, measured: none. Each switch puts the merged layers back from
+    the copy of their base weights before merging the next adapter, so no rounding accumulates."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8)
+    backend.load()
+    assert backend.fuse, "an uncompiled UNet fuses by default"
+    base = {key: value.clone() for key, value in backend.pipeline.unet.state_dict().items()}
+    want: dict[str | None, dict[str, Any]] = {None: base}
+    for name, uri in loras.items():
+        one = DiffusersBackend(str(tiny_model_path), lora=uri)
+        one.load()
+        want[name] = one.pipeline.unet.state_dict()
+    names: list[str | None] = [*loras, None]
+
+    def drift(name: str | None) -> float:
+        backend.activate(name)
+        got = backend.pipeline.unet.state_dict()
+        assert set(got) == set(want[name]), "the UNet must hold plain layers only, no LoRA layers beside them"
+        return max(float((got[key] - value).abs().max()) for key, value in want[name].items())
+
+    for switches in (0, 1000):
+        switch_at_random(backend, names, switches)
+        for adapter in names:
+            assert drift(adapter) == 0.0, f"{adapter or 'the base model'} after {switches} switches"
+            assert not any(isinstance(module, LoraLayer) for module in backend.pipeline.unet.modules())
+    # What is kept to undo a merge: the layers the adapters target, nothing else of the UNet.
+    targeted = {path for path, _ in backend.pipeline.unet.named_modules() if path.endswith(tuple(TARGETS))}
+    assert set(backend._base_weights) == targeted
+    kept = sum(tensor.numel() for params in backend._base_weights.values() for tensor in params.values())
+    assert kept < sum(param.numel() for param in backend.pipeline.unet.parameters()) / 4
+    assert all(torch.equal(backend._base_weights[path]["weight"], base[f"{path}.weight"]) for path in targeted)
+
+
+def test_fused_images_equal_the_one_adapter_servers_before_and_after_many_switches(
+        tiny_model_path: Path, loras: dict[str, str]) -> None:
+    backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8)
+    backend.load()
+    names = [*loras, None]
+    want = {name: fused(tiny_model_path, loras[name] if name else None) for name in names}
+    for switches in (0, 300):
+        switch_at_random(backend, names, switches)
+        for name in names:
+            diff = np.abs(image(backend, name) - want[name]).max()
+            if name == "dave":
+                # Its text-encoder LoRA runs beside the encoders' weights here, fused there.
+                assert diff <= 2, f"dave after {switches} switches"
+            else:
+                # The same UNet weights bit for bit: the same image, the base model's included.
+                assert diff == 0, f"{name or 'the base model'} after {switches} switches"
 
 
 def test_text_encoder_lora_is_applied_only_for_its_adapter(tiny_model_path: Path, loras: dict[str, str]) -> None:
@@ -162,6 +227,7 @@ def test_compiled_unet_never_recompiles_across_swaps_of_different_ranks(
     counters.clear()
     backend = MultiAdapterBackend(str(tiny_model_path), loras, resident=8, max_rank=8, compile_unet=True,
                                   compile_backend="aot_eager")
+    assert not backend.fuse, "a compiled UNet takes adapters through the hot-swap slot"
     # load() fills the slot and the warm-up generation compiles the UNet, before the server is ready.
     model = ServedModel(backend, warmup_steps=1)
     model.load()
@@ -174,6 +240,11 @@ def test_compiled_unet_never_recompiles_across_swaps_of_different_ranks(
         image(model, name)
     assert np.abs(image(model, "alice") - first).max() <= 2
     assert counters["stats"]["unique_graphs"] == graphs, "a swap compiled a new graph"
+
+
+def test_a_compiled_unet_refuses_fusing(tiny_model_path: Path, loras: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="hot-swap slot"):
+        MultiAdapterBackend(str(tiny_model_path), loras, compile_unet=True, fuse=True)
 
 
 # --- through the HTTP API ---------------------------------------------------------------------
