@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--class-images", type=int, default=20, help="prior-preservation class images (default 20)")
     parser.add_argument("--images-per-prompt", type=int, default=8, help="images per quality prompt (default 8)")
     parser.add_argument("--sampling-steps", type=int, default=10)
+    parser.add_argument("--model", default="builtin:world",
+                        help="the base model: builtin:world (default) or a folder, e.g. a new `sdxl-workload world-model` "
+                             "build to judge before it ships")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "quality.json")
     return parser.parse_args(argv)
 
@@ -68,7 +71,7 @@ def finetune_spec(args: argparse.Namespace, prior: bool, text_encoder: bool, see
 
     spec: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())["spec"]
     # The trainer validates against the CRD, which names the builtin inputs; it gets their folders.
-    spec["baseModel"] = resolve_model(spec["baseModel"])
+    spec["baseModel"] = resolve_model(args.model)
     spec["instanceImages"] = str(local_input(spec["instanceImages"]))
     training = spec["training"]
     training.update(seed=seed, trainTextEncoder=text_encoder, checkpointEvery=0)
@@ -107,7 +110,7 @@ def quality(lora: Path | None, args: argparse.Namespace) -> dict[str, float]:
     from sdxl_workloads.models.references import resolve_model
 
     torch.set_num_threads(1)
-    pipe = StableDiffusionXLPipeline.from_pretrained(resolve_model("builtin:world"))
+    pipe = StableDiffusionXLPipeline.from_pretrained(resolve_model(args.model))
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
         pipe.load_lora_weights(str(lora))
