@@ -146,6 +146,17 @@ def register_child_watch(registry: kopf.OperatorRegistry, *, finetunes: StatusRe
         kopf.on.event(group, version, plural, registry=registry, labels={MANAGED_BY_KEY: MANAGED_BY},
                       id=f"child_changed/{plural}")(child_changed)
 
+    # What the refreshers keep per resource (a lock, when it was last refreshed) goes with the resource.
+    @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry, id="forget_finetune")
+    async def forget_finetune(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+        if type == "DELETED" and namespace and name:
+            finetunes.forget(namespace, name)
+
+    @kopf.on.event(GROUP, VERSION, DEPLOYMENTS, registry=registry, id="forget_deployment")
+    async def forget_deployment(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+        if type == "DELETED" and namespace and name:
+            deployments.forget(namespace, name)
+
     @kopf.on.cleanup(registry=registry)
     async def stop_refreshes(**_: Any) -> None:
         await finetunes.close()

@@ -84,3 +84,15 @@ async def test_close_cancels_what_waits() -> None:
     refresher.request("ns", "a")
     await refresher.close()
     assert recorder.calls == []
+
+
+async def test_a_deleted_resource_is_forgotten_unless_a_refresh_of_it_is_under_way() -> None:
+    recorder = Recorder(hold=0.1)
+    refresher = StatusRefresher("thing", recorder, coalesce_seconds=0.0)
+    refresher.request("ns", "a")
+    await asyncio.sleep(0.05)
+    refresher.forget("ns", "a")  # running: kept
+    await refresher.idle()
+    assert refresher.refreshed_within("ns", "a", 5.0)
+    refresher.forget("ns", "a")
+    assert not refresher.refreshed_within("ns", "a", 5.0)
