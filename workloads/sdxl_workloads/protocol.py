@@ -75,6 +75,11 @@ def encode_result(result: dict[str, Any]) -> str:
     overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT + 32
     trimmed["message"] = message[: max(0, len(message) - overflow)] + " (truncated)"
     text = json.dumps(trimmed, separators=(",", ":"), default=str)
+    if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and isinstance(trimmed.get("metrics"), dict):
+        # The quality report is the largest metric and the one nothing else depends on: it goes first,
+        # so the LoRA's digest (which keys compiled models) stays.
+        trimmed["metrics"] = {k: v for k, v in trimmed["metrics"].items() if k != "quality"}
+        text = json.dumps(trimmed, separators=(",", ":"), default=str)
     if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
         # Metrics are the least important part; drop them before ever cutting JSON mid-structure.
         trimmed.pop("metrics", None)

@@ -65,7 +65,9 @@ def build_training_job(owner: Mapping[str, Any], spec: FineTuneSpec, settings: O
         requests[GPU_RESOURCE] = str(resources_spec.gpus)
         limits[GPU_RESOURCE] = str(resources_spec.gpus)
 
-    inputs = [spec.base_model, spec.vae, spec.instance_images, spec.prior_preservation.class_images]
+    # The quality report's models may live on a claim too (a cluster without the hub).
+    inputs = [spec.base_model, spec.vae, spec.instance_images, spec.prior_preservation.class_images,
+              spec.quality.clip_model, spec.quality.dino_model]
     pvc_volumes, pvc_mounts = volumes.pvc_volumes(inputs, [spec.output])
 
     command, args = training_command(settings.max_images)

@@ -145,6 +145,15 @@ def test_training_job_whole_manifest() -> None:
     assert build_training_job(OWNER, _spec(), SETTINGS) == _expected_job()
 
 
+def test_quality_models_on_a_claim_are_mounted_read_only() -> None:
+    owner = copy.deepcopy(OWNER)
+    owner["spec"]["quality"] = {"clipModel": "pvc://models/clip-vit-base-patch32", "dinoModel": "facebook/dino-vits16"}
+    pod = build_training_job(owner, _spec(owner), SETTINGS)["spec"]["template"]["spec"]
+    assert {"name": "pvc-models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod["volumes"]
+    assert {"name": "pvc-models", "mountPath": "/mnt/pvc/models", "readOnly": True} in \
+        pod["containers"][0]["volumeMounts"]
+
+
 def test_cpu_only_job_has_no_gpu_request_and_defaults_leave_optional_fields_out() -> None:
     owner = copy.deepcopy(OWNER)
     owner["spec"] = {"baseModel": "builtin:tiny", "instanceImages": "builtin:sample-subject",

@@ -13,6 +13,7 @@ so a restarted pod (`--resume latest`) loses at most `checkpointEvery` steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import shutil
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from sdxl_contract import artifact_keys
+from sdxl_contract import artifact_keys, quality_keys
 from sdxl_workloads import protocol
 from sdxl_workloads.models.references import local_input, resolve_model
 from sdxl_workloads.spec.finetune_spec import FineTuneSpec, load_finetune_spec
@@ -39,6 +40,7 @@ from sdxl_workloads.train import (
     model_loading,
     optimizers,
     prior_preservation,
+    quality_measurement,
     random_draws,
     training_data,
     training_loop,
@@ -65,6 +67,9 @@ class RunPlan:
     resume_from: Path | None  # a local checkpoint folder
     accelerator: Any
     validation_prompts: list[str] = field(default_factory=list)
+    # builtin:world with the quality report on: the base model's class-prompt subject share
+    # (measured before the LoRA is attached), which class drift is measured against.
+    world_baseline: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +269,9 @@ def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
         weight_dtype=weight_dtype, device=accelerator.device,
     )
     class_images = class_examples_for(plan, model) if spec.prior_preservation.enabled else iter(())
+    if spec.quality.enabled and accelerator.is_main_process and quality_measurement.is_world_model(plan.model_path):
+        plan.world_baseline = quality_measurement.world_baseline(
+            model_loading.build_pipeline(model), spec, accelerator.autocast)
 
     set_seed(training.seed)
     lora_setup.add_unet_lora(model.unet, training.rank, training.alpha, training.target_modules)
@@ -401,9 +409,10 @@ def park_text_encoders(model: model_loading.BaseModel, device: torch.device) -> 
         torch.cuda.empty_cache()
 
 
-def save_validation(plan: RunPlan, run: training_loop.TrainingRun) -> str:
-    """Sample the validation prompts with the current LoRA into validation/step-N.png."""
-    validation = plan.spec.validation
+@contextlib.contextmanager
+def trained_pipeline(run: training_loop.TrainingRun) -> Iterator[Any]:
+    """A pipeline with the LoRA being trained, its models in eval mode (and the text encoders back on
+    the device) while it is used."""
     models = unwrapped_models(run)
     parked = run.prompt_cache is not None and run.accelerator.device.type == "cuda"
     if parked:
@@ -413,22 +422,51 @@ def save_validation(plan: RunPlan, run: training_loop.TrainingRun) -> str:
         run.model, unet=models["unet"], text_encoder_one=models.get("text_encoder_one"),
         text_encoder_two=models.get("text_encoder_two"),
     )
-    relpath = f"{VALIDATION_DIR}/step-{run.step:06d}.png"
     for model in models.values():
         model.eval()
     try:
-        validation_images.save_validation_grid(
-            pipe, plan.validation_prompts, plan.output.local_dir / relpath,
-            resolution=plan.spec.training.resolution, num_inference_steps=validation.num_inference_steps,
-            guidance_scale=validation.guidance_scale, seed=validation.seed, autocast=run.accelerator.autocast,
-        )
+        yield pipe
     finally:
         for model in models.values():
             model.train()
         if parked:
             park_text_encoders(run.model, run.accelerator.device)
+
+
+def save_validation(plan: RunPlan, run: training_loop.TrainingRun) -> list[Any]:
+    """Sample the validation prompts with the current LoRA into validation/step-N.png; returns the
+    images (PIL), one per prompt."""
+    validation = plan.spec.validation
+    relpath = f"{VALIDATION_DIR}/step-{run.step:06d}.png"
+    with trained_pipeline(run) as pipe:
+        images = validation_images.generate_images(
+            pipe, plan.validation_prompts, resolution=plan.spec.training.resolution,
+            num_inference_steps=validation.num_inference_steps, guidance_scale=validation.guidance_scale,
+            seed=validation.seed, autocast=run.accelerator.autocast,
+        )
+    out_file = plan.output.local_dir / relpath
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    validation_images.image_grid(images).save(out_file)
     protocol.emit_event("validation", step=run.step, images=[relpath])
-    return relpath
+    return images
+
+
+def quality_report(plan: RunPlan, run: training_loop.TrainingRun, images: list[Any]) -> dict[str, Any]:
+    """The quality report of the trained LoRA (see quality_measurement)."""
+    spec = plan.spec
+    if plan.world_baseline is not None:
+        baseline = plan.world_baseline
+
+        def measure_world() -> dict[str, Any]:
+            with trained_pipeline(run) as pipe:
+                return quality_measurement.world_report(pipe, spec, baseline, run.accelerator.autocast)
+
+        return quality_measurement.timed(measure_world, "builtin:world")
+    instance = [example.image for example in plan.instance_images]
+    return quality_measurement.timed(
+        lambda: quality_measurement.similarity_report(spec, images, plan.validation_prompts, instance,
+                                                      str(run.accelerator.device)),
+        "validation images")
 
 
 def validation_hook(plan: RunPlan) -> training_loop.StepHook:
@@ -510,9 +548,11 @@ def train(plan: RunPlan, started: float, stop: graceful_stop.StopRequest | None 
     if not run.accelerator.is_main_process:
         return {}
     release_training_state(run)
-    save_validation(plan, run)
+    final_images = save_validation(plan, run)
     metrics: dict[str, Any] = {artifact_keys.FINAL_LOSS: round(training_loop.recent_loss(run), 6),
                                artifact_keys.STEPS: run.step}
+    if plan.spec.quality.enabled:
+        metrics[quality_keys.QUALITY] = quality_report(plan, run, final_images)
     if run.step > first_step:
         metrics["stepsPerSecond"] = round((run.step - first_step) / loop_seconds, 3)
     files = export(plan, run, metrics)
