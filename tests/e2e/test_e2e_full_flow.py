@@ -45,7 +45,7 @@ async def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, s
 
 
 async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops_everything(
-        sandbox: Sandbox, make_finetune: Any, make_deployment: Any) -> None:
+        sandbox: Sandbox, make_finetune: Any, make_deployment: Any, kubectl: Any) -> None:
     # The deployment comes first and waits for a fine-tune that does not exist yet.
     await sandbox.ensure_namespace(NS)
     await sandbox.apply(make_deployment("e2e-cpu", "e2e-subject"))
@@ -59,6 +59,12 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
     trained = await sandbox.wait_for_phase(FINETUNES, NS, "e2e-subject", "Succeeded", TRAIN_TIMEOUT)
     assert trained["progress"]["step"] == trained["progress"]["totalSteps"] == 6
     assert trained["artifacts"]["lora"].startswith(f"pvc://sdxl-artifacts/store/finetunes/{NS}/e2e-subject/")
+    # The quality report reached the status through the apiserver's strict schema: no CLIP model was
+    # named, so CLIP-I/CLIP-T are skipped with the field to set, and -o wide has their columns.
+    assert trained["quality"]["images"] == 1
+    assert trained["quality"]["skipped"]["clipText"] == "no model given in spec.quality.clipModel"
+    header = (await kubectl("get", "sdxlft", "e2e-subject", "-n", NS, "-o", "wide")).stdout.splitlines()[0].split()
+    assert {"IDENTITY", "PROMPT", "CLIP-I", "CLIP-T"} <= set(header)
     # The scheduler put the training pod on the GPU node: it asks for nvidia.com/gpu and tolerates the taint.
     [train_pod] = [pod for pod in await sandbox.list("v1/pods", NS)
                    if pod["metadata"]["labels"].get("sdxl.io/finetune") == "e2e-subject"]
