@@ -16,6 +16,7 @@ from typing import TypedDict
 
 from PIL import Image
 
+from sdxl_contract import quality_keys
 from sdxl_workloads.quality.clip_model import DEFAULT_CLIP_MODEL, ClipModel
 from sdxl_workloads.quality.dino_model import DEFAULT_DINO_MODEL, DinoModel
 from sdxl_workloads.quality.face_model import INSTALLED_FACE_MODELS, FaceModel
@@ -26,9 +27,10 @@ from sdxl_workloads.quality.subject_similarity import subject_similarity
 
 logger = logging.getLogger(__name__)
 
-# The metrics by their status key, in report order.
-CLIP_IMAGE, CLIP_TEXT, DINO, FACE = "clipImage", "clipText", "dino", "face"
-METRICS = (CLIP_IMAGE, CLIP_TEXT, DINO, FACE)
+# The metrics by their status key (the contract's, which the operator and the CRD read), in report order.
+CLIP_IMAGE, CLIP_TEXT, DINO, FACE = (quality_keys.CLIP_IMAGE, quality_keys.CLIP_TEXT, quality_keys.DINO,
+                                     quality_keys.FACE)
+METRICS = quality_keys.SIMILARITY_METRICS
 
 # Three decimals tell runs apart (random-weight differences are far larger) and keep the JSON short.
 DECIMALS = 3
