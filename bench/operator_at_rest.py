@@ -9,8 +9,8 @@ controllers). On the real control plane Kubernetes' own controllers create the p
 Deployment statuses; the bench writes the pods' status (training and compile pods Succeeded with the
 workload's result as termination message, server pods Running and Ready).
 
-Once every fine-tune is Succeeded and every deployment Ready, and after ``--settle`` seconds more,
-the bench measures over ``--window`` seconds with nothing changing:
+Once every fine-tune is Succeeded and every deployment Ready, the operator has worked off its
+backlog (less than 0.2 s of CPU in 10 s) and ``--settle`` seconds more have passed, the bench measures over ``--window`` seconds with nothing changing:
 
 * **requests/s** made by the operator. Emulator: the requests it served whose User-Agent is not the
   bench's (every watch, list, get, patch; discovery excluded). Real control plane: a FlowSchema that
@@ -72,6 +72,9 @@ TARGET_LOG_LINES_PER_MIN = 0.0
 FLOW_SCHEMA = "sdxl-operator-bench"
 # Sampling a single object while a change travels: fine enough for a 2 s goal.
 SAMPLE_POLL_S = 0.05
+# "Settled" also means the operator finished its own backlog (handlers queued behind the statuses,
+# finalizers removed): less than this much CPU time over QUIET_S seconds.
+QUIET_CPU_S, QUIET_S = 0.2, 10.0
 
 
 def finetune_name(index: int) -> str:
@@ -199,6 +202,7 @@ async def bench_emulator(args: argparse.Namespace) -> dict[str, Any]:
         await wait(lambda: sum(ready(obj.get("status")) for obj in cluster.live(DEPLOYMENTS)) >= args.count,
                    timeout, "every deployment Ready")
         setup_s = time.monotonic() - started
+        quiet_s = await until_quiet(lambda: cluster.sampler.cpu_seconds, timeout)
         await asyncio.sleep(args.settle)
 
         pid = cluster.sampler.process.pid
@@ -234,7 +238,20 @@ async def bench_emulator(args: argparse.Namespace) -> dict[str, Any]:
                 timeout))
         peak = cluster.sampler.peak
         log_path = cluster.log_path
-    return result_of("emulator", args, setup_s, rest, samples, peak, log_path)
+    result = result_of("emulator", args, setup_s, rest, samples, peak, log_path)
+    result["operator_quiet_after_s"] = round(quiet_s, 1)
+    return result
+
+
+async def until_quiet(cpu_seconds: Callable[[], float], timeout: float) -> float:
+    """Seconds until the operator used less than QUIET_CPU_S of CPU over QUIET_S seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = cpu_seconds()
+        await asyncio.sleep(QUIET_S)
+        if cpu_seconds() - before < QUIET_CPU_S:
+            break
+    return time.monotonic() - started
 
 
 async def as_async(value: bool) -> bool:
@@ -373,6 +390,7 @@ async def bench_real(args: argparse.Namespace) -> dict[str, Any]:
 
         await poll_until(deployments_ready, timeout, "every deployment Ready")
         setup_s = time.monotonic() - started
+        quiet_s = await until_quiet(lambda: cluster.sampler.cpu_seconds, timeout)
         await asyncio.sleep(args.settle)
 
         pid = cluster.sampler.process.pid
@@ -440,6 +458,7 @@ async def bench_real(args: argparse.Namespace) -> dict[str, Any]:
         log_path = cluster.log_path
         result = result_of("real", args, setup_s, rest, samples, peak, log_path)
         result["finetunes_setup_s"] = round(finetunes_s, 1)
+        result["operator_quiet_after_s"] = round(quiet_s, 1)
         result["controllers_to_deployment_status_s"] = summary({"all": controllers})
     return result
 
@@ -486,6 +505,7 @@ def print_table(result: dict[str, Any]) -> None:
         ("control plane", result["control_plane"]),
         ("Ready SDXLDeployments / Succeeded SDXLFineTunes", f"{result['deployments']} / {result['finetunes']}"),
         ("setup until all settled", f"{result['setup_s']:.0f} s"),
+        ("then until the operator was quiet", f"{result.get('operator_quiet_after_s', 0):.0f} s"),
         (f"operator requests/s at rest (goal <= {TARGET_REQUESTS_PER_S:g})",
          f"{result['requests_per_s']:.2f}  ({result['requests_in_window']} in {result['window_s']:g} s)"),
         (f"p95 change -> status (goal <= {TARGET_P95_S:g} s)",
