@@ -13,7 +13,7 @@ can be judged from pixels (world_quality.py). The recipe, with our own code:
 
 Deterministic given the seed on one CPU thread. The result is shipped in the package
 (builtin/world_model/, with `provenance.json` saying how it was made); rebuild it with
-`make world-model` or `sdxl-workload world-model --out DIR`.
+`make world-model` or `python -m sdxl_workloads.builtin.world_pretraining --out DIR`.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def write_world_model(out: str | Path, config: WorldPretrainingConfig, log: Log 
     provenance = {
         "what": "builtin:world, an SDXL-architecture pipeline (size 'world' of tiny_model.py) pretrained on "
                 "small_world.py's captioned scenes",
-        "rebuild": "make world-model (or: sdxl-workload world-model --out DIR)",
+        "rebuild": "make world-model (or: python -m sdxl_workloads.builtin.world_pretraining --out DIR)",
         "config": asdict(config),
         "wallSeconds": round(wall, 1),
         "machine": f"{platform.machine()}, {config.threads} torch thread(s)",
