@@ -33,6 +33,8 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
     "quality": {"enabled": True, "clipModel": None, "dinoModel": None, "face": True},
     "output": None,
     "resources": {"gpus": 1, "cpu": "8", "memory": "32Gi", "nodeSelector": {}, "tolerations": []},
+    "scheduling": {"affinity": None, "priorityClassName": None, "topologySpreadConstraints": [],
+                   "podLabels": {}, "podAnnotations": {}},
 }
 
 
