@@ -8,7 +8,12 @@ from typing import Any
 import kopf
 import pytest
 
-from sdxl_operator.handlers.child_watch import CHILD_RESOURCES, CHILD_SELECTOR, SeenVersions, watch_children_only
+from sdxl_operator.handlers.child_watch import (
+    CHILD_RESOURCES,
+    CHILD_SELECTOR,
+    SeenVersions,
+    watch_children_only,
+)
 
 
 def child(kind: str, version: str, uid: str = "u1") -> dict[str, Any]:

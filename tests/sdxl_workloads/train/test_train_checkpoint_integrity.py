@@ -162,7 +162,7 @@ def test_the_training_state_round_trips_through_weights_only_loading(tmp_path: P
     import numpy as np
     import torch
 
-    from sdxl_workloads.train import random_draws
+    from sdxl_workloads import random_draws
 
     model = torch.nn.Linear(3, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sdxl_workloads import random_draws
 from sdxl_workloads.builtin.small_world import WORLD_RESOLUTION, Scene, caption, draw_scene, sample_scene
 
 # The shipped model's folder, inside the package.
@@ -143,7 +144,7 @@ def train_denoiser(pipe: Any, latents: torch.Tensor, scenes: Sequence[Scene], co
         model.train()
     size = WORLD_RESOLUTION
     time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = random_draws.training_generator("cpu", config.seed)
     started = time.monotonic()
     running = 0.0
     for step in range(config.unet_steps):
@@ -158,8 +159,9 @@ def train_denoiser(pipe: Any, latents: torch.Tensor, scenes: Sequence[Scene], co
         keep = torch.from_numpy(rng.random(len(picks)) >= config.unconditional_fraction).float()
         embeds = embeds * keep[:, None, None]
         pooled = pooled * keep[:, None]
-        noise = torch.randn(batch.shape, generator=generator)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(picks),), generator=generator)
+        noise = random_draws.randn(batch.shape, generator=generator, device="cpu")
+        timesteps = random_draws.randint(0, scheduler.config.num_train_timesteps, (len(picks),), generator=generator,
+                                         device="cpu")
         noisy = scheduler.add_noise(batch, noise, timesteps)
         prediction = pipe.unet(noisy, timesteps, embeds, added_cond_kwargs={
             "text_embeds": pooled, "time_ids": time_ids.expand(len(picks), -1)}, return_dict=False)[0]

@@ -80,7 +80,9 @@ def generate(pipe: Any, prompt: str, count: int, steps: int, seed: int = 0,
     """`count` images of one prompt at the world's resolution, each from its own seeded generator."""
     import torch
 
-    generators = [torch.Generator().manual_seed(seed + index) for index in range(count)]
+    from sdxl_workloads import random_draws
+
+    generators = [random_draws.pipeline_generator(seed + index) for index in range(count)]
     with torch.no_grad():
         images = pipe([prompt] * count, height=WORLD_RESOLUTION, width=WORLD_RESOLUTION,
                       num_inference_steps=steps, guidance_scale=guidance_scale, generator=generators,

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sdxl_workloads.train import random_draws
+from sdxl_workloads import random_draws
 
 # Images per VAE forward while caching: bounds activation memory at 1024 px.
 VAE_CHUNK = 4

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sdxl_workloads.train import random_draws
+from sdxl_workloads import random_draws
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from sdxl_contract import artifact_keys, quality_keys
-from sdxl_workloads import protocol
+from sdxl_workloads import protocol, random_draws
 from sdxl_workloads.models.references import local_input, resolve_model
 from sdxl_workloads.spec.finetune_spec import FineTuneSpec, load_finetune_spec
 from sdxl_workloads.spec.spec_loading import read_manifest
@@ -41,7 +41,6 @@ from sdxl_workloads.train import (
     optimizers,
     prior_preservation,
     quality_measurement,
-    random_draws,
     training_data,
     training_loop,
     validation_images,

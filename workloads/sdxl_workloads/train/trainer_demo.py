@@ -120,8 +120,8 @@ def subject_denoising_error(pipe: Any, resolution: int) -> float:
     import torch
     from diffusers import DDPMScheduler
 
+    from sdxl_workloads import random_draws
     from sdxl_workloads.builtin.sample_images import ensure_sample_images
-    from sdxl_workloads.train import random_draws
     from sdxl_workloads.train.embedding_cache import cache_latents, encode_prompts
     from sdxl_workloads.train.instance_data import load_instance_data
     from sdxl_workloads.train.training_data import pixels_from_images
@@ -146,8 +146,8 @@ def compare(out: Path, lora_dir: Path, resolution: int, steps: int = 25) -> tupl
     from diffusers import StableDiffusionXLPipeline
     from PIL import Image, ImageDraw
 
+    from sdxl_workloads import random_draws
     from sdxl_workloads.models.references import resolve_model
-    from sdxl_workloads.train import random_draws
 
     model = resolve_model("builtin:tiny")
     base = StableDiffusionXLPipeline.from_pretrained(model)

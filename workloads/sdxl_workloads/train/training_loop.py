@@ -19,8 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sdxl_workloads import protocol
-from sdxl_workloads.train import random_draws
+from sdxl_workloads import protocol, random_draws
 from sdxl_workloads.train.embedding_cache import PromptEmbedding, encode_prompts
 from sdxl_workloads.train.graceful_stop import TrainingStopped
 from sdxl_workloads.train.model_loading import BaseModel
