@@ -50,6 +50,8 @@ class Training:
     snr_gamma: float  # Min-SNR weighting; 0 = off
     noise_offset: float  # offset noise strength
     max_grad_norm: float  # gradient clipping threshold (global norm)
+    weight_decay: float  # AdamW weight decay on the UNet LoRA (prodigy: its own)
+    text_encoder_weight_decay: float  # the same on the text encoders' LoRA
     seed: int  # data order, noise, LoRA init
     checkpoint_every: int  # steps; 0 = never
     crop: str  # center | face (Haar-cascade face crop)

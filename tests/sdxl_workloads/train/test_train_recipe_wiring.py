@@ -87,6 +87,30 @@ def test_text_encoders_train_at_their_own_learning_rate(tmp_path: Path, kit: Any
     assert by_lr[1e-4] == unet_params
 
 
+@pytest.mark.parametrize(("training", "unet_decay", "text_decay"), [
+    ({}, 1e-4, 1e-3),  # the CRD's defaults: diffusers' SDXL DreamBooth-LoRA values
+    ({"weightDecay": 0.05, "textEncoderWeightDecay": 0.0}, 0.05, 0.0),
+])
+def test_each_lora_decays_at_the_specs_weight_decay(tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch,
+                                                     training: dict[str, Any], unet_decay: float,
+                                                     text_decay: float) -> None:
+    """spec.training.weightDecay reaches the UNet LoRA's parameter group, textEncoderWeightDecay the
+    text encoders'."""
+    built: list[Any] = []
+    real_build = optimizers.build_optimizer
+
+    def keep(name: str, groups: Any) -> Any:
+        built.append(real_build(name, groups))
+        return built[-1]
+
+    monkeypatch.setattr(optimizers, "build_optimizer", keep)
+    spec = kit.spec_with({"training": {"maxSteps": 1, "trainTextEncoder": True, **training}})
+    result = kit.run_train(tmp_path, spec)
+    assert result.exit_code == 0, result.stdout_lines[-5:]
+    (optimizer,) = built
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [unet_decay, text_decay]
+
+
 def test_pixels_are_decoded_one_vae_chunk_at_a_time(tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Host memory does not grow with numClassImages (up to 10,000): no fp32 tensor of every image."""
     sizes: list[int] = []

@@ -11,12 +11,10 @@ from sdxl_workloads.protocol import WorkloadError
 OPTIMIZERS = ("adamw", "adamw8bit", "prodigy")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 
-# diffusers' SDXL DreamBooth defaults: betas (0.9, 0.999), weight decay 1e-4 on the UNet LoRA and
-# 1e-3 on the text encoders' LoRA, eps 1e-8.
+# diffusers' SDXL DreamBooth defaults: betas (0.9, 0.999), eps 1e-8 (the weight decays are
+# spec.training.weightDecay / textEncoderWeightDecay, defaulted by the CRD).
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
-UNET_WEIGHT_DECAY = 1e-4
-TEXT_ENCODER_WEIGHT_DECAY = 1e-3
 # Prodigy estimates the step size itself; its authors and the diffusers blog use beta2 0.99,
 # weight decay 0.01, bias correction and safeguarded warmup for diffusion LoRA.
 PRODIGY_BETAS = (0.9, 0.99)

@@ -299,12 +299,12 @@ def build_training_run(plan: RunPlan) -> training_loop.TrainingRun:
 
     unet_params = lora_setup.trainable_parameters(model.unet)
     param_groups = [{"params": unet_params, "lr": training.learning_rate,
-                     "weight_decay": optimizers.UNET_WEIGHT_DECAY}]
+                     "weight_decay": training.weight_decay}]
     trainable = list(unet_params)
     if training.train_text_encoder:
         te_params = [p for te in text_encoders for p in lora_setup.trainable_parameters(te)]
         param_groups.append({"params": te_params, "lr": training.text_encoder_learning_rate,
-                             "weight_decay": optimizers.TEXT_ENCODER_WEIGHT_DECAY})
+                             "weight_decay": training.text_encoder_weight_decay})
         trainable += te_params
     optimizer = optimizers.build_optimizer(training.optimizer, param_groups)
     # The schedule is stepped once per optimizer step by the loop itself, not through accelerate
