@@ -12,8 +12,7 @@ from typing import Any
 
 import kopf
 
-from sdxl_operator.handlers.child_creation import create_child
-from sdxl_operator.handlers.child_ownership import require_controlled
+from sdxl_operator.handlers.configmap_sync import ensure_configmap
 from sdxl_operator.handlers.kube_api import KubeApi
 from sdxl_operator.manifests.adapters_configmap import build_adapters_configmap
 from sdxl_operator.spec.adapter_set import AdapterSet
@@ -22,14 +21,5 @@ from sdxl_operator.spec.adapter_set import AdapterSet
 async def ensure_adapters_configmap(api: KubeApi, owner: Mapping[str, Any], adapter_set: AdapterSet,
                                     logger: kopf.Logger) -> None:
     """Create the adapters ConfigMap, or patch this deployment's own one when the set changed."""
-    desired = build_adapters_configmap(owner, adapter_set)
-    meta = desired["metadata"]
-    existing = await api.read("ConfigMap", meta["namespace"], meta["name"])
-    if existing is None:
-        existing = await create_child(api, desired, owner, logger)
-        if existing is None:
-            return
-    require_controlled(existing, owner, "ConfigMap")
-    if existing.get("data") != desired["data"]:
-        await api.patch("ConfigMap", meta["namespace"], meta["name"], {"data": desired["data"]})
-        logger.info(f"updated ConfigMap {meta['name']}: {len(adapter_set.served)} adapter(s)")
+    await ensure_configmap(api, owner, build_adapters_configmap(owner, adapter_set), logger,
+                           why_updated=f"{len(adapter_set.served)} adapter(s)")

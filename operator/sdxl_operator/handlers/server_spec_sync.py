@@ -12,8 +12,7 @@ from typing import Any
 
 import kopf
 
-from sdxl_operator.handlers.child_creation import create_child
-from sdxl_operator.handlers.child_ownership import require_controlled
+from sdxl_operator.handlers.configmap_sync import ensure_configmap
 from sdxl_operator.handlers.kube_api import KubeApi
 from sdxl_operator.manifests.server_spec import build_server_spec_configmap
 
@@ -21,14 +20,5 @@ from sdxl_operator.manifests.server_spec import build_server_spec_configmap
 async def ensure_server_spec_configmap(api: KubeApi, owner: Mapping[str, Any], served: Mapping[str, Any],
                                        logger: kopf.Logger) -> None:
     """Create the server spec ConfigMap, or patch this deployment's own one when the spec changed."""
-    desired = build_server_spec_configmap(owner, served)
-    meta = desired["metadata"]
-    existing = await api.read("ConfigMap", meta["namespace"], meta["name"])
-    if existing is None:
-        existing = await create_child(api, desired, owner, logger)
-        if existing is None:
-            return
-    require_controlled(existing, owner, "ConfigMap")
-    if existing.get("data") != desired["data"]:
-        await api.patch("ConfigMap", meta["namespace"], meta["name"], {"data": desired["data"]})
-        logger.info(f"updated ConfigMap {meta['name']}: the server spec changed")
+    await ensure_configmap(api, owner, build_server_spec_configmap(owner, served), logger,
+                           why_updated="the server spec changed")
