@@ -32,6 +32,11 @@ CACHE_DIR_ENV = "SDXL_CACHE_DIR"  # a writable cache (embedded models, S3 downlo
 # The ``event`` of a progress line: ``{"event": "progress", "step": 120, "totalSteps": 500, "loss": 0.113,
 # "etaSeconds": 310}``; the operator shows the last one as ``status.progress``.
 PROGRESS_EVENT = "progress"
+# Its fields, which are also the keys of ``status.progress``.
+PROGRESS_STEP = "step"
+PROGRESS_TOTAL_STEPS = "totalSteps"
+PROGRESS_LOSS = "loss"
+PROGRESS_ETA_SECONDS = "etaSeconds"
 
 # Result statuses.
 SUCCEEDED = "Succeeded"

@@ -16,7 +16,11 @@ from typing import Any
 from sdxl_contract.failure_reasons import WORKLOAD_REASONS
 from sdxl_contract.workload_protocol import (
     FAILED,
+    PROGRESS_ETA_SECONDS,
     PROGRESS_EVENT,
+    PROGRESS_LOSS,
+    PROGRESS_STEP,
+    PROGRESS_TOTAL_STEPS,
     SUCCEEDED,
     TERMINATION_LOG_ENV,
     TERMINATION_LOG_PATH,
@@ -44,11 +48,11 @@ def emit_event(event: str, **fields: Any) -> None:
 
 def emit_progress(step: int, total_steps: int, loss: float | None = None,
                   eta_seconds: float | None = None, **extra: Any) -> None:
-    fields: dict[str, Any] = {"step": int(step), "totalSteps": int(total_steps)}
+    fields: dict[str, Any] = {PROGRESS_STEP: int(step), PROGRESS_TOTAL_STEPS: int(total_steps)}
     if loss is not None:
-        fields["loss"] = round(float(loss), 6)
+        fields[PROGRESS_LOSS] = round(float(loss), 6)
     if eta_seconds is not None:
-        fields["etaSeconds"] = round(eta_seconds)
+        fields[PROGRESS_ETA_SECONDS] = round(eta_seconds)
     emit_event(PROGRESS_EVENT, **fields, **extra)
 
 

@@ -29,6 +29,12 @@ from typing import Any
 from sdxl_contract import artifact_keys
 from sdxl_contract.digests import is_sha256, normalise_sha256
 from sdxl_contract.failure_reasons import FailureReason
+from sdxl_contract.workload_protocol import (
+    PROGRESS_ETA_SECONDS,
+    PROGRESS_LOSS,
+    PROGRESS_STEP,
+    PROGRESS_TOTAL_STEPS,
+)
 from sdxl_operator.status.conditions import UNKNOWN, make_condition, merge_conditions, rfc3339
 from sdxl_operator.status.failure_record import failure_record
 from sdxl_operator.status.finetune_quality import quality_from_result, quality_summary
@@ -227,11 +233,11 @@ def compute_finetune_status(
         if new_progress is not None or isinstance(steps, int):
             final = dict(new_progress or {})
             if isinstance(steps, int):
-                final["step"] = steps
-                final.setdefault("totalSteps", steps)
+                final[PROGRESS_STEP] = steps
+                final.setdefault(PROGRESS_TOTAL_STEPS, steps)
             if isinstance(final_loss, (int, float)) and not isinstance(final_loss, bool):
-                final["loss"] = float(final_loss)
-            final["etaSeconds"] = 0
+                final[PROGRESS_LOSS] = float(final_loss)
+            final[PROGRESS_ETA_SECONDS] = 0
             final["updatedAt"] = rfc3339(now)
             new_progress = final
         status["phase"] = SUCCEEDED

@@ -12,7 +12,15 @@ import json
 import math
 from typing import Any
 
-from sdxl_contract.workload_protocol import FAILED, PROGRESS_EVENT, SUCCEEDED
+from sdxl_contract.workload_protocol import (
+    FAILED,
+    PROGRESS_ETA_SECONDS,
+    PROGRESS_EVENT,
+    PROGRESS_LOSS,
+    PROGRESS_STEP,
+    PROGRESS_TOTAL_STEPS,
+    SUCCEEDED,
+)
 
 
 def _number(value: object) -> float | None:
@@ -32,19 +40,19 @@ def parse_progress_line(line: str) -> dict[str, Any] | None:
         return None
     if not isinstance(event, dict) or event.get("event") != PROGRESS_EVENT:
         return None
-    step = event.get("step")
+    step = event.get(PROGRESS_STEP)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         return None
-    progress: dict[str, Any] = {"step": step}
-    total = event.get("totalSteps")
+    progress: dict[str, Any] = {PROGRESS_STEP: step}
+    total = event.get(PROGRESS_TOTAL_STEPS)
     if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
-        progress["totalSteps"] = total
-    loss = _number(event.get("loss"))
+        progress[PROGRESS_TOTAL_STEPS] = total
+    loss = _number(event.get(PROGRESS_LOSS))
     if loss is not None:
-        progress["loss"] = loss
-    eta = _number(event.get("etaSeconds"))
+        progress[PROGRESS_LOSS] = loss
+    eta = _number(event.get(PROGRESS_ETA_SECONDS))
     if eta is not None and eta >= 0:
-        progress["etaSeconds"] = eta
+        progress[PROGRESS_ETA_SECONDS] = eta
     return progress
 
 
