@@ -92,6 +92,11 @@ def key_of_inputs(inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(inputs).encode("utf-8")).hexdigest()
 
 
+def is_compile_key(value: object) -> bool:
+    """True for what :func:`key_of_inputs` returns: 64 lowercase hexadecimal characters."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def key8(key: str) -> str:
     """The short form used in child object names."""
     return key[:8]

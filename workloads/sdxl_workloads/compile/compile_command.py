@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -49,7 +48,6 @@ from sdxl_workloads.storage.errors import AlreadyPublished
 from sdxl_workloads.storage.output import Output, check_writable
 
 INFO_FILE = "compile_info.json"
-_KEY = re.compile(r"^[0-9a-f]{64}$")
 # Progress steps; fusing (nvidia/cpu) and compiling (neuron) are the same step.
 STAGE_STEPS = {"resolving": 1, "loading": 2, "fusing": 3, "compiling": 3, "saving": 4, "publishing": 5}
 TOTAL_STEPS = 5
@@ -111,7 +109,7 @@ def resolve_request(spec: DeploymentSpec, args: argparse.Namespace) -> CompileRe
         raise WorkloadError("InvalidInput", "spec.baseModel: required (the model the LoRA was trained on)")
     sha = spec.lora_sha256
     key = getattr(args, "key", None)
-    if key is not None and not _KEY.match(key):
+    if key is not None and not keys.is_compile_key(key):
         raise WorkloadError("InvalidInput", f"--key: must be 64 lowercase hexadecimal characters, got {key!r}")
     return CompileRequest(
         base_model=base,
