@@ -57,10 +57,8 @@ def test_min_snr_weighs_the_instance_loss_only(tmp_path: Path, kit: Any, monkeyp
     assert all(e["loss"] > 0 for e in result.of("progress"))
 
 
-def test_text_encoders_train_at_their_own_learning_rate(tmp_path: Path, kit: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """UNet LoRA at learningRate, both text encoders' LoRA at textEncoderLearningRate (20x lower by
-    default), as the optimizer holds them after the run."""
+def _keep_built_optimizers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The optimizers the run builds (the real ones, passed through), in order."""
     built: list[Any] = []
     real_build = optimizers.build_optimizer
 
@@ -69,6 +67,14 @@ def test_text_encoders_train_at_their_own_learning_rate(tmp_path: Path, kit: Any
         return built[-1]
 
     monkeypatch.setattr(optimizers, "build_optimizer", keep)
+    return built
+
+
+def test_text_encoders_train_at_their_own_learning_rate(tmp_path: Path, kit: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNet LoRA at learningRate, both text encoders' LoRA at textEncoderLearningRate (20x lower by
+    default), as the optimizer holds them after the run."""
+    built = _keep_built_optimizers(monkeypatch)
     runs: list[Any] = []
     real_run = train_command.build_training_run
     monkeypatch.setattr(train_command, "build_training_run", lambda plan: runs.append(real_run(plan)) or runs[-1])
@@ -96,14 +102,7 @@ def test_each_lora_decays_at_the_specs_weight_decay(tmp_path: Path, kit: Any, mo
                                                      text_decay: float) -> None:
     """spec.training.weightDecay reaches the UNet LoRA's parameter group, textEncoderWeightDecay the
     text encoders'."""
-    built: list[Any] = []
-    real_build = optimizers.build_optimizer
-
-    def keep(name: str, groups: Any) -> Any:
-        built.append(real_build(name, groups))
-        return built[-1]
-
-    monkeypatch.setattr(optimizers, "build_optimizer", keep)
+    built = _keep_built_optimizers(monkeypatch)
     spec = kit.spec_with({"training": {"maxSteps": 1, "trainTextEncoder": True, **training}})
     result = kit.run_train(tmp_path, spec)
     assert result.exit_code == 0, result.stdout_lines[-5:]
