@@ -1,6 +1,7 @@
 """Kopf handlers of SDXLDeployment: thin glue between the API and the pure builders/status function.
 
-create / resume / update and a timer all run one idempotent :func:`reconcile`:
+create / resume / update, a change of a child (:mod:`child_watch`) or of its SDXLFineTune, and a
+timer while unsettled all run one idempotent :func:`reconcile`:
 
 1. validate, then apply the administrator's limits (:mod:`admin_policy`: store prefixes, placement
    keys); invalid: phase Failed / InvalidSpec, nothing created;
@@ -46,9 +47,6 @@ from sdxl_operator.core.accelerators import NEURON, image_for
 from sdxl_operator.core.custom_resources import DEPLOYMENTS, FINETUNES, GROUP, VERSION
 from sdxl_operator.core.labels import (
     COMPILE_KEY,
-    MANAGED_BY,
-    MANAGED_BY_KEY,
-    NAME_KEY,
     SERVER,
     compile_key_label,
     deployment_labels,
@@ -67,18 +65,18 @@ from sdxl_operator.handlers.child_creation import (
     refusal,
 )
 from sdxl_operator.handlers.child_ownership import (
-    DEPLOYMENT_KIND,
     NameConflict,
-    controller_reference,
     is_controlled_by,
     require_controlled,
     shared_compile_owner,
 )
+from sdxl_operator.handlers.child_watch import SeenVersions
 from sdxl_operator.handlers.disruption_budget_sync import ensure_disruption_budget
 from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.server_spec_sync import ensure_server_spec_configmap
 from sdxl_operator.handlers.status_events import post_transition_events
+from sdxl_operator.handlers.status_refresh import FRESH_SECONDS, StatusRefresher
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.manifests.inference_deployment import TEMPLATE_HASH, build_inference_deployment
@@ -421,24 +419,34 @@ def _phase_event(status: Mapping[str, Any]) -> tuple[str, str]:
     return str(status.get("phase")), str(ready.get("message") or status.get("phase"))
 
 
-def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
-    """Register the SDXLDeployment handlers on ``registry``, using ``context``."""
+def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> StatusRefresher:
+    """Register the SDXLDeployment handlers on ``registry``, using ``context``; the refresher the events of
+    the deployments' children ask for status refreshes through (:mod:`child_watch`)."""
     locks = CompileLocks()
+
+    async def refresh_on_change(namespace: str, name: str) -> None:
+        await refresh_deployment(namespace, name, context, locks)
+
+    refresher = StatusRefresher("SDXLDeployment", refresh_on_change)
 
     def served(namespace: str | None, **_: Any) -> bool:
         return not is_reserved(namespace, context.settings.reserved_namespaces)
 
+    async def reconcile_locked(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, full: bool) -> None:
+        async with refresher.lock(body["metadata"]["namespace"], body["metadata"]["name"]):
+            await reconcile(body, patch, logger, context, locks, full=full)
+
     @kopf.on.create(GROUP, VERSION, DEPLOYMENTS, registry=registry, when=served)
     async def deployment_created(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, context, locks, full=True)
+        await reconcile_locked(body, patch, logger, full=True)
 
     @kopf.on.resume(GROUP, VERSION, DEPLOYMENTS, registry=registry, when=served)
     async def deployment_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, context, locks, full=True)
+        await reconcile_locked(body, patch, logger, full=True)
 
     @kopf.on.update(GROUP, VERSION, DEPLOYMENTS, field="spec", registry=registry, when=served)
     async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, context, locks, full=True)
+        await reconcile_locked(body, patch, logger, full=True)
 
     # The first tick waits one interval: the create/resume handler has just done the same work.
     interval = context.settings.status_interval_seconds
@@ -446,65 +454,65 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     def unsettled(body: kopf.Body, namespace: str | None, **_: Any) -> bool:
         return served(namespace) and not is_settled(body)
 
+    # While a deployment is unsettled (pending, compiling, deploying, blocked) a timer also recomputes
+    # its status every interval: it sees what no event announces (a pod Pending past the grace period,
+    # a claim created). A settled (Ready) one has no timer, and so no finalizer: the changes of its
+    # children (child_watch) and of its SDXLFineTune (below) recompute its status.
     @kopf.timer(GROUP, VERSION, DEPLOYMENTS, registry=registry, interval=interval, initial_delay=interval,
                 when=unsettled)
     async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         if context.kube is None:
             return  # the operator is stopping: its API client is already closed
-        try:
-            await reconcile(body, patch, logger, context, locks, full=False)
-        except (kopf.TemporaryError, kopf.PermanentError) as exc:
-            logger.warning(f"status refresh skipped: {exc}")
+        meta = body["metadata"]
+        async with refresher.lock(meta["namespace"], meta["name"]):
+            # Just refreshed on a change of a child: the body this tick holds may not show that status yet.
+            if refresher.refreshed_within(meta["namespace"], meta["name"], FRESH_SECONDS):
+                return
+            try:
+                await reconcile(body, patch, logger, context, locks, full=False)
+            except (kopf.TemporaryError, kopf.PermanentError) as exc:
+                logger.warning(f"status refresh skipped: {exc}")
 
-    # A settled (Ready) SDXLDeployment has no timer: a change of its server Deployment (a pod lost,
-    # crashing, a rollout) or of its SDXLFineTune (deleted, replaced) recomputes its status from
-    # here; once it is no longer settled its timer takes over again. Event handlers need no finalizer.
-    @kopf.on.event("apps", "v1", "deployments", registry=registry,
-                   labels={MANAGED_BY_KEY: MANAGED_BY, NAME_KEY: SERVER})
-    async def server_deployment_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        reference = controller_reference(body) or {}
-        namespace = body["metadata"].get("namespace")
-        if context.kube is None or reference.get("kind") != DEPLOYMENT_KIND or not served(namespace):
-            return
-        try:
-            owner = await context.api.read_custom(GROUP, VERSION, DEPLOYMENTS, namespace, str(reference.get("name")))
-        except KubeApiError as exc:
-            logger.warning(f"cannot read the SDXLDeployment of this Deployment yet: {exc}")
-            return
-        if owner is not None and (owner.get("metadata") or {}).get("uid") == reference.get("uid"):
-            await refresh_settled(owner, logger, context, locks)
+    seen = SeenVersions()
 
     @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry)
     async def finetune_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
         namespace, name = body["metadata"].get("namespace"), body["metadata"].get("name")
-        if context.kube is None or not served(namespace):
+        # Kopf's listings after a quiet spell repeat every fine-tune unchanged: only a change counts.
+        if context.kube is None or not served(namespace) or not seen.changed(body, type):
             return
-        # A settled deployment of one fine-tune cares only about it going away or ending (a new LoRA,
-        # a failure), not about every progress update of a running one; a set cares about a fine-tune
+        # A deployment of one fine-tune cares only about it going away or ending (a new LoRA, a
+        # failure), not about every progress update of a running one; a set cares about a fine-tune
         # moving in or out of it (phase, labels, deletion), which needs_refresh tells from its status.
         ended = type == "DELETED" or is_terminal(body.get("status"))
         try:
             users = [d for d in await context.api.list_custom(GROUP, VERSION, DEPLOYMENTS, namespace)
-                     if is_settled(d) and (((d.get("spec") or {}).get("fineTune") == name and ended)
-                                           or needs_refresh(d, body, deleted=type == "DELETED"))]
+                     if ((d.get("spec") or {}).get("fineTune") == name and ended)
+                     or (is_settled(d) and needs_refresh(d, body, deleted=type == "DELETED"))]
         except KubeApiError as exc:
             logger.warning(f"cannot list the SDXLDeployments of this fine-tune yet: {exc}")
             return
         for user in users:
-            await refresh_settled(user, logger, context, locks)
+            refresher.request(str(namespace), str(user["metadata"]["name"]))
+
+    return refresher
 
 
-async def refresh_settled(owner: Mapping[str, Any], logger: kopf.Logger, context: OperatorContext,
-                          locks: CompileLocks) -> None:
-    """Recompute the status of a settled SDXLDeployment (one whose timer has stopped) and write it."""
-    if not is_settled(owner):
-        return  # followed by its own timer
-    meta = owner.get("metadata") or {}
+async def refresh_deployment(namespace: str, name: str, context: OperatorContext, locks: CompileLocks) -> None:
+    """Recompute and write the status of SDXLDeployment ``namespace/name`` now (a child or its fine-tune
+    changed)."""
+    if context.kube is None or is_reserved(namespace, context.settings.reserved_namespaces):
+        return  # the operator is stopping (its API client is closed), or not ours to serve
+    found = await context.api.read_custom(GROUP, VERSION, DEPLOYMENTS, namespace, name)
+    if found is None or (found.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    body = kopf.Body(cast(kopf.RawBody, found))
+    logger = kopf.LocalObjectLogger(body=body, settings=kopf.OperatorSettings())
     try:
         patch = kopf.Patch()
-        await reconcile(kopf.Body(cast(kopf.RawBody, owner)), patch, logger, context, locks, full=False)
+        await reconcile(body, patch, logger, context, locks, full=False)
         if patch.get("status"):
-            await context.api.patch_custom_status(GROUP, VERSION, DEPLOYMENTS, str(meta.get("namespace")),
-                                                  str(meta.get("name")), {"status": patch["status"]})
+            await context.api.patch_custom_status(GROUP, VERSION, DEPLOYMENTS, namespace, name,
+                                                  {"status": patch["status"]})
     except (KubeApiError, kopf.TemporaryError, kopf.PermanentError) as exc:
-        logger.warning(f"cannot refresh SDXLDeployment {meta.get('name')} yet: {exc}")
+        logger.warning(f"cannot refresh SDXLDeployment {name} yet: {exc}")
