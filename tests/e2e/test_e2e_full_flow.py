@@ -44,6 +44,11 @@ async def children(sandbox: Sandbox, label: str, name: str) -> list[tuple[str, s
     return found
 
 
+
+def ours(sandbox: Sandbox) -> list[tuple[str, str]]:
+    """This test's namespace's workload processes: the session's sandbox also runs other tests' servers."""
+    return [pod for pod in sandbox.local_processes() if pod[0] == NS]
+
 async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops_everything(
         sandbox: Sandbox, make_finetune: Any, make_deployment: Any, kubectl: Any) -> None:
     # The deployment comes first and waits for a fine-tune that does not exist yet.
@@ -93,7 +98,7 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
     [owner] = servers[0]["metadata"]["ownerReferences"]
     assert owner["kind"] == "ReplicaSet" and owner["name"].startswith("e2e-cpu-")
     assert servers[0]["spec"]["nodeName"] == "sim-cpu"
-    assert list(sandbox.local_processes()) == [(NS, server_pods[0])]
+    assert ours(sandbox) == [(NS, server_pods[0])]
 
     # A change of the compiled model (the LoRA scale) recompiles and rolls out; the old server answers
     # until the new one is ready, so the Service never goes dark.
@@ -111,8 +116,8 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
         assert time.monotonic() < deadline, f"the change never rolled out: {status}"
         await asyncio.sleep(0.2)
     assert status["compileKey"] != served["compileKey"]
-    await sandbox.wait_for("the old server to stop", lambda: len(sandbox.local_processes()) == 1
-                           and (NS, server_pods[0]) not in sandbox.local_processes(), 30)
+    await sandbox.wait_for("the old server to stop", lambda: len(ours(sandbox)) == 1
+                           and (NS, server_pods[0]) not in ours(sandbox), 30)
 
     await sandbox.delete(make_deployment("e2e-cpu", "e2e-subject"))
     await sandbox.delete(make_finetune("e2e-subject"))
@@ -122,5 +127,5 @@ async def test_deployment_waits_for_its_finetune_serves_rolls_and_deletion_stops
 
     # Kubernetes' garbage collector follows the ownerReferences the operator set.
     await sandbox.wait_for("every child to be garbage-collected", all_collected, 60)
-    await sandbox.wait_for("every local process to stop", lambda: not sandbox.local_processes()
+    await sandbox.wait_for("every local process to stop", lambda: not ours(sandbox)
                            and sandbox.executor is not None and not sandbox.executor.kubelet.stopping, 60)
