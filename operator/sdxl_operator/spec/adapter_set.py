@@ -24,14 +24,13 @@ from typing import Any
 
 from sdxl_operator.spec.default_base_model import DEFAULT_BASE_MODEL, DEFAULT_REVISION
 from sdxl_operator.spec.label_selector import selector_matches
+from sdxl_operator.spec.model_source import NOT_FOUND, PENDING, TRAINING
 
 SET_FIELDS = ("fineTunes", "fineTuneSelector")
 DEFAULT_RESIDENT = 8
 DEFAULT_MAX_RANK = 64
 
-NOT_FOUND = "FineTuneNotFound"
-PENDING = "FineTunePending"
-TRAINING = "FineTuneTraining"
+# The waiting reasons are a single fine-tune's (model_source): a set member waits for the same things.
 FAILED = "FineTuneFailed"
 NO_LORA = "NoLoRA"
 BASE_MODEL_MISMATCH = "BaseModelMismatch"
