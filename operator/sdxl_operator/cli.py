@@ -7,7 +7,8 @@ same options (``--namespace/-n`` repeatable, ``--all-namespaces/-A``, ``--standa
 cluster as kubectl does: the in-cluster service account, else the kubeconfig's current context.
 With ``--peering`` and no ``--priority``, the replica takes the priority of its start time
 (:mod:`peering_priority`): the newest replica is the active one. ``--metrics-port`` serves the
-operator's Prometheus metrics.
+operator's Prometheus metrics. ``--resync-interval`` sets how often a slow safety-net LIST of the
+operator's children catches a change its watches missed (:mod:`child_resync`; 0 turns it off).
 
 ``sdxl-operator sandbox ...`` runs the local sandbox (``sdxl_sandbox.command.main``). The sandbox is a
 separate package that the operator image does not contain and the operator never imports (an
@@ -30,6 +31,9 @@ SANDBOX_MODULE = "sdxl_sandbox.command"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here: it brings Kopf, which `sdxl-operator sandbox` does not need.
+    from sdxl_operator.handlers.child_resync import DEFAULT_RESYNC_SECONDS
+
     parser = argparse.ArgumentParser(prog="sdxl-operator", description="SDXL fine-tuning and serving operator.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -45,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", dest="peering_name", default=None, help="name of the peering object")
     run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                      help="serve the operator's Prometheus metrics on this port (/metrics)")
+    run.add_argument("--resync-interval", type=float, default=DEFAULT_RESYNC_SECONDS, metavar="SECONDS",
+                     help="list the operator's children this often to catch a change a watch missed "
+                          f"(default {DEFAULT_RESYNC_SECONDS:g}; 0 turns it off)")
     run.add_argument("--liveness", dest="liveness_endpoint", default=None, metavar="URL",
                      help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -75,7 +82,8 @@ def run_operator(args: argparse.Namespace) -> int:
     if priority is None and args.peering_name and not args.standalone:
         priority = replica_priority()
     kopf.run(
-        registry=build_registry(settings, metrics_port=args.metrics_port),
+        registry=build_registry(settings, metrics_port=args.metrics_port, namespaces=args.namespaces,
+                                resync_seconds=args.resync_interval),
         clusterwide=not args.namespaces,
         namespaces=args.namespaces,
         standalone=args.standalone or None,

@@ -27,6 +27,8 @@ def test_run_takes_kopf_options() -> None:
     assert (args.priority, args.peering_name, args.verbose, args.log_format) == (100, "sdxl", True, "json")
     assert cli.build_parser().parse_args(["run", "-A"]).all_namespaces
     assert cli.build_parser().parse_args(["run", "--metrics-port", "9090"]).metrics_port == 9090
+    assert cli.build_parser().parse_args(["run"]).resync_interval == 1800
+    assert cli.build_parser().parse_args(["run", "--resync-interval", "0"]).resync_interval == 0
 
 
 @pytest.mark.parametrize(

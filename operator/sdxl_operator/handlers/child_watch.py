@@ -19,12 +19,14 @@ Only changes count. An object the operator just created (``ADDED``, but for pods
 create) was accounted for by the handler that created it. Kopf lists every watched object again when
 a watch cannot be resumed (``410 Gone``, normal after a quiet spell); those listings repeat objects
 unchanged, and only a resourceVersion the operator has not seen for an object asks for a refresh.
+The safety-net resync (:mod:`child_resync`) feeds its own listings through the same check
+(:class:`ChildChanges`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
 
@@ -66,26 +68,68 @@ def watch_children_only(settings: kopf.OperatorSettings) -> None:
         settings.watching.label_selectors[resource] = CHILD_SELECTOR
 
 
+# The labels that name a child's owners: all a deleted child's owners can be found from.
+_OWNER_LABELS = (FINETUNE_KEY, DEPLOYMENT_KEY, NAME_KEY, JOB_NAME_KEY)
+
+
+class ChildRef(NamedTuple):
+    """What is remembered of a child besides its resourceVersion: enough to find its owners once it is gone."""
+
+    kind: str
+    namespace: str
+    name: str
+    owner_labels: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ChildRef:
+        meta = body.get("metadata") or {}
+        labels: Mapping[str, str] = meta.get("labels") or {}
+        return cls(str(body.get("kind") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                   tuple((key, labels[key]) for key in _OWNER_LABELS if key in labels))
+
+    def body(self) -> dict[str, Any]:
+        """The part of the child's body :meth:`ChildChanges.request_owner_refreshes` reads."""
+        return {"kind": self.kind, "metadata": {"namespace": self.namespace, "name": self.name,
+                                                "labels": dict(self.owner_labels)}}
+
+
+def uid_of(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return str(meta.get("uid") or f"{body.get('kind')}/{meta.get('namespace')}/{meta.get('name')}")
+
+
 class SeenVersions:
     """The last resourceVersion seen of each child: tells a change from a repeat of a listing."""
 
     def __init__(self) -> None:
-        self._versions: dict[str, str] = {}
+        self._versions: dict[str, tuple[str, ChildRef]] = {}
 
     def changed(self, body: Mapping[str, Any], event_type: str | None) -> bool:
         meta = body.get("metadata") or {}
-        uid = str(meta.get("uid") or f"{body.get('kind')}/{meta.get('namespace')}/{meta.get('name')}")
+        uid = uid_of(body)
         if event_type == "DELETED":
             self._versions.pop(uid, None)
             return True
         version = str(meta.get("resourceVersion") or "")
-        previous = self._versions.get(uid)
-        self._versions[uid] = version
+        previous, _ = self._versions.get(uid, (None, None))
+        self._versions[uid] = (version, ChildRef.of(body))
         if event_type is None:  # a listing: at start-up (the resume handlers cover it), or after 410 Gone
             return previous is not None and previous != version
         if event_type == "ADDED" and body.get("kind") in _CREATED_BY_OPERATOR:
             return False
         return previous != version
+
+    def version(self, uid: str) -> str | None:
+        """The resourceVersion last seen of a child, None if it is not remembered."""
+        return self._versions[uid][0] if uid in self._versions else None
+
+    def remembered(self, kind: str) -> dict[str, ChildRef]:
+        """Every remembered child of ``kind``, by uid (a copy)."""
+        return {uid: ref for uid, (_, ref) in self._versions.items() if ref.kind == kind}
+
+    def forget(self, uid: str) -> None:
+        """Forget a child that is gone without a DELETED event (a resync did not find it)."""
+        self._versions.pop(uid, None)
 
     def __len__(self) -> int:
         return len(self._versions)
@@ -95,10 +139,46 @@ def _names(index: kopf.Index[Any, Any], key: Any) -> Iterable[Any]:
     return list(index.get(key, ()))
 
 
+FinetuneOwners = kopf.Index[tuple[str, str], tuple[str, bool]]
+DeploymentOwners = kopf.Index[tuple[str, str, str], str]
+
+
+class ChildChanges:
+    """The children seen so far, and the owner refreshes a child's change asks for."""
+
+    def __init__(self, *, finetunes: StatusRefresher, deployments: StatusRefresher) -> None:
+        self.seen = SeenVersions()
+        self.finetunes = finetunes
+        self.deployments = deployments
+
+    def request_owner_refreshes(self, body: Mapping[str, Any], finetune_owners: FinetuneOwners,
+                                deployment_owners: DeploymentOwners) -> None:
+        """Ask for the status refresh of every owner of the child ``body`` (changed or deleted)."""
+        meta = body.get("metadata") or {}
+        namespace = meta.get("namespace")
+        if not namespace:
+            return
+        labels: Mapping[str, str] = meta.get("labels") or {}
+        if FINETUNE_KEY in labels:
+            for name, finished in _names(finetune_owners, (namespace, labels[FINETUNE_KEY])):
+                if not finished:
+                    self.finetunes.request(namespace, name)
+        owners: set[str] = set()
+        if DEPLOYMENT_KEY in labels:
+            owners.update(_names(deployment_owners, (namespace, _LABEL, labels[DEPLOYMENT_KEY])))
+        if labels.get(NAME_KEY) == COMPILER:
+            job = meta.get("name") if body.get("kind") == "Job" else labels.get(JOB_NAME_KEY)
+            if job:
+                owners.update(_names(deployment_owners, (namespace, _COMPILE_JOB, str(job))))
+        for name in sorted(owners):
+            self.deployments.request(namespace, name)
+
+
 def register_child_watch(registry: kopf.OperatorRegistry, *, finetunes: StatusRefresher,
-                         deployments: StatusRefresher) -> None:
-    """Register the indexes of owners and the event handlers of every child kind on ``registry``."""
-    seen = SeenVersions()
+                         deployments: StatusRefresher) -> ChildChanges:
+    """Register the indexes of owners and the event handlers of every child kind on ``registry``; the
+    children seen, for the resync (:mod:`child_resync`)."""
+    changes = ChildChanges(finetunes=finetunes, deployments=deployments)
 
     # Explicit ids: Kopf passes an index to handlers under its id, which otherwise is the qualified name.
     @kopf.index(GROUP, VERSION, FINETUNES, registry=registry, id="finetune_owners")
@@ -121,26 +201,13 @@ def register_child_watch(registry: kopf.OperatorRegistry, *, finetunes: StatusRe
         return keys
 
     async def child_changed(body: kopf.Body, type: str | None, namespace: str | None,
-                            finetune_owners: kopf.Index[tuple[str, str], tuple[str, bool]] | None = None,
-                            deployment_owners: kopf.Index[tuple[str, str, str], str] | None = None,
-                            **_: Any) -> None:
+                            finetune_owners: FinetuneOwners | None = None,
+                            deployment_owners: DeploymentOwners | None = None, **_: Any) -> None:
         # Kopf passes every index of the registry to every handler, by the index function's name.
-        if not namespace or finetune_owners is None or deployment_owners is None or not seen.changed(body, type):
+        if not namespace or finetune_owners is None or deployment_owners is None or \
+                not changes.seen.changed(body, type):
             return
-        labels: Mapping[str, str] = body.get("metadata", {}).get("labels") or {}
-        if FINETUNE_KEY in labels:
-            for name, finished in _names(finetune_owners, (namespace, labels[FINETUNE_KEY])):
-                if not finished:
-                    finetunes.request(namespace, name)
-        owners: set[str] = set()
-        if DEPLOYMENT_KEY in labels:
-            owners.update(_names(deployment_owners, (namespace, _LABEL, labels[DEPLOYMENT_KEY])))
-        if labels.get(NAME_KEY) == COMPILER:
-            job = body.get("metadata", {}).get("name") if body.get("kind") == "Job" else labels.get(JOB_NAME_KEY)
-            if job:
-                owners.update(_names(deployment_owners, (namespace, _COMPILE_JOB, str(job))))
-        for name in sorted(owners):
-            deployments.request(namespace, name)
+        changes.request_owner_refreshes(body, finetune_owners, deployment_owners)
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, registry=registry, labels={MANAGED_BY_KEY: MANAGED_BY},
@@ -161,3 +228,5 @@ def register_child_watch(registry: kopf.OperatorRegistry, *, finetunes: StatusRe
     async def stop_refreshes(**_: Any) -> None:
         await finetunes.close()
         await deployments.close()
+
+    return changes

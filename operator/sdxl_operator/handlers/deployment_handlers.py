@@ -427,7 +427,8 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     async def refresh_on_change(namespace: str, name: str) -> None:
         await refresh_deployment(namespace, name, context, locks)
 
-    refresher = StatusRefresher("SDXLDeployment", refresh_on_change)
+    refresher = StatusRefresher("SDXLDeployment", refresh_on_change,
+                                max_retry_seconds=context.settings.status_interval_seconds)
 
     def served(namespace: str | None, **_: Any) -> bool:
         return not is_reserved(namespace, context.settings.reserved_namespaces)
@@ -515,4 +516,6 @@ async def refresh_deployment(namespace: str, name: str, context: OperatorContext
             await context.api.patch_custom_status(GROUP, VERSION, DEPLOYMENTS, namespace, name,
                                                   {"status": patch["status"]})
     except (KubeApiError, kopf.TemporaryError, kopf.PermanentError) as exc:
+        if isinstance(exc, KubeApiError) or isinstance(exc.__cause__, KubeApiError):
+            raise  # an API error: the refresher tries again shortly (a Ready deployment has no timer)
         logger.warning(f"cannot refresh SDXLDeployment {name} yet: {exc}")

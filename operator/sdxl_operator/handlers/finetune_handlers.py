@@ -90,7 +90,8 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
     async def refresh_on_change(namespace: str, name: str) -> None:
         await refresh_finetune(namespace, name, context)
 
-    refresher = StatusRefresher("SDXLFineTune", refresh_on_change)
+    refresher = StatusRefresher("SDXLFineTune", refresh_on_change,
+                                max_retry_seconds=context.settings.status_interval_seconds)
 
     def served(namespace: str | None, **_: Any) -> bool:
         return not is_reserved(namespace, context.settings.reserved_namespaces)

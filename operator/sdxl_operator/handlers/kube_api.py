@@ -255,6 +255,35 @@ class KubeApi:
         items: list[dict[str, Any]] = listed.get("items") or []
         return items
 
+    async def list_page(self, kind: str, namespace: str | None, label_selector: str, limit: int,
+                        continue_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of at most ``limit`` objects of a child kind (or pods) matching ``label_selector``, in
+        ``namespace`` or (None) every namespace, and the token of the next page (None after the last).
+
+        Paged as an informer's relist is, so one LIST of thousands of objects is never one huge answer.
+        """
+        api_class, suffix = {**_KINDS, "Pod": ("CoreV1Api", "pod")}[kind]
+        api = getattr(kubernetes.client, api_class)(self._client)
+        paging: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
+        if continue_token:
+            paging["_continue"] = continue_token
+        where = namespace or "every namespace"
+        try:
+            if namespace is None:
+                listed = await self._json(getattr(api, f"list_{suffix}_for_all_namespaces"), **paging)
+            else:
+                listed = await self._json(getattr(api, f"list_namespaced_{suffix}"), namespace, **paging)
+        except kubernetes.client.ApiException as exc:
+            raise KubeApiError(f"listing {kind}s in {where} ({label_selector}): {exc.reason}", exc.status) from exc
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items, (listed.get("metadata") or {}).get("continue") or None
+
+    async def read_cluster_custom(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
+        """A cluster-scoped custom resource, or None when it does not exist."""
+        api = kubernetes.client.CustomObjectsApi(self._client)
+        return await self._read_or_none(f"{plural}.{group} {name}", api.get_cluster_custom_object,
+                                        group, version, plural, name)
+
     async def read_pod_log_tail(self, namespace: str, name: str, container: str, lines: int) -> str | None:
         """The last ``lines`` lines of a container's log; None when there is none (yet, or any more)."""
         call = functools.partial(
@@ -277,7 +306,13 @@ def request_labels(call: Callable[[], Any]) -> tuple[str, str]:
     subresource after a slash. A call not made through a named client method is (call, unknown).
     """
     method = call.func if isinstance(call, functools.partial) else call
-    verb, _, suffix = getattr(method, "__name__", "").partition("_namespaced_")
+    name = getattr(method, "__name__", "")
+    if name == "get_cluster_custom_object":  # (group, version, plural, name)
+        args = call.args if isinstance(call, functools.partial) else ()
+        return "get", str(args[2]) if len(args) > 2 else "custom_object"
+    if name.startswith("list_") and name.endswith("_for_all_namespaces"):  # list_job_for_all_namespaces
+        return "list", "".join(part.capitalize() for part in name[len("list_"):-len("_for_all_namespaces")].split("_"))
+    verb, _, suffix = name.partition("_namespaced_")
     if not suffix:
         return "call", "unknown"
     verb = {"read": "get"}.get(verb, verb)

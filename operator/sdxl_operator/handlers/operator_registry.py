@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kopf
 
 from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.handlers.child_resync import DEFAULT_RESYNC_SECONDS, register_child_resync
 from sdxl_operator.handlers.child_watch import register_child_watch, watch_children_only
 from sdxl_operator.handlers.deployment_handlers import register_deployment_handlers
 from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
@@ -66,7 +67,8 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
 
 def build_registry(
     settings: OperatorSettings, context: OperatorContext | None = None, *, api_server: str | None = None,
-    metrics_port: int | None = None,
+    metrics_port: int | None = None, namespaces: Sequence[str] | None = None,
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS,
 ) -> kopf.OperatorRegistry:
     """A registry with the start-up, login and clean-up handlers and all controllers.
 
@@ -74,6 +76,8 @@ def build_registry(
     usual discovery: in-cluster service account, else the kubeconfig's current context.
     ``metrics_port``: serve the operator's Prometheus metrics (``/metrics``) on this port while it runs.
     Every resource handler counts its outcome there (:mod:`operator_metrics`).
+    ``namespaces``: the namespaces the operator serves (None: all), where the safety-net resync of the
+    children lists them every ``resync_seconds`` (0: no resync; :mod:`child_resync`).
     """
     registry = kopf.OperatorRegistry()
     context = context or OperatorContext(settings=settings)
@@ -105,6 +109,7 @@ def build_registry(
 
     finetunes = register_finetune_handlers(registry, context)
     deployments = register_deployment_handlers(registry, context)
-    register_child_watch(registry, finetunes=finetunes, deployments=deployments)
+    changes = register_child_watch(registry, finetunes=finetunes, deployments=deployments)
+    register_child_resync(registry, changes, context, interval=resync_seconds, namespaces=namespaces)
     instrument_handlers(registry, context.metrics)
     return registry

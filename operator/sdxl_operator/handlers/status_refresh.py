@@ -9,6 +9,12 @@ lock (:meth:`StatusRefresher.lock`), so a timer and an event never write one sta
 
 A short delay before each refresh lets a burst (a pod terminating, then its Job completing) become
 one refresh.
+
+A refresh that fails (the API server refused or could not be reached) is tried again after 1 s, 2 s,
+4 s ... (capped at ``max_retry_seconds``, the status interval) a few times (:data:`RETRIES`): a Ready
+deployment has no status timer, so without a retry its status would stay stale until its next change.
+A retry is a request like any other (coalesced, serialized); a change that arrives while it waits
+joins it, and a resource deleted meanwhile (:meth:`StatusRefresher.forget`) is not tried again.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ COALESCE_SECONDS = 0.1
 # A status timer's tick this soon after a refresh is skipped: the body Kopf hands the timer may not
 # show the status that refresh wrote yet, and the refresh was fresher anyway.
 FRESH_SECONDS = 2.0
+# Retries of a failed refresh, and the first retry's delay (doubled for each next one).
+RETRIES = 4
+FIRST_RETRY_SECONDS = 1.0
 
 Key = tuple[str, str]
 logger = logging.getLogger(__name__)
@@ -32,10 +41,18 @@ class StatusRefresher:
     """Runs ``refresh(namespace, name)`` on request, coalesced and serialized per resource."""
 
     def __init__(self, what: str, refresh: Callable[[str, str], Awaitable[None]],
-                 coalesce_seconds: float = COALESCE_SECONDS) -> None:
+                 coalesce_seconds: float = COALESCE_SECONDS, *, retries: int = RETRIES,
+                 first_retry_seconds: float = FIRST_RETRY_SECONDS, max_retry_seconds: float = 10.0) -> None:
         self.what = what
         self._refresh = refresh
         self._coalesce_seconds = coalesce_seconds
+        self._retries = retries
+        self._first_retry_seconds = first_retry_seconds
+        self._max_retry_seconds = max_retry_seconds
+        # Retries waiting for their delay (cancelled when the resource is deleted), and resources deleted
+        # while a refresh of them ran (that refresh is not retried).
+        self._retrying: dict[Key, asyncio.Task[None]] = {}
+        self._deleted: set[Key] = set()
         self._locks: dict[Key, asyncio.Lock] = {}
         self._waiting: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -53,38 +70,70 @@ class StatusRefresher:
     def request(self, namespace: str, name: str) -> None:
         """Refresh the resource's status soon (at once if no refresh of it is waiting already)."""
         key = (namespace, name)
+        self._deleted.discard(key)  # the same name again: a new resource
         if key in self._waiting:
             return
+        self._start(key, self._coalesce_seconds, attempt=0)
+
+    def _start(self, key: Key, delay: float, attempt: int) -> asyncio.Task[None]:
         self._waiting.add(key)
-        task = asyncio.get_running_loop().create_task(self._run(key), name=f"refresh {self.what} {namespace}/{name}")
+        task = asyncio.get_running_loop().create_task(self._run(key, delay, attempt),
+                                                      name=f"refresh {self.what} {key[0]}/{key[1]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _run(self, key: Key) -> None:
+    async def _run(self, key: Key, delay: float, attempt: int) -> None:
         started = False
         try:
-            await asyncio.sleep(self._coalesce_seconds)
+            await asyncio.sleep(delay)
             async with self.lock(*key):
                 # From here on a new request starts another run: this one may have read the state already.
                 self._waiting.discard(key)
+                self._retrying.pop(key, None)
                 started = True
                 await self._refresh(*key)
                 self._refreshed_at[key] = time.monotonic()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a refresh must never take the watch down; the next change or tick retries
-            logger.exception(f"refreshing the status of {self.what} {key[0]}/{key[1]} failed")
+        except Exception as exc:  # a refresh must never take the watch down
+            self._retry(key, attempt + 1, exc)
         finally:
             if not started:
                 self._waiting.discard(key)
+            if key in self._deleted and key not in self._waiting:
+                self._deleted.discard(key)
+                self.forget(*key)
+
+    def _retry(self, key: Key, attempt: int, exc: Exception) -> None:
+        what = f"{self.what} {key[0]}/{key[1]}"
+        if key in self._deleted:
+            return
+        if attempt > self._retries:
+            logger.error(f"refreshing the status of {what} failed {attempt} times; the next change of it "
+                         f"retries", exc_info=exc)
+            return
+        if key in self._waiting:
+            return  # a change arrived meanwhile: its refresh is the retry
+        delay = min(self._first_retry_seconds * 2 ** (attempt - 1), self._max_retry_seconds)
+        logger.warning(f"refreshing the status of {what} failed ({exc}); retry {attempt} of {self._retries} "
+                       f"in {delay:g}s")
+        self._retrying[key] = self._start(key, delay, attempt)
 
     def forget(self, namespace: str, name: str) -> None:
-        """Drop what is kept about a deleted resource (unless a refresh of it is under way)."""
+        """Drop what is kept about a deleted resource; a retry waiting for its delay is cancelled, and a
+        refresh under way is not retried (what is kept goes when it ends)."""
         key = (namespace, name)
+        retry = self._retrying.pop(key, None)
+        if retry is not None:
+            retry.cancel()
+            self._waiting.discard(key)
         lock = self._locks.get(key)
         if key not in self._waiting and (lock is None or not lock.locked()):
             self._locks.pop(key, None)
             self._refreshed_at.pop(key, None)
+        else:
+            self._deleted.add(key)
 
     async def idle(self) -> None:
         """Until no refresh is waiting or running (tests, shutdown)."""

@@ -480,3 +480,10 @@ def test_refuses_clusters_older_than_the_crds_need(render: Callable[..., Any]) -
     result = render(None, "--kube-version", "1.28.0")
     assert result.returncode != 0
     assert "kubeVersion" in result.stderr
+
+
+def test_the_resync_interval_reaches_the_operator(render: Callable[..., Any]) -> None:
+    args = render({"operator": {"resyncInterval": 0}}).one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--resync-interval=0" in args
+    default = render({}).one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--resync-interval=1800" in default

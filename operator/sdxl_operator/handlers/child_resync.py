@@ -1,0 +1,173 @@
+"""A slow safety-net resync of the operator's children.
+
+The watches (:mod:`child_watch`) carry every change of a child to its owner's status. Should one lose
+an event (a bug, a proxy that drops a stream mid-way), a Ready SDXLDeployment or a running
+SDXLFineTune could keep a stale status until its next change. So every ``--resync-interval`` seconds
+(Helm ``operator.resyncInterval``; default :data:`DEFAULT_RESYNC_SECONDS`, 0 turns it off) the operator
+LISTs each child kind once, as an informer relists: the operator's label selector, pages of
+:data:`PAGE_LIMIT`, cluster-wide or once per watched namespace. Every object goes through the same
+check as a watch's listing (:meth:`~child_watch.SeenVersions.changed`): only a resourceVersion the
+watches have not seen asks for its owner's refresh. A remembered child the listing lacks is taken as
+deleted (its owners are refreshed, and it is forgotten).
+
+Cost: seven LIST requests per interval and per namespace served (cluster-wide: seven), whatever the
+number of resources; no request per object. The first pass comes after a random part of the interval
+(replicas started together do not list together), an error never ends the loop, and a replica that
+Kopf pauses for a peer (:mod:`peering_pause`) skips its passes. A pass that finds nothing logs at
+DEBUG; one that finds a change logs it at INFO: a watch lost that event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import kopf
+
+from sdxl_operator.handlers.child_watch import (
+    CHILD_RESOURCES,
+    CHILD_SELECTOR,
+    ChildChanges,
+    DeploymentOwners,
+    FinetuneOwners,
+    uid_of,
+)
+from sdxl_operator.handlers.operator_context import OperatorContext
+from sdxl_operator.handlers.peering_pause import standing_by
+
+# 30 minutes: a lost event is rare (watches are re-opened every 10 minutes anyway), so a stale status
+# for up to half an hour is the worst case, and 14 LISTs an hour cost the API server nothing noticeable.
+DEFAULT_RESYNC_SECONDS = 1800.0
+# Objects per LIST page, as client-go's informers page their relists.
+PAGE_LIMIT = 500
+# Kind of each listed resource (plural → kind), in the order of CHILD_RESOURCES.
+KIND_OF_CHILD_PLURAL = {
+    "jobs": "Job", "pods": "Pod", "deployments": "Deployment", "services": "Service", "configmaps": "ConfigMap",
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler", "networkpolicies": "NetworkPolicy",
+}
+
+# (kind, namespace or None for every namespace) → every object of that kind with the operator's label.
+ListChildren = Callable[[str, str | None], Awaitable[list[dict[str, Any]]]]
+logger = logging.getLogger(__name__)
+
+
+def _older(listed: str, remembered: str | None) -> bool:
+    """Whether a listed object is older than what a watch delivered while the LIST ran.
+
+    resourceVersions are opaque to clients, but every API server backed by etcd hands out increasing
+    integers; where both are integers this keeps a listing from undoing a newer watch event.
+    """
+    return remembered is not None and listed.isdigit() and remembered.isdigit() and int(listed) < int(remembered)
+
+
+class ChildResync:
+    """One resync pass over every child kind (:meth:`run_once`), and the loop that repeats it."""
+
+    def __init__(self, changes: ChildChanges, list_children: ListChildren,
+                 namespaces: Sequence[str] | None = None) -> None:
+        self._changes = changes
+        self._list = list_children
+        self._namespaces: Sequence[str | None] = list(namespaces) if namespaces else [None]
+
+    async def run_once(self, finetune_owners: FinetuneOwners, deployment_owners: DeploymentOwners) -> list[str]:
+        """List every child kind and refresh the owners of what changed unseen; what changed, in words."""
+        seen = self._changes.seen
+        found: list[str] = []
+        for _, _, plural in CHILD_RESOURCES:
+            kind = KIND_OF_CHILD_PLURAL[plural]
+            # Taken before the LIST: a child the watches report while it runs is not "missing" from it.
+            remembered = seen.remembered(kind)
+            try:
+                listed = [item for namespace in self._namespaces for item in await self._list(kind, namespace)]
+            except Exception as exc:  # this kind waits for the next pass; the others go on
+                logger.warning(f"resync: cannot list the operator's {kind}s ({exc}); trying again next pass")
+                continue
+            for item in listed:
+                item.setdefault("kind", kind)  # list items carry no kind
+                uid = uid_of(item)
+                remembered.pop(uid, None)
+                meta = item.get("metadata") or {}
+                if _older(str(meta.get("resourceVersion") or ""), seen.version(uid)):
+                    continue
+                if seen.changed(item, None):
+                    found.append(f"{kind} {meta.get('namespace')}/{meta.get('name')} changed")
+                    self._changes.request_owner_refreshes(item, finetune_owners, deployment_owners)
+            for uid, ref in remembered.items():
+                if seen.version(uid) is None:
+                    continue  # its DELETED event came while the LIST ran
+                seen.forget(uid)
+                found.append(f"{kind} {ref.namespace}/{ref.name} is gone")
+                self._changes.request_owner_refreshes(ref.body(), finetune_owners, deployment_owners)
+        if found:
+            logger.info(f"resync: the watches missed {len(found)} change(s): {'; '.join(found[:10])}"
+                        + (" ..." if len(found) > 10 else ""))
+        else:
+            logger.debug(f"resync: nothing changed unseen ({len(seen)} children known)")
+        return found
+
+    async def run_forever(self, interval: float, finetune_owners: FinetuneOwners,
+                          deployment_owners: DeploymentOwners,
+                          standing_by: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """A pass every ``interval`` seconds, the first after a random part of it, until cancelled."""
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        while True:
+            try:
+                if standing_by is not None and await standing_by():
+                    logger.debug("resync: another operator replica is active; skipping this pass")
+                else:
+                    await self.run_once(finetune_owners, deployment_owners)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the safety net must outlive any one failure
+                logger.exception("resync: the pass failed; trying again next interval")
+            await asyncio.sleep(interval)
+
+
+async def list_all_pages(list_page: Callable[[str, str | None, str, int, str | None],
+                                             Awaitable[tuple[list[dict[str, Any]], str | None]]],
+                         kind: str, namespace: str | None) -> list[dict[str, Any]]:
+    """Every object of ``kind`` with the operator's label, page after page (``KubeApi.list_page``)."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page, token = await list_page(kind, namespace, CHILD_SELECTOR, PAGE_LIMIT, token)
+        items.extend(page)
+        if not token:
+            return items
+
+
+def register_child_resync(registry: kopf.OperatorRegistry, changes: ChildChanges, context: OperatorContext, *,
+                          interval: float, namespaces: Sequence[str] | None) -> None:
+    """Run the resync every ``interval`` seconds (0: never) while the operator runs, over ``namespaces``
+    (None or empty: cluster-wide)."""
+    if interval <= 0:
+        return
+    if namespaces and any(set(pattern) & set("*?[!,") for pattern in namespaces):
+        # Kopf expands such patterns by watching namespaces; a LIST needs exact names.
+        logger.warning(f"resync: off, since the namespaces {list(namespaces)} are patterns; name them exactly "
+                       "to have the safety-net resync")
+        return
+    resync = ChildResync(changes, lambda kind, namespace: list_all_pages(context.api.list_page, kind, namespace),
+                         namespaces)
+    running: list[asyncio.Task[None]] = []
+
+    # Kopf hands startup handlers the (live, still empty) indexes too: the loop reads them as they fill.
+    @kopf.on.startup(registry=registry, id="start_child_resync")
+    async def start_child_resync(settings: kopf.OperatorSettings, **indexes: Any) -> None:
+        async def paused() -> bool:
+            return await standing_by(context.api, settings, list(namespaces or ()))
+
+        finetune_owners: FinetuneOwners = indexes["finetune_owners"]
+        deployment_owners: DeploymentOwners = indexes["deployment_owners"]
+        running.append(asyncio.get_running_loop().create_task(
+            resync.run_forever(interval, finetune_owners, deployment_owners, paused), name="child resync"))
+
+    @kopf.on.cleanup(registry=registry, id="stop_child_resync")
+    async def stop_child_resync(**_: Any) -> None:
+        while running:
+            task = running.pop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
