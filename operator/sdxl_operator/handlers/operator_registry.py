@@ -26,6 +26,7 @@ from sdxl_operator.handlers.quiet_successes import quiet_kopf_successes
 ANNOTATION_PREFIX = "sdxl.io"
 FINALIZER = "sdxl.io/kopf-finalizer"
 WATCH_SERVER_TIMEOUT_SECONDS = 600
+TIMER_EXIT_POLLING_SECONDS = 1.0
 
 
 REPORTING_COMPONENT = "sdxl-operator"
@@ -61,6 +62,10 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
     settings.watching.connect_timeout = 30
+    # A status timer still running when its resource is deleted holds Kopf's finalizer; Kopf looks again
+    # only after cancellation_polling (60 s by default), so the deletion would wait a minute for a timer
+    # run of milliseconds. Look again soon instead.
+    settings.background.cancellation_polling = TIMER_EXIT_POLLING_SECONDS
     watch_children_only(settings)
     quiet_kopf_successes()
 
