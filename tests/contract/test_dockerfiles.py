@@ -36,8 +36,9 @@ EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 # Dockerfile -> (the extras of our package it installs, its console script)
 IMAGES: dict[str, tuple[set[str], str]] = {
     "operator/Dockerfile": ({"operator"}, "sdxl-operator"),
-    "workloads/Dockerfile.gpu": ({"train", "serve", "gpu"}, "sdxl-workload"),
-    "workloads/Dockerfile.cpu": ({"train", "serve"}, "sdxl-workload"),
+    # The training images carry the quality extra: the trainer computes status.quality's face similarity.
+    "workloads/Dockerfile.gpu": ({"train", "serve", "gpu", "quality"}, "sdxl-workload"),
+    "workloads/Dockerfile.cpu": ({"train", "serve", "quality"}, "sdxl-workload"),
     "workloads/Dockerfile.neuron": ({"serve", "neuron"}, "sdxl-workload"),
 }
 # What optimum-neuron 0.4.5 pins (its pyproject extras) and the Neuron SDK it was released for.
