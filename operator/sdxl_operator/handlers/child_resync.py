@@ -8,7 +8,9 @@ LISTs each child kind once, as an informer relists: the operator's label selecto
 :data:`PAGE_LIMIT`, cluster-wide or once per watched namespace. Every object goes through the same
 check as a watch's listing (:meth:`~child_watch.SeenVersions.changed`): only a resourceVersion the
 watches have not seen asks for its owner's refresh. A remembered child the listing lacks is taken as
-deleted (its owners are refreshed, and it is forgotten).
+deleted (its owners are refreshed, and it is forgotten). A difference counts only if the watches have
+not delivered it :data:`SETTLE_SECONDS` later (a LIST can be ahead of a watch by an event in flight);
+a pass keeps only the few objects that differ, never the whole listing.
 
 Cost: seven LIST requests per interval and per namespace served (cluster-wide: seven), whatever the
 number of resources; no request per object. The first pass comes after a random part of the interval
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import kopf
@@ -31,6 +33,7 @@ from sdxl_operator.handlers.child_watch import (
     CHILD_RESOURCES,
     CHILD_SELECTOR,
     ChildChanges,
+    ChildRef,
     DeploymentOwners,
     FinetuneOwners,
     uid_of,
@@ -49,8 +52,11 @@ KIND_OF_CHILD_PLURAL = {
     "horizontalpodautoscalers": "HorizontalPodAutoscaler", "networkpolicies": "NetworkPolicy",
 }
 
-# (kind, namespace or None for every namespace) → every object of that kind with the operator's label.
-ListChildren = Callable[[str, str | None], Awaitable[list[dict[str, Any]]]]
+# (kind, namespace or None for every namespace) → the pages of the objects of that kind with the operator's label.
+ListChildren = Callable[[str, str | None], AsyncIterator[list[dict[str, Any]]]]
+# How long a difference between a listing and the watches waits before it counts as a lost event: a watch
+# event is normally delivered within milliseconds of the change.
+SETTLE_SECONDS = 5.0
 logger = logging.getLogger(__name__)
 
 
@@ -63,6 +69,14 @@ def _older(listed: str, remembered: str | None) -> bool:
     return remembered is not None and listed.isdigit() and remembered.isdigit() and int(listed) < int(remembered)
 
 
+def _routing_part(item: dict[str, Any]) -> dict[str, Any]:
+    """The part of a listed child :class:`ChildChanges` reads, so a pass keeps no whole bodies."""
+    meta = item.get("metadata") or {}
+    body = ChildRef.of(item).body()
+    body["metadata"].update(uid=meta.get("uid"), resourceVersion=str(meta.get("resourceVersion") or ""))
+    return body
+
+
 class ChildResync:
     """One resync pass over every child kind (:meth:`run_once`), and the loop that repeats it."""
 
@@ -72,35 +86,53 @@ class ChildResync:
         self._list = list_children
         self._namespaces: Sequence[str | None] = list(namespaces) if namespaces else [None]
 
-    async def run_once(self, finetune_owners: FinetuneOwners, deployment_owners: DeploymentOwners) -> list[str]:
-        """List every child kind and refresh the owners of what changed unseen; what changed, in words."""
+    async def run_once(self, finetune_owners: FinetuneOwners, deployment_owners: DeploymentOwners,
+                       settle_seconds: float = 0.0) -> list[str]:
+        """List every child kind and refresh the owners of what changed unseen; what changed, in words.
+
+        A difference is judged ``settle_seconds`` after the listings: a watch event under way while a LIST
+        ran (the listing ahead of the watch) arrives meanwhile, and is no lost event.
+        """
         seen = self._changes.seen
-        found: list[str] = []
+        newer: list[tuple[str, dict[str, Any]]] = []  # (uid, the part of the body the routing reads)
+        missing: list[tuple[str, ChildRef]] = []
         for _, _, plural in CHILD_RESOURCES:
             kind = KIND_OF_CHILD_PLURAL[plural]
             # Taken before the LIST: a child the watches report while it runs is not "missing" from it.
             remembered = seen.remembered(kind)
             try:
-                listed = [item for namespace in self._namespaces for item in await self._list(kind, namespace)]
+                for namespace in self._namespaces:
+                    async for page in self._list(kind, namespace):
+                        for item in page:  # one page at a time: only what differs is kept
+                            item.setdefault("kind", kind)  # list items carry no kind
+                            uid = uid_of(item)
+                            remembered.pop(uid, None)
+                            version = str((item.get("metadata") or {}).get("resourceVersion") or "")
+                            known = seen.version(uid)
+                            if known is None:
+                                seen.changed(item, None)  # remembered from now on, as a watch's listing does
+                            elif version != known and not _older(version, known):
+                                newer.append((uid, _routing_part(item)))
             except Exception as exc:  # this kind waits for the next pass; the others go on
                 logger.warning(f"resync: cannot list the operator's {kind}s ({exc}); trying again next pass")
+                newer = [(uid, body) for uid, body in newer if body["kind"] != kind]
                 continue
-            for item in listed:
-                item.setdefault("kind", kind)  # list items carry no kind
-                uid = uid_of(item)
-                remembered.pop(uid, None)
-                meta = item.get("metadata") or {}
-                if _older(str(meta.get("resourceVersion") or ""), seen.version(uid)):
-                    continue
-                if seen.changed(item, None):
-                    found.append(f"{kind} {meta.get('namespace')}/{meta.get('name')} changed")
-                    self._changes.request_owner_refreshes(item, finetune_owners, deployment_owners)
-            for uid, ref in remembered.items():
-                if seen.version(uid) is None:
-                    continue  # its DELETED event came while the LIST ran
-                seen.forget(uid)
-                found.append(f"{kind} {ref.namespace}/{ref.name} is gone")
-                self._changes.request_owner_refreshes(ref.body(), finetune_owners, deployment_owners)
+            missing.extend(remembered.items())
+        if settle_seconds and (newer or missing):
+            await asyncio.sleep(settle_seconds)
+        found: list[str] = []
+        for uid, body in newer:
+            version = body["metadata"]["resourceVersion"]
+            if _older(version, seen.version(uid)) or not seen.changed(body, None):
+                continue  # the watch delivered it (or a newer one) meanwhile
+            found.append(f"{body['kind']} {body['metadata']['namespace']}/{body['metadata']['name']} changed")
+            self._changes.request_owner_refreshes(body, finetune_owners, deployment_owners)
+        for uid, ref in missing:
+            if seen.version(uid) is None:
+                continue  # its DELETED event came meanwhile
+            seen.forget(uid)
+            found.append(f"{ref.kind} {ref.namespace}/{ref.name} is gone")
+            self._changes.request_owner_refreshes(ref.body(), finetune_owners, deployment_owners)
         if found:
             logger.info(f"resync: the watches missed {len(found)} change(s): {'; '.join(found[:10])}"
                         + (" ..." if len(found) > 10 else ""))
@@ -118,7 +150,7 @@ class ChildResync:
                 if standing_by is not None and await standing_by():
                     logger.debug("resync: another operator replica is active; skipping this pass")
                 else:
-                    await self.run_once(finetune_owners, deployment_owners)
+                    await self.run_once(finetune_owners, deployment_owners, min(SETTLE_SECONDS, interval / 4))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the safety net must outlive any one failure
@@ -126,18 +158,16 @@ class ChildResync:
             await asyncio.sleep(interval)
 
 
-async def list_all_pages(list_page: Callable[[str, str | None, str, int, str | None],
-                                             Awaitable[tuple[list[dict[str, Any]], str | None]]],
-                         kind: str, namespace: str | None) -> list[dict[str, Any]]:
-    """Every object of ``kind`` with the operator's label, page after page (``KubeApi.list_page``)."""
-    items: list[dict[str, Any]] = []
+async def list_pages(list_page: Callable[[str, str | None, str, int, str | None],
+                                         Awaitable[tuple[list[dict[str, Any]], str | None]]],
+                     kind: str, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
+    """The objects of ``kind`` with the operator's label, page after page (``KubeApi.list_page``)."""
     token: str | None = None
     while True:
         page, token = await list_page(kind, namespace, CHILD_SELECTOR, PAGE_LIMIT, token)
-        items.extend(page)
+        yield page
         if not token:
-            return items
-
+            return
 
 def register_child_resync(registry: kopf.OperatorRegistry, changes: ChildChanges, context: OperatorContext, *,
                           interval: float, namespaces: Sequence[str] | None) -> None:
@@ -150,7 +180,7 @@ def register_child_resync(registry: kopf.OperatorRegistry, changes: ChildChanges
         logger.warning(f"resync: off, since the namespaces {list(namespaces)} are patterns; name them exactly "
                        "to have the safety-net resync")
         return
-    resync = ChildResync(changes, lambda kind, namespace: list_all_pages(context.api.list_page, kind, namespace),
+    resync = ChildResync(changes, lambda kind, namespace: list_pages(context.api.list_page, kind, namespace),
                          namespaces)
     running: list[asyncio.Task[None]] = []
 

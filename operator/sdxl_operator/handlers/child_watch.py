@@ -25,6 +25,7 @@ The safety-net resync (:mod:`child_resync`) feeds its own listings through the s
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -84,7 +85,9 @@ class ChildRef(NamedTuple):
     def of(cls, body: Mapping[str, Any]) -> ChildRef:
         meta = body.get("metadata") or {}
         labels: Mapping[str, str] = meta.get("labels") or {}
-        return cls(str(body.get("kind") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+        # Interned: thousands of children share a few kinds and namespaces.
+        return cls(sys.intern(str(body.get("kind") or "")), sys.intern(str(meta.get("namespace") or "")),
+                   str(meta.get("name") or ""),
                    tuple((key, labels[key]) for key in _OWNER_LABELS if key in labels))
 
     def body(self) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class StatusRefresher:
         # Retries waiting for their delay (cancelled when the resource is deleted), and resources deleted
         # while a refresh of them ran (that refresh is not retried).
         self._retrying: dict[Key, asyncio.Task[None]] = {}
+        self._running: set[Key] = set()
         self._deleted: set[Key] = set()
         self._locks: dict[Key, asyncio.Lock] = {}
         self._waiting: set[Key] = set()
@@ -92,7 +93,11 @@ class StatusRefresher:
                 self._waiting.discard(key)
                 self._retrying.pop(key, None)
                 started = True
-                await self._refresh(*key)
+                self._running.add(key)
+                try:
+                    await self._refresh(*key)
+                finally:
+                    self._running.discard(key)
                 self._refreshed_at[key] = time.monotonic()
         except asyncio.CancelledError:
             raise
@@ -132,7 +137,7 @@ class StatusRefresher:
         if key not in self._waiting and (lock is None or not lock.locked()):
             self._locks.pop(key, None)
             self._refreshed_at.pop(key, None)
-        else:
+        elif key in self._waiting or key in self._running:  # that refresh forgets it when it ends
             self._deleted.add(key)
 
     async def idle(self) -> None:

@@ -59,6 +59,17 @@ class Serving:
         except AssertionError:
             raise AssertionError(f"status of {name} never matched; last: {json.dumps(self.status(name))}") from None
 
+    async def wait_gone(self, name: str, timeout: float = 10.0) -> None:
+        """Until the deleted SDXLDeployment is gone: Kopf has seen the deletion, stopped its status timer
+        (a run in flight ends first; Kopf looks again every second) and removed its finalizer."""
+        try:
+            await self.cluster.wait_for(f"SDXLDeployment {name} to go", lambda: self.obj(name) is None, timeout)
+        except AssertionError:
+            meta = (self.obj(name) or {}).get("metadata") or {}
+            raise AssertionError(f"SDXLDeployment {name} still there {timeout:g}s after its deletion: "
+                                 f"deletionTimestamp {meta.get('deletionTimestamp')}, finalizers "
+                                 f"{meta.get('finalizers')}") from None
+
     def jobs(self, prefix: str = "") -> list[dict[str, Any]]:
         return [j for j in self.cluster.jobs() if j["metadata"]["name"].startswith(prefix)]
 
@@ -318,7 +329,7 @@ async def test_deleting_the_finetune_keeps_serving_and_deleting_the_deployment_c
         assert serving.deployment("alice") is not None
 
         await serving.delete("alice")
-        await cluster.wait_for("the SDXLDeployment to go", lambda: serving.obj("alice") is None, timeout=10)
+        await serving.wait_gone("alice")
         assert serving.deployment("alice") is None and serving.service("alice") is None
         assert serving.compile_jobs() == []
         assert cluster.emulator.live_objects("v1/configmaps", NS) == []
@@ -432,7 +443,7 @@ async def test_a_foreign_deployment_is_left_as_it_was_and_outlives_the_sdxldeplo
         after = serving.deployment("alice")
         assert unchanged(after, before) and after["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
         await serving.delete("alice")
-        await cluster.wait_for("the SDXLDeployment to go", lambda: serving.obj("alice") is None, timeout=10)
+        await serving.wait_gone("alice")
         assert unchanged(serving.deployment("alice"), before)
 
 
