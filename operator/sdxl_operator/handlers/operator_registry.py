@@ -18,7 +18,6 @@ from sdxl_operator.handlers.child_resync import DEFAULT_RESYNC_SECONDS, register
 from sdxl_operator.handlers.child_watch import register_child_watch, watch_children_only
 from sdxl_operator.handlers.deployment_handlers import register_deployment_handlers
 from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
-from sdxl_operator.handlers.idle_workers import release_idle_workers_soon
 from sdxl_operator.handlers.kube_api import KubeApi
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.operator_metrics import instrument_handlers
@@ -47,8 +46,6 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
 
     The child watches ask the API server for the operator's children only (:mod:`child_watch`), and
     Kopf's per-call success lines go to DEBUG (:mod:`quiet_successes`): at rest the log is silent.
-    An idle per-object worker exits after half a second, not five (:mod:`idle_workers`): fewer parsed
-    bodies are alive at once during a burst of events, and less memory stays mapped after it.
     """
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -70,7 +67,6 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
     # run of milliseconds. Look again soon instead.
     settings.background.cancellation_polling = TIMER_EXIT_POLLING_SECONDS
     watch_children_only(settings)
-    release_idle_workers_soon(settings)
     quiet_kopf_successes()
 
 
