@@ -13,8 +13,8 @@ of a person") and with and without text-encoder LoRA, each over several seeds; t
 the median of the seeds. The recipe is the CRD's defaults (rank 4, alpha 4, AdamW, constant
 schedule, Min-SNR 5, text-encoder learning rate 5e-6 ...) except what a CPU run needs: the
 world's 64 px, fp32, no checkpoints, fewer class images than the default 100, and the demo's
-steps, learning rate and batch (crds/examples/finetune-world.yaml). `--steps`, `--learning-rate`,
-`--rank` try the recipe's levers.
+steps, learning rate, batch and LoRA layers (crds/examples/finetune-world.yaml). `--steps`,
+`--learning-rate`, `--rank`, `--target-modules` try the recipe's levers.
 
 Goals: identity >= 0.8 with prompt fidelity >= 0.8, and prior preservation halving class drift.
 
@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the example's)")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the example's")
     parser.add_argument("--rank", type=int, default=None, help="LoRA rank, alpha = rank (default: the example's)")
+    parser.add_argument("--target-modules", nargs="+", default=None, metavar="NAME",
+                        help="the UNet layers that get LoRA (default: the example's); e.g. to_q to_k to_v to_out.0, "
+                             "the CRD's default, to compare")
     parser.add_argument("--class-images", type=int, default=20, help="prior-preservation class images (default 20)")
     parser.add_argument("--images-per-prompt", type=int, default=8, help="images per quality prompt (default 8)")
     parser.add_argument("--sampling-steps", type=int, default=10)
@@ -81,6 +84,8 @@ def finetune_spec(args: argparse.Namespace, prior: bool, text_encoder: bool, see
         training["learningRate"] = args.learning_rate
     if args.rank is not None:
         training.update(rank=args.rank, alpha=args.rank)
+    if args.target_modules is not None:
+        training["targetModules"] = list(args.target_modules)
     if prior:
         spec["classPrompt"] = "a photo of a person"
         spec["priorPreservation"] = {"enabled": True, "numClassImages": args.class_images}

@@ -24,8 +24,8 @@ from sdxl_workloads.models.references import local_input, resolve_model
 # checkpoints, and a learning rate and batch that learn in a hundred steps.
 STEPS = 150
 LEARNING_RATE = 3e-3
-# The CRD validates the spec in the trainer too, and its baseModel and instanceImages rules name
-# only builtin:tiny(-mid) and builtin:sample-subject, so the folders they resolve to are given.
+# The trainer outside a cluster takes the folders the builtin names resolve to (as the sandbox's
+# subject-comparison test does).
 IMAGES_PER_PROMPT = 4
 SAMPLING_STEPS = 10
 
