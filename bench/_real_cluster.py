@@ -43,7 +43,8 @@ from sdxl_sandbox.sandbox import Sandbox
 from sdxl_sandbox.simulated_nodes import SimulatedNode
 
 # One CPU node with room for every bench pod: the default nodes allow 110 pods and 32 CPUs each.
-BENCH_NODE = SimulatedNode("bench-cpu", "m6i.metal", {"cpu": "2000", "memory": "8Ti", "pods": "1000"})
+# operator_at_rest.py's 1,000 CPU servers ask for 4 CPUs and 16 GiB each, beside the running Jobs' pods.
+BENCH_NODE = SimulatedNode("bench-cpu", "m6i.metal", {"cpu": "5000", "memory": "20Ti", "pods": "1500"})
 CONTROL_PLANE_PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 MANAGED = "app.kubernetes.io/managed-by=sdxl-operator"
 # Polling the API server costs it CPU, which is measured: a little coarser than the emulator's 0.2 s.
