@@ -34,6 +34,7 @@ Goals: <= 1 request/s at rest, p95 change -> status <= 2 s, RSS <= 200 MB, 0 log
     .venv/bin/python bench/operator_at_rest.py                                  # real, 1000 + 200
     .venv/bin/python bench/operator_at_rest.py --control-plane emulator
     .venv/bin/python bench/operator_at_rest.py --count 100 --finetunes 20 --window 30   # quick look
+    .venv/bin/python bench/operator_at_rest.py --control-plane emulator --operator-env MALLOC_ARENA_MAX=2
 
 Results: a table on stdout and JSON in bench/results/operator_at_rest_<control plane>.json (or --json).
 """
@@ -178,7 +179,8 @@ def live_status(cluster: EmulatedCluster, resource: str, name: str) -> dict[str,
 
 async def bench_emulator(args: argparse.Namespace) -> dict[str, Any]:
     timeout = args.timeout
-    async with emulated_cluster(NAMESPACE, args.interval, {"SDXL_ARTIFACT_STORE": "s3://bench-artifacts/store"},
+    async with emulated_cluster(NAMESPACE, args.interval,
+                                {"SDXL_ARTIFACT_STORE": "s3://bench-artifacts/store", **args.operator_env},
                                 quiet=False) as cluster:
         started = time.monotonic()
         await cluster.create_finetunes([finetune_name(i) for i in range(args.finetunes)])
@@ -532,6 +534,14 @@ def print_table(result: dict[str, Any]) -> None:
     print("goals met: " + ", ".join(f"{goal} {'yes' if ok else 'NO'}" for goal, ok in result["met"].items()))
 
 
+def environment_entry(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` from the command line as a pair."""
+    key, separator, value = text.partition("=")
+    if not key or not separator:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-plane", choices=("real", "emulator"), default="real")
@@ -546,11 +556,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1200.0, help="give up after this many seconds per stage")
     parser.add_argument("--label", default="", help="added to the JSON (e.g. before / after)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--operator-env", type=environment_entry, action="append", default=[], metavar="KEY=VALUE",
+                        help="set in the emulator run's operator environment (repeatable), e.g. an allocator setting")
     args = parser.parse_args(argv)
+    args.operator_env = dict(args.operator_env)
+    if args.operator_env and args.control_plane == "real":
+        parser.error("--operator-env applies to the emulator run only (the real run's operator is the sandbox's)")
 
     runner = bench_real if args.control_plane == "real" else bench_emulator
     result = asyncio.run(runner(args))
-    result.update({"label": args.label, "machine": machine(),
+    result.update({"label": args.label, "operator_env": args.operator_env, "machine": machine(),
                    "goals": {"requests_per_s": TARGET_REQUESTS_PER_S, "p95_change_to_status_s": TARGET_P95_S,
                              "peak_rss_mb": TARGET_RSS_MB, "log_lines_per_min": TARGET_LOG_LINES_PER_MIN}})
     print_table(result)
