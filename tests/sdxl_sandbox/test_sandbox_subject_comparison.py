@@ -40,6 +40,7 @@ from sdxl_workloads.builtin.world_quality import CLASS_PROMPT, subject_prompts
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 WORLD_EXAMPLE = REPO_ROOT / "crds" / "examples" / "finetune-world.yaml"
+MIN_DEMO_IDENTITY = 0.5
 DEPLOYMENT_EXAMPLE = REPO_ROOT / "crds" / "examples" / "deployment-world-cpu.yaml"
 
 
@@ -144,3 +145,6 @@ def test_the_demo_fine_tune_draws_the_subject_more_than_the_base_model(tmp_path:
     pipe.load_lora_weights(str(tmp_path / "out" / "lora"))
     after = measure_world_quality(pipe, images_per_prompt=2, steps=10)
     assert after.identity > before.identity, (before, after)
+    # The demo's recipe learns the subject, not only something of it: 0.88 in the demo's report,
+    # a median of 0.83 over three seeds (bench/README.md); a recipe change that halves it fails here.
+    assert after.identity >= MIN_DEMO_IDENTITY, (before, after)
