@@ -162,7 +162,12 @@ def test_ctrl_c_stops_everything(tmp_path: Path, make_finetune: Any) -> None:
             time.sleep(0.5)
         assert processes_mentioning(str(workdir))  # the trainer, at least
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 130
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the sandbox was still running 60 s after Ctrl-C; still alive: "
+                        f"{processes_mentioning(str(workdir))}; its output ends:\n{log.read_text()[-4000:]}")
+        assert code == 130, log.read_text()[-4000:]
     finally:
         if process.poll() is None:
             process.kill()

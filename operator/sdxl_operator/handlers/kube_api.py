@@ -49,6 +49,13 @@ _CUSTOM_KINDS: dict[str, tuple[str, str, str]] = {
 MERGE_PATCH = "application/merge-patch+json"
 
 
+# (connect, read) seconds of every request. Without them a stalled connection (half-open TCP, a proxy
+# that never answers) holds an API thread, and the status lock of the resource it refreshes, forever;
+# a timeout is an unreachable server like any other, which the refresh retries. The read timeout is
+# per read of the answer, so a long listing that keeps arriving is not cut.
+REQUEST_TIMEOUT: tuple[float, float] = (10.0, 60.0)
+
+
 class KubeApiError(RuntimeError):
     """An API call failed with something other than the answers the caller handles."""
 
@@ -99,7 +106,7 @@ class KubeApi:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()  # type: ignore[no-untyped-call]
 
-    async def _run(self, call: Callable[[], Any]) -> bytes:
+    async def _run(self, call: Callable[..., Any]) -> bytes:
         """The raw body of a call made with ``_preload_content=False``, its connection back in the pool.
 
         Reading the whole body and releasing the connection is what ``_preload_content=True`` would do
@@ -110,7 +117,7 @@ class KubeApi:
         loop = asyncio.get_running_loop()
 
         def send() -> bytes:
-            response = call()
+            response = call(_request_timeout=REQUEST_TIMEOUT)
             try:
                 return bytes(response.data or b"")
             finally:
