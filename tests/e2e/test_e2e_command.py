@@ -153,8 +153,11 @@ def test_ctrl_c_stops_everything(tmp_path: Path, make_finetune: Any) -> None:
     workdir = tmp_path / "work"
     log = tmp_path / "out.txt"
     with log.open("w") as out:
+        # Ctrl-C as a terminal delivers it: a test run started in the background by a shell inherits
+        # SIGINT ignored, and a Python started so never installs its KeyboardInterrupt handler.
         process = subprocess.Popen([*SANDBOX, str(manifests), "--workdir", str(workdir)], stdout=out,
-                                   stderr=subprocess.STDOUT, text=True)
+                                   stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while "cmd-long: step" not in log.read_text():  # training is under way
