@@ -46,7 +46,7 @@ FINETUNE_SPEC = {
 # exhaust the emulator's sockets.
 CONCURRENCY = 32
 # The bench's own requests carry this User-Agent, so the emulator's request count tells them apart
-# from the operator's (Kopf and the kubernetes client each send their own).
+# from the operator's (Kopf and the handlers' API client each send their own).
 BENCH_AGENT = "sdxl-bench"
 
 

@@ -46,7 +46,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "control-plane" / "build.sh"
 BINARIES_ENV = "SDXL_CONTROL_PLANE_BIN"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# Room for a Service per SDXLDeployment at the scale benchmarks' 1,000 (a /24 has 254 addresses: the
+# 255th Service is refused, "failed to allocate a serviceIP: range is full"). 10.0.0.1 stays the API
+# server's own Service address, which its certificate names.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 START_TIMEOUT_SECONDS = 120.0
 STOP_SECONDS = 10.0

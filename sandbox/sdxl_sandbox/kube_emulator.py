@@ -350,7 +350,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if tail is not None and tail.isdigit():
                 lines = text.splitlines(keepends=True)
                 text = "".join(lines[-int(tail):]) if int(tail) > 0 else ""
-            # The real API server answers text/plain; the kubernetes client refuses other types.
+            # The real API server answers text/plain, as clients expect of a log.
             return rendering.Response(payload=text.encode("utf-8"), headers={"Content-Type": "text/plain"})
         columns = self._table_columns(request)
         if columns is not None:
@@ -514,7 +514,7 @@ async def serve_emulator(port: int | None = None) -> AsyncIterator[tuple[KubeEmu
 
 
 def write_kubeconfig(path: str, server_url: str, namespace: str = "default") -> None:
-    """Write a kubeconfig that points kubectl, Kopf and the kubernetes client at ``server_url``."""
+    """Write a kubeconfig that points kubectl and Kopf (the operator) at ``server_url``."""
     import json
 
     config = {

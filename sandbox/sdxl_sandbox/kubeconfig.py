@@ -1,8 +1,8 @@
 """Kubeconfig files for the sandbox's API servers, and reading one back into client settings.
 
 One writer for both control planes: the emulator's (plain HTTP, any token) and the real one's (HTTPS
-with the run's CA, a client certificate or a service-account token). kubectl, helm, Kopf and the
-kubernetes client read what it writes; :func:`read_kubeconfig` gives the sandbox's own client the
+with the run's CA, a client certificate or a service-account token). kubectl, helm and Kopf (which the
+operator logs in with) read what it writes; :func:`read_kubeconfig` gives the sandbox's own client the
 same server and credentials.
 """
 

@@ -26,12 +26,13 @@ import pytest
 import pytest_asyncio
 
 from sdxl_operator.core.settings import OperatorSettings
+from sdxl_operator.handlers.kube_api import USER_AGENT
 from sdxl_operator.handlers.operator_registry import build_registry
 from sdxl_operator.manifests import permissions
 from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator
 
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
-OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")  # Kopf's own client, and the kubernetes client
+OPERATOR_AGENTS = ("kopf/", USER_AGENT)  # Kopf's own client, and the handlers' (kube_api)
 NAMESPACE = "team-a"
 TINY_SPEC: dict[str, Any] = {
     "baseModel": "builtin:tiny",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import kubernetes
 import pytest
 
 from sdxl_sandbox.kube_emulator import serve_emulator
@@ -90,19 +88,19 @@ async def test_owner_with_finalizer_collects_dependents_only_once_released() -> 
 
 
 @pytest.mark.asyncio
-async def test_pod_log_is_served_to_the_kubernetes_client_with_tail_lines(tmp_path: Any) -> None:
+async def test_pod_log_is_served_with_tail_lines(tmp_path: Any) -> None:
+    from sdxl_operator.handlers.kube_api import KubeApi
+
     async with serve_emulator() as (emulator, url):
         await _json(await emulator.post(PODS, json={"metadata": {"name": "p"}}))
         emulator.set_pod_log("ns", "p", "one\n")
         emulator.append_pod_log("ns", "p", '{"event": "progress", "step": 2}\nthree\n')
-        configuration = kubernetes.client.Configuration()
-        configuration.host = url
-        api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
-        text = await asyncio.to_thread(api.read_namespaced_pod_log, "p", "ns", tail_lines=2)
-        assert text == '{"event": "progress", "step": 2}\nthree\n'
-        with pytest.raises(kubernetes.client.ApiException) as error:
-            await asyncio.to_thread(api.read_namespaced_pod_log, "missing", "ns")
-        assert error.value.status == 404
+        api = KubeApi.for_server(url)
+        try:
+            assert await api.read_pod_log_tail("ns", "p", "trainer", 2) == '{"event": "progress", "step": 2}\nthree\n'
+            assert await api.read_pod_log_tail("ns", "missing", "trainer", 2) is None  # 404
+        finally:
+            await api.close()
 
 
 @pytest.mark.parametrize(
@@ -128,7 +126,7 @@ async def test_kube_api_maps_answers_and_unreachable_servers() -> None:
     from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 
     async with serve_emulator() as (_emulator, url):
-        api = KubeApi.for_server(url, max_workers=2)
+        api = KubeApi.for_server(url)
         try:
             manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"},
                         "data": {"a": "b"}}
@@ -140,11 +138,11 @@ async def test_kube_api_maps_answers_and_unreachable_servers() -> None:
             with pytest.raises(ValueError, match="no API calls for kind 'Secret'"):
                 await api.create({**manifest, "kind": "Secret"})
         finally:
-            api.close()
-    unreachable = KubeApi.for_server(url, max_workers=1)  # the server is gone now
+            await api.close()
+    unreachable = KubeApi.for_server(url)  # the server is gone now
     try:
         with pytest.raises(KubeApiError, match="cannot reach the Kubernetes API server") as error:
             await unreachable.read("Job", "ns", "j")
         assert error.value.status is None
     finally:
-        unreachable.close()
+        await unreachable.close()

@@ -27,5 +27,5 @@ class OperatorContext:
     @property
     def api(self) -> KubeApi:
         if self.kube is None:
-            raise RuntimeError("the Kubernetes API client is created by the operator's start-up handler")
+            raise RuntimeError("the Kubernetes API client is created when the operator logs in")
         return self.kube

@@ -16,6 +16,7 @@ import kopf
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.handlers.child_resync import DEFAULT_RESYNC_SECONDS, register_child_resync
 from sdxl_operator.handlers.child_watch import register_child_watch, watch_children_only
+from sdxl_operator.handlers.cluster_login import discover_connection
 from sdxl_operator.handlers.deployment_handlers import register_deployment_handlers
 from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
 from sdxl_operator.handlers.kube_api import KubeApi
@@ -91,23 +92,25 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def start_up(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, context.settings)
-        if context.kube is None:
-            context.kube = (KubeApi.for_server(api_server, metrics=context.metrics) if api_server
-                            else KubeApi.from_environment(metrics=context.metrics))
         if metrics_port is not None and not stop_metrics:
             stop_metrics.append(context.metrics.serve(metrics_port))
 
     @kopf.on.login(registry=registry)
-    def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        if api_server:
-            return kopf.ConnectionInfo(server=api_server, insecure=True)
+    async def log_in(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo:
         # In-cluster service account, else the kubeconfig's current context: as kubectl does.
-        return kopf.login_via_client(**kwargs)
+        connection = (kopf.ConnectionInfo(server=api_server, insecure=True) if api_server
+                      else discover_connection(settings=settings, **kwargs))
+        # The handlers' requests go out with the same credentials as Kopf's watches, renewed with them.
+        if context.kube is None:
+            context.kube = KubeApi(connection, metrics=context.metrics)
+        else:
+            context.kube.use(connection)
+        return connection
 
     @kopf.on.cleanup(registry=registry)
     async def clean_up(**_: Any) -> None:
         if context.kube is not None:
-            context.kube.close()
+            await context.kube.close()
             context.kube = None
         while stop_metrics:
             stop_metrics.pop()()

@@ -23,6 +23,7 @@ from sdxl_operator.core.labels import (
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.handlers.child_resync import ChildResync
 from sdxl_operator.handlers.child_watch import CHILD_RESOURCES, ChildChanges
+from sdxl_operator.handlers.kube_api import USER_AGENT
 from sdxl_operator.handlers.operator_registry import build_registry
 from sdxl_operator.handlers.status_refresh import StatusRefresher
 
@@ -229,9 +230,9 @@ async def operator_with_resync(cluster: Any, seconds: float) -> AsyncIterator[No
 
 
 def our_requests(cluster: Any) -> dict[tuple[str, str, str], int]:
-    """The handlers' own requests (the kubernetes client's user agent, not Kopf's), by verb, group, resource."""
+    """The handlers' own requests (kube_api's user agent, not Kopf's), by verb, group, resource."""
     return {(verb, group, resource): count for (agent, verb, group, resource), count in cluster.emulator.audit.items()
-            if agent.startswith("OpenAPI-Generator/")}
+            if agent == USER_AGENT}
 
 
 @pytest.mark.slow

@@ -47,12 +47,12 @@ def silent_server() -> Iterator[str]:
 async def test_a_request_that_gets_no_answer_times_out_as_unreachable(silent_server: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kube_api, "REQUEST_TIMEOUT", (2.0, 0.5))
-    api = KubeApi.for_server(silent_server, max_workers=1)
+    api = KubeApi.for_server(silent_server)
     try:
         started = time.monotonic()
         with pytest.raises(KubeApiError, match="cannot reach the Kubernetes API server"):
             await api.read("Job", "default", "train-x")
         assert time.monotonic() - started < 10
     finally:
-        api.close()
+        await api.close()
 

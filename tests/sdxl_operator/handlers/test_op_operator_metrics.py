@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import http.server
 import inspect
 import json
@@ -15,11 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import kopf
-import kubernetes
 import pytest
 
 from sdxl_operator.core.settings import OperatorSettings
-from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError, request_labels
+from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_metrics import OperatorMetrics, counted, instrument_handlers, outcome_of
 from sdxl_operator.handlers.operator_registry import build_registry
 
@@ -120,42 +118,6 @@ def test_the_operators_registry_is_instrumented() -> None:
         assert not hasattr(handler.fn, "__wrapped__"), handler.id
 
 
-def _client_method(api: str, name: str) -> Any:
-    return getattr(getattr(kubernetes.client, api)(kubernetes.client.ApiClient()), name)
-
-
-@pytest.mark.parametrize(
-    ("api", "method", "args", "labels"),
-    [
-        ("BatchV1Api", "create_namespaced_job", ("ns", {}), ("create", "Job")),
-        ("CoreV1Api", "read_namespaced_config_map", ("name", "ns"), ("get", "ConfigMap")),
-        ("AppsV1Api", "patch_namespaced_deployment", ("name", "ns", {}), ("patch", "Deployment")),
-        ("CoreV1Api", "list_namespaced_pod", ("ns",), ("list", "Pod")),
-        ("BatchV1Api", "list_job_for_all_namespaces", (), ("list", "Job")),
-        ("AutoscalingV2Api", "list_horizontal_pod_autoscaler_for_all_namespaces", (),
-         ("list", "HorizontalPodAutoscaler")),
-        ("CustomObjectsApi", "get_cluster_custom_object", ("kopf.dev", "v1", "clusterkopfpeerings", "x"),
-         ("get", "clusterkopfpeerings")),
-        ("CoreV1Api", "read_namespaced_pod_log", ("pod", "ns"), ("get", "Pod/log")),
-        ("NetworkingV1Api", "delete_namespaced_network_policy", ("name", "ns"), ("delete", "NetworkPolicy")),
-        ("CustomObjectsApi", "get_namespaced_custom_object", ("sdxl.io", "v1alpha1", "ns", "sdxlfinetunes", "x"),
-         ("get", "SDXLFineTune")),
-        ("CustomObjectsApi", "patch_namespaced_custom_object_status",
-         ("sdxl.io", "v1alpha1", "ns", "sdxldeployments", "x", {}), ("patch", "SDXLDeployment/status")),
-        ("CustomObjectsApi", "list_namespaced_custom_object", ("keda.sh", "v1alpha1", "ns", "scaledobjects"),
-         ("list", "scaledobjects")),
-    ],
-)
-def test_request_labels_name_the_verb_and_kind(api: str, method: str, args: tuple[Any, ...],
-                                               labels: tuple[str, str]) -> None:
-    call = functools.partial(_client_method(api, method), *args, _preload_content=False)
-    assert request_labels(call) == labels
-
-
-def test_a_call_without_a_client_method_is_labelled_unknown() -> None:
-    assert request_labels(lambda: None) == ("call", "unknown")
-
-
 class _ListHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}).encode()
@@ -184,12 +146,12 @@ def api_server() -> Iterator[str]:
 @pytest.mark.asyncio
 async def test_api_requests_are_timed_by_verb_and_kind(api_server: str) -> None:
     metrics = OperatorMetrics()
-    api = KubeApi.for_server(api_server, max_workers=2, metrics=metrics)
+    api = KubeApi.for_server(api_server, metrics=metrics)
     try:
         assert await api.list_pods("team-a", "app=x") == []
         assert await api.list_pods("team-a", "app=y") == []
     finally:
-        api.close()
+        await api.close()
     assert _value(metrics, "sdxl_operator_api_request_duration_seconds_count", verb="list", kind="Pod") == 2
     assert _value(metrics, "sdxl_operator_api_request_duration_seconds_sum", verb="list", kind="Pod") > 0
 
@@ -200,15 +162,12 @@ async def test_unanswered_api_requests_count_as_errors_without_a_code() -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    configuration = kubernetes.client.Configuration()
-    configuration.host = closed
-    configuration.retries = False
-    api = KubeApi(configuration, max_workers=1, metrics=metrics)
+    api = KubeApi.for_server(closed, metrics=metrics)
     try:
         with pytest.raises(KubeApiError):
             await api.list_jobs("team-a", "app=x")
     finally:
-        api.close()
+        await api.close()
     assert _value(metrics, "sdxl_operator_api_request_errors_total", verb="list", kind="Job", code="none") == 1
     assert _value(metrics, "sdxl_operator_api_request_duration_seconds_count", verb="list", kind="Job") == 1
 
