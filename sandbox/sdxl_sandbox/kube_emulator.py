@@ -24,6 +24,9 @@ one behaviour the operator (or Kopf) depends on, and nothing more:
   ``<plural>/status`` entries (a real server does not; ``kubectl get sdxl`` then fails with
   ``the server doesn't have a resource type "sdxlfinetunes/status"``) and names the core group
   ``/v1`` instead of ``v1`` (kubectl then resolves ``pods`` to ``metrics.k8s.io`` PodMetrics).
+* **Metadata only (``as=PartialObjectMetadata``)** — the operator's child watches and resync ask for
+  ``PartialObjectMetadataList`` on a list and ``PartialObjectMetadata`` on a watch, as client-go's
+  metadata informers do; the emulator answers with each object's ``metadata`` only, as the API server does.
 * **Server-side printing (``as=Table``)** — ``kubectl get`` asks for a ``meta.k8s.io/v1`` Table; for
   the SDXL resources the emulator answers one built from the CRDs' ``additionalPrinterColumns``
   (simple ``.a.b[0].c`` JSONPaths; ``date`` columns rendered as an age), so kubectl shows PHASE,
@@ -259,6 +262,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         columns = self._table_columns(request)
         if columns is not None and isinstance(payload, dict):
             return _table(columns, payload["items"], payload["metadata"], request.params.get("includeObject"))
+        if _asks_for(request, "PartialObjectMetadataList") and isinstance(payload, dict):
+            # An empty one has items null, as the API server encodes it (Go's nil slice).
+            return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": payload["metadata"],
+                    "items": [_metadata_only(item) for item in payload["items"]] or None}
         return payload
 
     async def _serve_plain_list(self, request: rendering.Request) -> rendering.Payload:
@@ -299,13 +307,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     obj.raw for (resource, _ns, _name), obj in list(self.objects.items())
                     if resource == request.resource and not obj.deleted
                 ]
+            metadata_only = _asks_for(request, "PartialObjectMetadata")
             for raw in snapshot:
                 event = {"type": "ADDED", "object": raw}
                 if self._wanted(request, event, requirements, seen_version):
-                    yield event
+                    yield _event_as_metadata(event) if metadata_only else event
             async for event in bus.stream(since=marker):
                 if self._wanted(request, event, requirements, seen_version):
-                    yield event
+                    yield _event_as_metadata(event) if metadata_only else event
         finally:
             await bus.unmark(marker)
 
@@ -372,6 +381,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
         async with self._lock:
             raw: dict[str, Any] = self._stored(request).last.raw
         return raw
+
+
+def _asks_for(request: rendering.Request, as_kind: str) -> bool:
+    """Whether the Accept header's first choice is ``as=<as_kind>;g=meta.k8s.io`` (a metadata informer)."""
+    accept = next((value for key, value in request.headers.items() if key.lower() == "accept"), "")
+    first = accept.split(",")[0]
+    return f"as={as_kind};" in first + ";" and "g=meta.k8s.io" in first
+
+
+def _metadata_only(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata") or {}}
+
+
+def _event_as_metadata(event: Mapping[str, Any]) -> dict[str, Any]:
+    return {**event, "object": _metadata_only(event.get("object") or {})}
 
 
 def _version_number(value: object) -> int | None:

@@ -32,10 +32,12 @@ import kopf
 from sdxl_operator.handlers.child_watch import (
     CHILD_RESOURCES,
     CHILD_SELECTOR,
+    KIND_OF_CHILD_PLURAL,
     ChildChanges,
     ChildRef,
     DeploymentOwners,
     FinetuneOwners,
+    routing_part,
     uid_of,
 )
 from sdxl_operator.handlers.operator_context import OperatorContext
@@ -46,11 +48,6 @@ from sdxl_operator.handlers.peering_pause import standing_by
 DEFAULT_RESYNC_SECONDS = 1800.0
 # Objects per LIST page, as client-go's informers page their relists.
 PAGE_LIMIT = 500
-# Kind of each listed resource (plural → kind), in the order of CHILD_RESOURCES.
-KIND_OF_CHILD_PLURAL = {
-    "jobs": "Job", "pods": "Pod", "deployments": "Deployment", "services": "Service", "configmaps": "ConfigMap",
-    "horizontalpodautoscalers": "HorizontalPodAutoscaler", "networkpolicies": "NetworkPolicy",
-}
 
 # (kind, namespace or None for every namespace) → the pages of the objects of that kind with the operator's label.
 ListChildren = Callable[[str, str | None], AsyncIterator[list[dict[str, Any]]]]
@@ -67,14 +64,6 @@ def _older(listed: str, remembered: str | None) -> bool:
     integers; where both are integers this keeps a listing from undoing a newer watch event.
     """
     return remembered is not None and listed.isdigit() and remembered.isdigit() and int(listed) < int(remembered)
-
-
-def _routing_part(item: dict[str, Any]) -> dict[str, Any]:
-    """The part of a listed child :class:`ChildChanges` reads, so a pass keeps no whole bodies."""
-    meta = item.get("metadata") or {}
-    body = ChildRef.of(item).body()
-    body["metadata"].update(uid=meta.get("uid"), resourceVersion=str(meta.get("resourceVersion") or ""))
-    return body
 
 
 class ChildResync:
@@ -103,8 +92,9 @@ class ChildResync:
             try:
                 for namespace in self._namespaces:
                     async for page in self._list(kind, namespace):
-                        for item in page:  # one page at a time: only what differs is kept
-                            item.setdefault("kind", kind)  # list items carry no kind
+                        for listed in page:  # one page at a time: only what differs is kept
+                            # List items carry no kind, or (metadata only) PartialObjectMetadata.
+                            item = routing_part(listed, kind)
                             uid = uid_of(item)
                             remembered.pop(uid, None)
                             version = str((item.get("metadata") or {}).get("resourceVersion") or "")
@@ -112,7 +102,7 @@ class ChildResync:
                             if known is None:
                                 seen.changed(item, None)  # remembered from now on, as a watch's listing does
                             elif version != known and not _older(version, known):
-                                newer.append((uid, _routing_part(item)))
+                                newer.append((uid, item))
             except Exception as exc:  # this kind waits for the next pass; the others go on
                 logger.warning(f"resync: cannot list the operator's {kind}s ({exc}); trying again next pass")
                 newer = [(uid, body) for uid, body in newer if body["kind"] != kind]
@@ -158,13 +148,13 @@ class ChildResync:
             await asyncio.sleep(interval)
 
 
-async def list_pages(list_page: Callable[[str, str | None, str, int, str | None],
-                                         Awaitable[tuple[list[dict[str, Any]], str | None]]],
+async def list_pages(list_page: Callable[..., Awaitable[tuple[list[dict[str, Any]], str | None]]],
                      kind: str, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
-    """The objects of ``kind`` with the operator's label, page after page (``KubeApi.list_page``)."""
+    """The objects of ``kind`` with the operator's label, their metadata only, page after page
+    (``KubeApi.list_page``)."""
     token: str | None = None
     while True:
-        page, token = await list_page(kind, namespace, CHILD_SELECTOR, PAGE_LIMIT, token)
+        page, token = await list_page(kind, namespace, CHILD_SELECTOR, PAGE_LIMIT, token, metadata_only=True)
         yield page
         if not token:
             return

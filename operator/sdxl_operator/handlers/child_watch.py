@@ -55,6 +55,12 @@ CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
+# Kind of each child resource (plural → kind): the watches send metadata only
+# (:mod:`metadata_only_watches`), whose objects are all of kind PartialObjectMetadata.
+KIND_OF_CHILD_PLURAL = {
+    "jobs": "Job", "pods": "Pod", "deployments": "Deployment", "services": "Service", "configmaps": "ConfigMap",
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler", "networkpolicies": "NetworkPolicy",
+}
 CHILD_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY}"
 # Kinds that only the operator creates: their ADDED event tells it nothing new.
 _CREATED_BY_OPERATOR = frozenset({"Job", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
@@ -94,6 +100,15 @@ class ChildRef(NamedTuple):
         """The part of the child's body :meth:`ChildChanges.request_owner_refreshes` reads."""
         return {"kind": self.kind, "metadata": {"namespace": self.namespace, "name": self.name,
                                                 "labels": dict(self.owner_labels)}}
+
+
+def routing_part(item: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What the routing reads of a child of ``kind`` (whole, or its metadata only): its kind, name,
+    namespace, owner labels, uid and resourceVersion. Keeps no more of it than that."""
+    meta = item.get("metadata") or {}
+    body = ChildRef.of({**item, "kind": kind}).body()
+    body["metadata"].update(uid=meta.get("uid"), resourceVersion=str(meta.get("resourceVersion") or ""))
+    return body
 
 
 def uid_of(body: Mapping[str, Any]) -> str:
@@ -203,14 +218,15 @@ def register_child_watch(registry: kopf.OperatorRegistry, *, finetunes: StatusRe
             keys[(namespace, _COMPILE_JOB, str(status["compileJob"]))] = name
         return keys
 
-    async def child_changed(body: kopf.Body, type: str | None, namespace: str | None,
+    async def child_changed(body: kopf.Body, type: str | None, namespace: str | None, resource: kopf.Resource,
                             finetune_owners: FinetuneOwners | None = None,
                             deployment_owners: DeploymentOwners | None = None, **_: Any) -> None:
         # Kopf passes every index of the registry to every handler, by the index function's name.
-        if not namespace or finetune_owners is None or deployment_owners is None or \
-                not changes.seen.changed(body, type):
+        if not namespace or finetune_owners is None or deployment_owners is None:
             return
-        changes.request_owner_refreshes(body, finetune_owners, deployment_owners)
+        child = routing_part(body, KIND_OF_CHILD_PLURAL[resource.plural])
+        if changes.seen.changed(child, type):
+            changes.request_owner_refreshes(child, finetune_owners, deployment_owners)
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, registry=registry, labels={MANAGED_BY_KEY: MANAGED_BY},

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from sdxl_operator.handlers.metadata_only_watches import METADATA_LIST
 from sdxl_operator.handlers.operator_metrics import KIND_OF_PLURAL, OperatorMetrics
 
 # The kinds the controllers create, read, patch, delete or list: kind -> (API group/version path, plural).
@@ -117,12 +118,14 @@ class KubeApi:
 
     async def _request(self, method: str, path: str, labels: tuple[str, str], *, what: str,
                        params: Mapping[str, Any] | None = None, body: Mapping[str, Any] | None = None,
-                       content_type: str = "application/json") -> bytes:
+                       content_type: str = "application/json", accept: str | None = None) -> bytes:
         """The body of a 2xx answer to ``method path``. Any other answer raises KubeApiError with its
         status and the server's message; no answer at all raises it with status None."""
         url = self._connection.server.rstrip("/") + "/" + path
         data = None if body is None else json.dumps(body)
-        headers = None if body is None else {"Content-Type": content_type}
+        headers = {"Content-Type": content_type} if body is not None else {}
+        if accept:
+            headers["Accept"] = accept
         with self._metrics.api_request(*labels):
             try:
                 async with self._current_session().request(
@@ -209,9 +212,12 @@ class KubeApi:
         return _items(listed)
 
     async def list_page(self, kind: str, namespace: str | None, label_selector: str, limit: int | None = None,
-                        continue_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                        continue_token: str | None = None, *, metadata_only: bool = False
+                        ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of at most ``limit`` objects of a kind (or pods) matching ``label_selector``, in
         ``namespace`` or (None) every namespace, and the token of the next page (None after the last).
+        ``metadata_only``: each object as ``PartialObjectMetadata`` (its metadata), as a metadata
+        informer lists.
 
         Paged as an informer's relist is, so one LIST of thousands of objects is never one huge answer.
         """
@@ -219,7 +225,8 @@ class KubeApi:
         listed = await self._json("GET", _collection(kind, namespace), ("list", kind),
                                   what=f"listing {kind}s in {where} ({label_selector})",
                                   params={"labelSelector": label_selector, "limit": limit,
-                                          "continue": continue_token or None})
+                                          "continue": continue_token or None},
+                                  accept=METADATA_LIST if metadata_only else None)
         return _items(listed), (listed.get("metadata") or {}).get("continue") or None
 
     async def read_custom(self, group: str, version: str, plural: str, namespace: str, name: str

@@ -15,11 +15,12 @@ import kopf
 
 from sdxl_operator.core.settings import OperatorSettings
 from sdxl_operator.handlers.child_resync import DEFAULT_RESYNC_SECONDS, register_child_resync
-from sdxl_operator.handlers.child_watch import register_child_watch, watch_children_only
+from sdxl_operator.handlers.child_watch import CHILD_RESOURCES, register_child_watch, watch_children_only
 from sdxl_operator.handlers.cluster_login import discover_connection
 from sdxl_operator.handlers.deployment_handlers import register_deployment_handlers
 from sdxl_operator.handlers.finetune_handlers import register_finetune_handlers
 from sdxl_operator.handlers.kube_api import KubeApi
+from sdxl_operator.handlers.metadata_only_watches import kopf_session
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.operator_metrics import instrument_handlers
 from sdxl_operator.handlers.quiet_successes import quiet_kopf_successes
@@ -96,7 +97,7 @@ def build_registry(
             stop_metrics.append(context.metrics.serve(metrics_port))
 
     @kopf.on.login(registry=registry)
-    async def log_in(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo:
+    async def log_in(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.AiohttpSession:
         # In-cluster service account, else the kubeconfig's current context: as kubectl does.
         connection = (kopf.ConnectionInfo(server=api_server, insecure=True) if api_server
                       else discover_connection(settings=settings, **kwargs))
@@ -105,7 +106,7 @@ def build_registry(
             context.kube = KubeApi(connection, metrics=context.metrics)
         else:
             context.kube.use(connection)
-        return connection
+        return kopf_session(connection, metadata_only=CHILD_RESOURCES)
 
     @kopf.on.cleanup(registry=registry)
     async def clean_up(**_: Any) -> None:

@@ -1,59 +1,19 @@
 """The handlers' API client over real HTTP: the REST path, query and body of each call, its metric
 labels, how answers map to results and errors, and new credentials after a login. The server here is
-a small aiohttp app that records each request and answers as told."""
+a small aiohttp app that records each request and answers as told (``server``, in conftest)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from sdxl_operator.handlers.kube_api import MERGE_PATCH, KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_metrics import OperatorMetrics
 
 pytestmark = pytest.mark.asyncio
-
-
-@dataclass
-class Recorder:
-    """The requests the server saw, and the answer (status, JSON body) of each path."""
-
-    url: str = ""
-    seen: list[dict[str, Any]] = field(default_factory=list)
-    answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.seen.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                          "content_type": request.headers.get("Content-Type"),
-                          "authorization": request.headers.get("Authorization"),
-                          "user_agent": request.headers.get("User-Agent"),
-                          "body": json.loads(body) if body else None})
-        status, answer = self.answers.get(request.path, (200, {"items": [], "metadata": {}}))
-        if isinstance(answer, str):
-            return web.Response(status=status, text=answer)
-        return web.json_response(answer, status=status)
-
-
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[Recorder]:
-    recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    recorder.url = f"http://127.0.0.1:{port}"
-    yield recorder
-    await runner.cleanup()
 
 
 CONFIG_MAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}, "data": {"a": "b"}}
@@ -89,7 +49,7 @@ Call = Callable[[KubeApi], Awaitable[Any]]
     ],
 )
 async def test_each_call_sends_its_rest_request_and_is_timed_by_verb_and_kind(
-        server: Recorder, call: Call, method: str, path: str, query: dict[str, str], labels: tuple[str, str]) -> None:
+        server: Any, call: Call, method: str, path: str, query: dict[str, str], labels: tuple[str, str]) -> None:
     metrics = OperatorMetrics()
     api = KubeApi.for_server(server.url, metrics=metrics)
     try:
@@ -104,7 +64,7 @@ async def test_each_call_sends_its_rest_request_and_is_timed_by_verb_and_kind(
                                              {"verb": verb, "kind": kind}) == 1
 
 
-async def test_a_create_sends_the_manifest_and_patches_are_merge_patches(server: Recorder) -> None:
+async def test_a_create_sends_the_manifest_and_patches_are_merge_patches(server: Any) -> None:
     api = KubeApi.for_server(server.url)
     try:
         assert await api.create(CONFIG_MAP) is True
@@ -120,7 +80,7 @@ async def test_a_create_sends_the_manifest_and_patches_are_merge_patches(server:
                                                         MERGE_PATCH)
 
 
-async def test_answers_map_to_results_and_errors_quote_the_server(server: Recorder) -> None:
+async def test_answers_map_to_results_and_errors_quote_the_server(server: Any) -> None:
     server.answers = {
         "/api/v1/namespaces/ns/configmaps": (409, {"kind": "Status", "message": "already exists"}),
         "/apis/batch/v1/namespaces/ns/jobs/gone": (404, {"kind": "Status", "message": "not found"}),
@@ -152,7 +112,7 @@ async def test_answers_map_to_results_and_errors_quote_the_server(server: Record
                                              {"verb": "create", "kind": "Job", "code": "422"}) == 1
 
 
-async def test_credentials_of_a_new_login_are_used_from_the_next_request(server: Recorder) -> None:
+async def test_credentials_of_a_new_login_are_used_from_the_next_request(server: Any) -> None:
     api = KubeApi(kopf.ConnectionInfo(server=server.url, token="first"))
     try:
         await api.read("Job", "ns", "j")
@@ -163,7 +123,7 @@ async def test_credentials_of_a_new_login_are_used_from_the_next_request(server:
     assert [request["authorization"] for request in server.seen] == ["Bearer first", "Bearer second"]
 
 
-async def test_the_sandbox_server_gets_no_credentials(server: Recorder) -> None:
+async def test_the_sandbox_server_gets_no_credentials(server: Any) -> None:
     api = KubeApi.for_server(server.url)
     try:
         await api.read("Job", "ns", "j")
