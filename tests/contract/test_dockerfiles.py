@@ -152,6 +152,22 @@ def test_the_operator_image_holds_the_operator_and_the_contract_only() -> None:
     assert _copied_packages(_parse("operator/Dockerfile")) == {"sdxl_operator", "sdxl_contract"}
 
 
+def test_the_operator_runs_on_jemalloc_for_every_python_object() -> None:
+    """The allocator the memory figures at 1,000 deployments were measured with (bench/README.md)."""
+    parser = _parse("operator/Dockerfile")
+    env = parser.envs
+    assert env.get("PYTHONMALLOC") == "malloc"
+    library = env.get("LD_PRELOAD", "")
+    installs = " ".join(_instructions(parser, "RUN"))
+    assert "libjemalloc2" in installs
+    assert re.search(rf"ln -s [^&]*libjemalloc\.so\.2[^&]* {re.escape(library)}(\s|$)", installs), (library, installs)
+    # The link is made before the image drops to its user, and before LD_PRELOAD applies to RUN steps.
+    order = [item["instruction"] + " " + item["value"] for item in parser.structure]
+    linked = next(i for i, line in enumerate(order) if line.startswith("RUN") and library in line)
+    preloaded = next(i for i, line in enumerate(order) if line.startswith("ENV") and "LD_PRELOAD" in line)
+    assert linked < preloaded
+
+
 @pytest.mark.parametrize("dockerfile", IMAGES)
 def test_no_image_holds_the_sandbox(dockerfile: str) -> None:
     """The sandbox is a development tool (``pip install .[dev]`` from a checkout), never shipped."""
