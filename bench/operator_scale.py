@@ -191,16 +191,22 @@ async def bench_real(count: int, interval: float, timeout: float) -> dict[str, A
         finished_pods = await complete_pods(cluster)
         jobs_complete_s: float | None = None
 
-        async def all_succeeded() -> bool:
+        async def jobs_completed() -> bool:
             nonlocal jobs_complete_s
             if jobs_complete_s is None and sum(map(job_complete, await cluster.jobs())) >= count:
                 jobs_complete_s = time.monotonic() - completing
+            return jobs_complete_s is not None
+
+        async def all_succeeded() -> bool:
+            await jobs_completed()
             return succeeded(await cluster.finetunes()) >= count
 
         await poll_until(all_succeeded, timeout, "every status Succeeded")
         succeeded_s = time.monotonic() - completing
         operator_cpu_completing = cluster.sampler.cpu_seconds - operator_cpu_before
         plane_cpu_completing = cluster.control_plane_cpu() - plane_cpu_before
+        # The statuses can be Succeeded before the Job controller completes every Job: they read the pods.
+        await poll_until(jobs_completed, timeout, "every Job Complete")
         jobs, pods = await cluster.jobs(), await cluster.pods()
         duplicates = len(jobs) - count
         warnings = await cluster.warning_events()
