@@ -53,6 +53,19 @@ def test_a_credential_plugin_names_the_client_that_runs_it(tmp_path: Path, monke
         discover_connection(settings=kopf.OperatorSettings())
 
 
+def test_relative_certificate_paths_are_taken_from_the_kubeconfigs_folder(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "kube"
+    folder.mkdir()
+    config = _kubeconfig(folder / "config", {"client-certificate": "certs/me.crt", "client-key": "/abs/me.key"})
+    config.write_text(config.read_text().replace("insecure-skip-tls-verify: true", "certificate-authority: ca.crt"))
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    connection = cluster_login._paths_resolved(kopf.login_with_kubeconfig(settings=kopf.OperatorSettings()))
+    assert connection.ca_path == str(folder / "ca.crt")
+    assert connection.certificate_path == str(folder / "certs" / "me.crt")
+    assert connection.private_key_path == "/abs/me.key"  # absolute: as written
+
+
 def test_no_cluster_at_all_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", "")
     monkeypatch.setenv("HOME", str(tmp_path))
