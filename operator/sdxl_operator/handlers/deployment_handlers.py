@@ -419,6 +419,10 @@ def _phase_event(status: Mapping[str, Any]) -> tuple[str, str]:
     return str(status.get("phase")), str(ready.get("message") or status.get("phase"))
 
 
+# Kopf's index of which SDXLDeployments use which fine-tune (``finetune_users``).
+FinetuneUsers = kopf.Index[tuple[str, str | None], str]
+
+
 def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> StatusRefresher:
     """Register the SDXLDeployment handlers on ``registry``, using ``context``; the refresher the events of
     the deployments' children ask for status refreshes through (:mod:`child_watch`)."""
@@ -474,27 +478,44 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
             except (kopf.TemporaryError, kopf.PermanentError) as exc:
                 logger.warning(f"status refresh skipped: {exc}")
 
+    # Which SDXLDeployments a fine-tune's change concerns, kept from the deployments' watch: a change of
+    # one of 200 fine-tunes must not list all 1,000 deployments of its namespace (each such list is
+    # megabytes; while fine-tunes finish together, tens were in flight at once).
+    @kopf.index(GROUP, VERSION, DEPLOYMENTS, registry=registry, id="finetune_users")
+    def finetune_users(namespace: str | None, name: str | None, spec: Mapping[str, Any], **_: Any
+                       ) -> dict[tuple[str, str | None], str]:
+        """(namespace, fine-tune name) → deployment of that one fine-tune; (namespace, None) → a set."""
+        if not namespace or not name:
+            return {}
+        if is_adapter_set_spec(spec):
+            return {(namespace, None): name}
+        return {(namespace, str(spec["fineTune"])): name} if spec.get("fineTune") else {}
+
     seen = SeenVersions()
 
     @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry)
-    async def finetune_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+    async def finetune_changed(body: kopf.Body, type: str | None, logger: kopf.Logger,
+                               finetune_users: FinetuneUsers | None = None, **_: Any) -> None:
         namespace, name = body["metadata"].get("namespace"), body["metadata"].get("name")
         # Kopf's listings after a quiet spell repeat every fine-tune unchanged: only a change counts.
-        if context.kube is None or not served(namespace) or not seen.changed(body, type):
+        if context.kube is None or not served(namespace) or not seen.changed(body, type) or finetune_users is None:
             return
         # A deployment of one fine-tune cares only about it going away or ending (a new LoRA, a
         # failure), not about every progress update of a running one; a set cares about a fine-tune
-        # moving in or out of it (phase, labels, deletion), which needs_refresh tells from its status.
+        # moving in or out of it (phase, labels, deletion), which needs_refresh tells from its status,
+        # read fresh (sets are few: each is one pod fleet serving many fine-tunes).
         ended = type == "DELETED" or is_terminal(body.get("status"))
-        try:
-            users = [d for d in await context.api.list_custom(GROUP, VERSION, DEPLOYMENTS, namespace)
-                     if ((d.get("spec") or {}).get("fineTune") == name and ended)
-                     or (is_settled(d) and needs_refresh(d, body, deleted=type == "DELETED"))]
-        except KubeApiError as exc:
-            logger.warning(f"cannot list the SDXLDeployments of this fine-tune yet: {exc}")
-            return
+        users = sorted(finetune_users.get((str(namespace), str(name)), ())) if ended else []
+        for set_name in sorted(finetune_users.get((str(namespace), None), ())):
+            try:
+                found = await context.api.read_custom(GROUP, VERSION, DEPLOYMENTS, str(namespace), set_name)
+            except KubeApiError as exc:
+                logger.warning(f"cannot read SDXLDeployment {set_name} yet: {exc}")
+                continue
+            if found is not None and is_settled(found) and needs_refresh(found, body, deleted=type == "DELETED"):
+                users.append(set_name)
         for user in users:
-            refresher.request(str(namespace), str(user["metadata"]["name"]))
+            refresher.request(str(namespace), user)
 
     return refresher
 

@@ -11,7 +11,7 @@ asks for ``PartialObjectMetadata`` on the LISTs and WATCHes of the child kinds, 
 metadata informers do: the API server then sends ``{"kind": "PartialObjectMetadata", "metadata":
 {...}}`` per object. Every other request of Kopf (the custom resources, peering, events) goes out
 unchanged. The session's TLS, credentials and proxy are those of the login, exactly as Kopf would
-set them up itself.
+set them up itself, and its requests other than watches run a few at a time (:mod:`bounded_requests`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 import kopf
+
+from sdxl_operator.handlers.bounded_requests import bounded_requests_middleware
 
 # As client-go's metadata client asks (JSON only: the operator does not speak protobuf); a server
 # without the metadata conversion answers plain JSON, which the handlers read just as well.
@@ -75,7 +77,9 @@ def kopf_session(connection: kopf.ConnectionInfo, metadata_only: Iterable[tuple[
         headers={**connection.as_http_headers(), "User-Agent": f"kopf/{_kopf_version()}"},
         proxy=connection.proxy_url,
         trust_env=connection.trust_env,
-        middlewares=(metadata_only_middleware(metadata_only),),
+        # A watch holds its connection while it streams: the connections are not limited, the
+        # requests other than watches are (the middleware).
+        middlewares=(bounded_requests_middleware(), metadata_only_middleware(metadata_only)),
         response_class=_ListResponse,
     )
     return kopf.AiohttpSession(server=connection.server, default_namespace=connection.default_namespace,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from sdxl_operator.handlers.kube_api import USER_AGENT
 from sdxl_operator.spec.adapter_set_spec import NEURON_MESSAGE
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -100,6 +101,9 @@ async def test_a_set_follows_its_fine_tunes_without_touching_the_pods(cluster: A
         await cluster.wait_for("alice to leave", lambda: sorted(adapters_file(cluster, "portraits") or {}) == ["bob"])
         deployment = cluster.emulator.live_object("apps/v1/deployments", NS, "portraits")
         assert deployment["metadata"]["annotations"]["sdxl.io/template-hash"] == template_hash
+        # The sets of the namespace come from Kopf's index of the deployments: each is read, none listed.
+        assert not [key for key in cluster.emulator.audit if key[0] == USER_AGENT
+                    and key[1:] == ("list", "sdxl.io", "sdxldeployments")]
 
 
 async def test_a_set_on_neuron_fails_as_invalid_even_without_cel(cluster: Any, operator_runner: Any) -> None:

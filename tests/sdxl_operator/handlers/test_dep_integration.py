@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from sdxl_operator.handlers.kube_api import USER_AGENT
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 NS = "team-a"
@@ -114,6 +116,12 @@ async def succeed_finetune(cluster: Any, name: str) -> None:
               "metrics": {"loraSha256": SHA, "steps": 10}}
     await cluster.finish_pod(pod, exit_code=0, message=json.dumps(result))
     await cluster.finish_job(f"{name}-train", "Complete")
+
+
+def handler_requests(cluster: Any, verb: str, resource: str) -> int:
+    """How many ``verb`` requests of ``resource`` the handlers' own client made (Kopf's aside)."""
+    return sum(count for (agent, seen_verb, _, seen_resource), count in cluster.emulator.audit.items()
+               if agent == USER_AGENT and (seen_verb, seen_resource) == (verb, resource))
 
 
 def phase(expected: str) -> Any:
@@ -327,6 +335,8 @@ async def test_deleting_the_finetune_keeps_serving_and_deleting_the_deployment_c
         status = await serving.wait_status("alice", lambda s: condition(s, "FineTuneReady")[1] == "FineTuneNotFound")
         assert status["phase"] == "Ready" and status["compiledArtifact"] == artifact
         assert serving.deployment("alice") is not None
+        # The fine-tune's deployments come from Kopf's index of them, never from listing them all.
+        assert not handler_requests(cluster, "list", "sdxldeployments")
 
         await serving.delete("alice")
         await serving.wait_gone("alice")
