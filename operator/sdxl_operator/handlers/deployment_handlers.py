@@ -1,7 +1,7 @@
 """Kopf handlers of SDXLDeployment: thin glue between the API and the pure builders/status function.
 
 create / resume / update, a change of a child (:mod:`child_watch`) or of its SDXLFineTune, and a
-timer while unsettled all run one idempotent :func:`reconcile`:
+tick while unsettled (:mod:`status_ticker`) all run one idempotent :func:`reconcile`:
 
 1. validate, then apply the administrator's limits (:mod:`admin_policy`: store prefixes, placement
    keys); invalid: phase Failed / InvalidSpec, nothing created;
@@ -37,7 +37,7 @@ handler. Handlers write ``patch.status`` and return None.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import kopf
@@ -76,7 +76,8 @@ from sdxl_operator.handlers.kube_api import KubeApi, KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.server_spec_sync import ensure_server_spec_configmap
 from sdxl_operator.handlers.status_events import post_transition_events
-from sdxl_operator.handlers.status_refresh import FRESH_SECONDS, StatusRefresher
+from sdxl_operator.handlers.status_refresh import StatusRefresher
+from sdxl_operator.handlers.status_ticker import StatusTicker, register_status_ticker
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 from sdxl_operator.manifests.compile_job import build_compile_configmap, build_compile_job
 from sdxl_operator.manifests.inference_deployment import TEMPLATE_HASH, build_inference_deployment
@@ -423,9 +424,11 @@ def _phase_event(status: Mapping[str, Any]) -> tuple[str, str]:
 FinetuneUsers = kopf.Index[tuple[str, str | None], str]
 
 
-def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> StatusRefresher:
-    """Register the SDXLDeployment handlers on ``registry``, using ``context``; the refresher the events of
-    the deployments' children ask for status refreshes through (:mod:`child_watch`)."""
+def register_deployment_handlers(registry: kopf.OperatorRegistry, context: OperatorContext,
+                                 namespaces: Sequence[str] | None = None) -> StatusRefresher:
+    """Register the SDXLDeployment handlers on ``registry``, using ``context``, for ``namespaces`` (None:
+    all); the refresher the events of the deployments' children ask for status refreshes through
+    (:mod:`child_watch`)."""
     locks = CompileLocks()
 
     async def refresh_on_change(namespace: str, name: str) -> None:
@@ -453,30 +456,27 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
     async def deployment_updated(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile_locked(body, patch, logger, full=True)
 
-    # The first tick waits one interval: the create/resume handler has just done the same work.
-    interval = context.settings.status_interval_seconds
-
-    def unsettled(body: kopf.Body, namespace: str | None, **_: Any) -> bool:
-        return served(namespace) and not is_settled(body)
-
-    # While a deployment is unsettled (pending, compiling, deploying, blocked) a timer also recomputes
-    # its status every interval: it sees what no event announces (a pod Pending past the grace period,
-    # a claim created). A settled (Ready) one has no timer, and so no finalizer: the changes of its
+    # While a deployment is unsettled (pending, compiling, deploying, blocked) its status is also
+    # recomputed every interval (:mod:`status_ticker`): that sees what no event announces (a pod Pending
+    # past the grace period, a claim created). A settled (Ready) one is not followed: the changes of its
     # children (child_watch) and of its SDXLFineTune (below) recompute its status.
-    @kopf.timer(GROUP, VERSION, DEPLOYMENTS, registry=registry, interval=interval, initial_delay=interval,
-                when=unsettled)
-    async def deployment_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        if context.kube is None:
-            return  # the operator is stopping: its API client is already closed
-        meta = body["metadata"]
-        async with refresher.lock(meta["namespace"], meta["name"]):
-            # Just refreshed on a change of a child: the body this tick holds may not show that status yet.
-            if refresher.refreshed_within(meta["namespace"], meta["name"], FRESH_SECONDS):
-                return
-            try:
-                await reconcile(body, patch, logger, context, locks, full=False)
-            except (kopf.TemporaryError, kopf.PermanentError) as exc:
-                logger.warning(f"status refresh skipped: {exc}")
+    async def tick(namespace: str, name: str) -> None:
+        async with refresher.lock(namespace, name):
+            await refresh_deployment(namespace, name, context, locks)
+
+    ticker = StatusTicker("SDXLDeployment", tick, context.settings.status_interval_seconds)
+    register_status_ticker(registry, ticker, context, namespaces)
+
+    @kopf.on.event(GROUP, VERSION, DEPLOYMENTS, registry=registry, id="follow_unsettled_deployment")
+    async def follow_unsettled(body: kopf.Body, type: str | None, namespace: str | None, name: str | None,
+                               **_: Any) -> None:
+        if not namespace or not name:
+            return
+        if type == "DELETED" or not served(namespace) or body["metadata"].get("deletionTimestamp") \
+                or is_settled(body):
+            ticker.drop(namespace, name)
+        else:
+            ticker.follow(namespace, name)
 
     # Which SDXLDeployments a fine-tune's change concerns, kept from the deployments' watch: a change of
     # one of 200 fine-tunes must not list all 1,000 deployments of its namespace (each such list is
@@ -538,5 +538,5 @@ async def refresh_deployment(namespace: str, name: str, context: OperatorContext
                                                   {"status": patch["status"]})
     except (KubeApiError, kopf.TemporaryError, kopf.PermanentError) as exc:
         if isinstance(exc, KubeApiError) or isinstance(exc.__cause__, KubeApiError):
-            raise  # an API error: the refresher tries again shortly (a Ready deployment has no timer)
+            raise  # an API error: the refresher tries again shortly (a Ready deployment has no ticks)
         logger.warning(f"cannot refresh SDXLDeployment {name} yet: {exc}")

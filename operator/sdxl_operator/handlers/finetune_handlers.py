@@ -6,11 +6,10 @@
   with no Job (permanent); otherwise create the ``<ft>-spec`` ConfigMap and ``<ft>-train`` Job (409 means they are already
   there, so a retried or resumed handler creates nothing twice).
 * a change of the Job or its pods recomputes the status at once (:mod:`child_watch`), without reading
-  the pod log; a timer recomputes it every status interval too, reading the last progress line of
-  the pod log while the trainer runs, and sees the time-bound states (a pod Pending too long). Kopf
-  adds its finalizer while a timer runs so it can stop the timer on deletion; the timer only
-  matches unfinished fine-tunes, so the finalizer goes away when the run ends, and a deleted run is
-  released by the running operator within one cycle. Nothing else holds a finalizer.
+  the pod log; while the run is unfinished, a tick recomputes it every status interval too
+  (:mod:`status_ticker`), reading the last progress line of the pod log while the trainer runs, and
+  sees the time-bound states (a pod Pending too long). No finalizer is held: deleting a fine-tune
+  never waits for the operator.
 * resources in reserved namespaces (:mod:`reserved_namespaces`) match no handler at all.
 
 Handlers write ``patch.status`` and return None (a return value would be stored in the status,
@@ -19,7 +18,7 @@ which the CRD's strict schema prunes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import kopf
@@ -33,7 +32,8 @@ from sdxl_operator.handlers.child_ownership import NameConflict, require_control
 from sdxl_operator.handlers.kube_api import KubeApiError
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.status_events import post_transition_events
-from sdxl_operator.handlers.status_refresh import FRESH_SECONDS, StatusRefresher
+from sdxl_operator.handlers.status_refresh import StatusRefresher
+from sdxl_operator.handlers.status_ticker import StatusTicker, register_status_ticker
 from sdxl_operator.handlers.workload_prerequisites import StorageNotFound, ensure_workload_prerequisites
 from sdxl_operator.manifests.spec_configmap import build_spec_configmap
 from sdxl_operator.manifests.training_job import CONTAINER, build_training_job
@@ -83,9 +83,11 @@ async def _create_children(body: kopf.Body, context: OperatorContext, logger: ko
         await create_child(context.api, manifest, body, logger)
 
 
-def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext) -> StatusRefresher:
-    """Register the SDXLFineTune handlers on ``registry``, using ``context``; the refresher the events of
-    the fine-tunes' children ask for status refreshes through (:mod:`child_watch`)."""
+def register_finetune_handlers(registry: kopf.OperatorRegistry, context: OperatorContext,
+                               namespaces: Sequence[str] | None = None) -> StatusRefresher:
+    """Register the SDXLFineTune handlers on ``registry``, using ``context``, for ``namespaces`` (None:
+    all); the refresher the events of the fine-tunes' children ask for status refreshes through
+    (:mod:`child_watch`)."""
 
     async def refresh_on_change(namespace: str, name: str) -> None:
         await refresh_finetune(namespace, name, context)
@@ -153,24 +155,35 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
     async def finetune_resumed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await accept(body, patch, logger, first_time=False)
 
-    @kopf.timer(
-        GROUP, VERSION, FINETUNES, registry=registry, when=unfinished,
-        interval=context.settings.status_interval_seconds,
-    )
-    async def finetune_status(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        meta = body["metadata"]
-        async with refresher.lock(meta["namespace"], meta["name"]):
-            # Just refreshed on a change of a child: the body this tick holds may not show that status yet.
-            if not refresher.refreshed_within(meta["namespace"], meta["name"], FRESH_SECONDS):
-                await refresh_status(body, patch, logger, context)
+    # While a fine-tune runs its status is also recomputed every interval (:mod:`status_ticker`),
+    # reading the last progress line of the trainer's log; a finished one is not followed.
+    async def tick(namespace: str, name: str) -> None:
+        async with refresher.lock(namespace, name):
+            await refresh_finetune(namespace, name, context, read_progress=True)
+
+    ticker = StatusTicker("SDXLFineTune", tick, context.settings.status_interval_seconds)
+    register_status_ticker(registry, ticker, context, namespaces)
+
+    @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry, id="follow_unfinished_finetune")
+    async def follow_unfinished(body: kopf.Body, type: str | None, namespace: str | None, name: str | None,
+                                **_: Any) -> None:
+        if not namespace or not name:
+            return
+        if type == "DELETED" or body["metadata"].get("deletionTimestamp") or \
+                not unfinished(body.get("status") or {}, namespace):
+            ticker.drop(namespace, name)
+        else:
+            ticker.follow(namespace, name)
 
     return refresher
 
 
-async def refresh_finetune(namespace: str, name: str, context: OperatorContext) -> None:
-    """Recompute and write the status of fine-tune ``namespace/name`` now (a child changed).
+async def refresh_finetune(namespace: str, name: str, context: OperatorContext, *,
+                           read_progress: bool = False) -> None:
+    """Recompute and write the status of fine-tune ``namespace/name`` now (a child changed, or its tick).
 
-    The progress is not read from the pod log here: the status timer reads it at its own pace.
+    The progress is read from the pod log only with ``read_progress``: the ticks read it at their own
+    pace, a child's change does not.
     """
     if context.kube is None:
         return  # the operator is stopping: its API client is already closed
@@ -181,7 +194,7 @@ async def refresh_finetune(namespace: str, name: str, context: OperatorContext) 
     body = kopf.Body(cast(kopf.RawBody, found))
     patch = kopf.Patch()
     await refresh_status(body, patch, kopf.LocalObjectLogger(body=body, settings=kopf.OperatorSettings()), context,
-                         read_progress=False)
+                         read_progress=read_progress)
     if patch.get("status"):
         await context.api.patch_custom_status(GROUP, VERSION, FINETUNES, namespace, name, {"status": patch["status"]})
 

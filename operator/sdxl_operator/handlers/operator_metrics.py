@@ -140,10 +140,7 @@ def instrument_handlers(registry: kopf.OperatorRegistry, metrics: OperatorMetric
 
     Reaches into the registries' handler lists: Kopf (1.45) offers no public way to wrap handlers,
     and its handlers are frozen dataclasses, replaced here with a copy holding the counting function.
-    Timers and daemons are left as they are: Kopf stops them when their resource is deleted and holds
-    the finalizer until they have, and wrapped they kept a deleted SDXLDeployment's finalizer past the
-    emulator tests' limits (tests/sdxl_operator/handlers/test_dep_integration.py, the shared compile
-    whose owner is deleted). The status they refresh is counted where a child's change triggers it.
+    The operator registers no timers or daemons (its status ticks are its own: :mod:`status_ticker`).
     """
     instrumented = 0
     handler_lists: tuple[list[Any], ...] = (registry._changing._handlers, registry._watching._handlers)

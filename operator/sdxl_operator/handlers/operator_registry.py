@@ -28,7 +28,6 @@ from sdxl_operator.handlers.quiet_successes import quiet_kopf_successes
 ANNOTATION_PREFIX = "sdxl.io"
 FINALIZER = "sdxl.io/kopf-finalizer"
 WATCH_SERVER_TIMEOUT_SECONDS = 600
-TIMER_EXIT_POLLING_SECONDS = 1.0
 
 
 REPORTING_COMPONENT = "sdxl-operator"
@@ -64,10 +63,6 @@ def configure_kopf(settings: kopf.OperatorSettings, operator_settings: OperatorS
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
     settings.watching.connect_timeout = 30
-    # A status timer still running when its resource is deleted holds Kopf's finalizer; Kopf looks again
-    # only after cancellation_polling (60 s by default), so the deletion would wait a minute for a timer
-    # run of milliseconds. Look again soon instead.
-    settings.background.cancellation_polling = TIMER_EXIT_POLLING_SECONDS
     watch_children_only(settings)
     quiet_kopf_successes()
 
@@ -116,8 +111,8 @@ def build_registry(
         while stop_metrics:
             stop_metrics.pop()()
 
-    finetunes = register_finetune_handlers(registry, context)
-    deployments = register_deployment_handlers(registry, context)
+    finetunes = register_finetune_handlers(registry, context, namespaces)
+    deployments = register_deployment_handlers(registry, context, namespaces)
     changes = register_child_watch(registry, finetunes=finetunes, deployments=deployments)
     register_child_resync(registry, changes, context, interval=resync_seconds, namespaces=namespaces)
     instrument_handlers(registry, context.metrics)

@@ -1,8 +1,8 @@
 """Whether this operator replica stands by for another one (Kopf peering).
 
-Kopf pauses a replica's watches and timers while a live peer of higher priority holds the same peering
+Kopf pauses a replica's watches and handlers while a live peer of higher priority holds the same peering
 object (``ClusterKopfPeering``, or a ``KopfPeering`` per served namespace); it does not tell the
-operator's own background tasks. Those read the peering object the way Kopf does and skip their work
+operator's own background tasks (the status ticks, the resync). Those read the peering object the way Kopf does and skip their work
 while a peer leads, so that only the active replica writes statuses.
 """
 

@@ -1,18 +1,18 @@
 """Status refreshes of custom resources, requested by the events of their children.
 
 A child's change (a Job's condition, a pod's phase, a Deployment's ready replicas) asks for its
-owner's status to be recomputed now instead of at the next timer tick. Requests are coalesced: while
+owner's status to be recomputed now instead of at its next tick (:mod:`status_ticker`). Requests are coalesced: while
 a refresh of a resource waits to start, more requests for it add nothing (the refresh reads the
 state as it is when it starts), and a request that arrives while one runs makes one more run
-afterwards. Refreshes of one resource never overlap, and the status timers take the same per-resource
-lock (:meth:`StatusRefresher.lock`), so a timer and an event never write one status at once.
+afterwards. Refreshes of one resource never overlap, and the ticks take the same per-resource lock
+(:meth:`StatusRefresher.lock`), so a tick and an event never write one status at once.
 
 A short delay before each refresh lets a burst (a pod terminating, then its Job completing) become
 one refresh.
 
 A refresh that fails (the API server refused or could not be reached) is tried again after 1 s, 2 s,
 4 s ... (capped at ``max_retry_seconds``, the status interval) a few times (:data:`RETRIES`): a Ready
-deployment has no status timer, so without a retry its status would stay stale until its next change.
+deployment has no ticks, so without a retry its status would stay stale until its next change.
 A retry is a request like any other (coalesced, serialized); a change that arrives while it waits
 joins it, and a resource deleted meanwhile (:meth:`StatusRefresher.forget`) is not tried again.
 """
@@ -26,9 +26,6 @@ from collections.abc import Awaitable, Callable
 
 # Seconds a requested refresh waits for more changes of the same burst before it reads the state.
 COALESCE_SECONDS = 0.1
-# A status timer's tick this soon after a refresh is skipped: the body Kopf hands the timer may not
-# show the status that refresh wrote yet, and the refresh was fresher anyway.
-FRESH_SECONDS = 2.0
 # Retries of a failed refresh, and the first retry's delay (doubled for each next one).
 RETRIES = 4
 FIRST_RETRY_SECONDS = 1.0

@@ -82,9 +82,8 @@ def is_settled(body: Mapping[str, Any]) -> bool:
 
     Ready on the current generation (only its server Deployment can change that: the controller
     follows that Deployment's events), or Failed with InvalidSpec (only a spec change can fix it). Its
-    status timer stops then, and with it Kopf's finalizer: deleting the resource, or its namespace,
-    does not wait for a running operator. Anything else (pending, compiling, deploying, a conflict
-    or a failure the cluster may still resolve) keeps the timer, and the finalizer, until it settles.
+    status ticks stop then. Anything else (pending, compiling, deploying, a conflict or a failure the
+    cluster may still resolve) is recomputed every status interval until it settles.
     """
     status = body.get("status") or {}
     generation = int((body.get("metadata") or {}).get("generation") or 1)

@@ -62,8 +62,8 @@ class Serving:
             raise AssertionError(f"status of {name} never matched; last: {json.dumps(self.status(name))}") from None
 
     async def wait_gone(self, name: str, timeout: float = 10.0) -> None:
-        """Until the deleted SDXLDeployment is gone: Kopf has seen the deletion, stopped its status timer
-        (a run in flight ends first; Kopf looks again every second) and removed its finalizer."""
+        """Until the deleted SDXLDeployment is gone (it holds no finalizer: at once, or as soon as the
+        emulator's garbage collection has run)."""
         try:
             await self.cluster.wait_for(f"SDXLDeployment {name} to go", lambda: self.obj(name) is None, timeout)
         except AssertionError:
@@ -428,7 +428,7 @@ async def test_a_foreign_service_is_a_name_conflict_never_a_ready_url(cluster: A
         assert "Service team-a/alice" in message and "no controller owner reference" in message
         assert "Delete or rename it" in message
         assert condition(status, "Ready") == ("False", "NameConflict")
-        await asyncio.sleep(1.0)  # several timer passes
+        await asyncio.sleep(1.0)  # several status intervals
         assert serving.status("alice")["phase"] == "Failed"
         assert unchanged(serving.service("alice"), before), "the foreign Service was modified"
 
@@ -536,12 +536,13 @@ async def test_a_child_the_api_server_refuses_fails_with_its_message(cluster: An
         assert condition(status, "Ready") == ("False", "Rejected")
 
 
-async def test_a_ready_deployment_drops_the_finalizer_and_still_follows_its_pods(cluster: Any,
-                                                                                operator_runner: Any) -> None:
+async def test_a_ready_deployment_follows_its_pods_and_no_finalizer_is_held(cluster: Any,
+                                                                            operator_runner: Any) -> None:
     serving = Serving(cluster)
     async with operator_runner():
         await serving.create("alice", DIRECT)
-        await cluster.wait_for("the timer's finalizer", lambda: serving.obj("alice")["metadata"].get("finalizers"))
+        await serving.wait_status("alice", lambda s: s.get("compileJob"))
+        assert not serving.obj("alice")["metadata"].get("finalizers")  # deleting it never waits for us
         await compiled(serving, "alice")
         await cluster.wait_for("the Deployment", lambda: serving.deployment("alice"))
         await serving.roll_out("alice")
@@ -549,7 +550,7 @@ async def test_a_ready_deployment_drops_the_finalizer_and_still_follows_its_pods
         # The scale subresource's labelSelectorPath: the server pods' selector.
         assert status["selector"] == ("app.kubernetes.io/instance=alice,app.kubernetes.io/managed-by=sdxl-operator,"
                                       "app.kubernetes.io/name=sdxl-server,sdxl.io/deployment=alice")
-        await cluster.wait_for("the finalizer to go", lambda: not serving.obj("alice")["metadata"].get("finalizers"))
+        assert not serving.obj("alice")["metadata"].get("finalizers")
 
         await serving.roll_out("alice", ready=0)  # the server pod is lost
         status = await serving.wait_status("alice", phase("Deploying"))
@@ -560,3 +561,14 @@ async def test_a_ready_deployment_drops_the_finalizer_and_still_follows_its_pods
                   if e.get("involvedObject", {}).get("name") == "alice"]
         assert events and {e.get("reportingComponent") for e in events} == {"sdxl-operator"}
         assert all(e.get("reportingInstance") not in (None, "", "dev") for e in events)
+
+
+async def test_a_finalizer_an_earlier_version_left_is_removed(cluster: Any, operator_runner: Any) -> None:
+    body = {"apiVersion": "sdxl.io/v1alpha1", "kind": "SDXLDeployment",
+            "metadata": {"name": "old", "namespace": NS, "finalizers": ["sdxl.io/kopf-finalizer"]},
+            "spec": copy.deepcopy(DIRECT)}
+    await cluster._call("post", f"/apis/sdxl.io/v1alpha1/namespaces/{NS}/sdxldeployments", body)
+    serving = Serving(cluster)
+    async with operator_runner():
+        await cluster.wait_for("the old finalizer to go", lambda: not serving.obj("old")["metadata"].get("finalizers"))
+        await serving.wait_status("old", lambda s: s.get("compileJob"))

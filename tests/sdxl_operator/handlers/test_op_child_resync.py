@@ -240,7 +240,7 @@ async def test_the_resync_runs_against_the_api_server_with_list_requests_only(
         cluster: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=RESYNC_LOGGER)
     async with operator_with_resync(cluster, 0.3):
-        # A fine-tune that ran and failed: children to list, and no status timer left to make requests.
+        # A fine-tune that ran and failed: children to list, and no status ticks left to make requests.
         await cluster.create_finetune("ft")
         await cluster.wait_for("the training Job", lambda: cluster.job("ft-train"))
         pod = await cluster.start_pod("ft-train")

@@ -52,7 +52,7 @@ async def test_a_request_during_a_refresh_runs_once_more_after_it_never_alongsid
 async def test_a_holder_of_the_lock_delays_the_refresh() -> None:
     recorder = Recorder()
     refresher = StatusRefresher("thing", recorder, coalesce_seconds=0.0)
-    async with refresher.lock("ns", "a"):  # a status timer writing the same status
+    async with refresher.lock("ns", "a"):  # a status tick writing the same status
         refresher.request("ns", "a")
         await asyncio.sleep(0.05)
         assert recorder.calls == []

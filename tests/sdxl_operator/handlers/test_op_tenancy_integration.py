@@ -95,7 +95,7 @@ async def test_a_resource_in_a_reserved_namespace_gets_no_job_no_status_and_no_m
         await create_deployment(cluster, "dep", DIRECT)
         await cluster.wait_for("the tenant's Job", lambda: cluster.job("ft-train"))
         await wait_deployment(cluster, "dep", lambda s: s.get("compileJob"))
-        await asyncio.sleep(1.0)  # several timer intervals
+        await asyncio.sleep(1.0)  # several status intervals
     for namespace in ("kube-system", "platform-system"):
         for resource in ("sdxl.io/v1alpha1/sdxlfinetunes", DEPLOYMENTS):
             obj = cluster.emulator.live_object(resource, namespace, "sneaky")

@@ -274,7 +274,7 @@ def test_examples_are_valid() -> None:
         assert validate_deployment_spec(yaml.safe_load(example.read_text())["spec"]) == [], example.name
 
 
-# (phase, failure reason, observedGeneration, generation) -> settled: no timer, hence no finalizer.
+# (phase, failure reason, observedGeneration, generation) -> settled: no more status ticks.
 SETTLED = {
     "ready and current": (("Ready", None, 3, 3), True),
     "ready for an older spec": (("Ready", None, 2, 3), False),
@@ -288,7 +288,7 @@ SETTLED = {
 
 
 @pytest.mark.parametrize("case", sorted(SETTLED))
-def test_only_a_settled_deployment_stops_its_timer(case: str) -> None:
+def test_only_a_settled_deployment_stops_its_ticks(case: str) -> None:
     (phase, reason, observed, generation), settled = SETTLED[case]
     status: dict[str, Any] = {"observedGeneration": observed}
     if phase:
