@@ -15,15 +15,16 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import kmock
@@ -32,6 +33,7 @@ import psutil
 from sdxl_sandbox.kube_emulator import KubeEmulator, serve_emulator, write_kubeconfig
 from sdxl_sandbox.sandbox import ARTIFACT_CLAIM
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 FINETUNES = "sdxl.io/v1alpha1/sdxlfinetunes"
@@ -228,6 +230,14 @@ def scale_arguments(parser: argparse.ArgumentParser, *, timeout: float, json_nam
 
 def megabytes(size: int) -> float:
     return round(size / 2**20, 1)
+
+
+def run_stopping_on_sigterm(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coroutine)``, with SIGTERM (``timeout``, ``kill``) stopping it as Ctrl-C does: the
+    coroutine is cancelled, so the cluster it started (control plane, operator) is stopped too,
+    instead of being left running when the bench is killed."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return asyncio.run(coroutine)
 
 
 def machine() -> dict[str, Any]:

@@ -176,27 +176,29 @@ async def real_cluster(namespace: str, interval: float, *, quiet: bool = True) -
     sandbox = Sandbox(workdir, control_plane="real", run_pods=False, nodes=(BENCH_NODE,),
                       status_interval_seconds=interval, pending_grace_seconds=120.0,
                       operator_args=(*(("--quiet",) if quiet else ()), "--liveness", liveness))
-    async with sandbox:
-        pid = sandbox.operator_pid
-        assert pid is not None
-        stop = asyncio.Event()
-        sampler = RssSampler(pid)
-        sampling = asyncio.create_task(sampler.run(stop))
-        try:
-            await sandbox.ensure_namespace(namespace)  # returns once its claim is Bound
-            await wait_for_liveness(liveness, sandbox.operator_exited)
-            control_plane = [child for child in psutil.Process().children(recursive=True)
-                             if child.pid not in before and program(child) in CONTROL_PLANE_PROCESSES]
-            credentials = read_kubeconfig(sandbox.kubeconfig)
-            tls = ssl_context(credentials)
-            assert tls is not None  # the API server serves HTTPS only
-            connector = aiohttp.TCPConnector(limit=CONCURRENCY, ssl=tls)
-            async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": BENCH_AGENT}) as session:
-                yield RealCluster(sandbox=sandbox, namespace=namespace, session=session, url=credentials.server,
-                                  sampler=sampler, idle_rss=sampler.peak, control_plane=control_plane,
-                                  semaphore=asyncio.Semaphore(CONCURRENCY))
-        finally:
-            stop.set()
-            await sampling
-    # Keep the operator's log (the JSON names it) and the control plane's logs; drop etcd's data.
-    shutil.rmtree(workdir / "control-plane" / "etcd", ignore_errors=True)
+    try:
+        async with sandbox:
+            pid = sandbox.operator_pid
+            assert pid is not None
+            stop = asyncio.Event()
+            sampler = RssSampler(pid)
+            sampling = asyncio.create_task(sampler.run(stop))
+            try:
+                await sandbox.ensure_namespace(namespace)  # returns once its claim is Bound
+                await wait_for_liveness(liveness, sandbox.operator_exited)
+                control_plane = [child for child in psutil.Process().children(recursive=True)
+                                 if child.pid not in before and program(child) in CONTROL_PLANE_PROCESSES]
+                credentials = read_kubeconfig(sandbox.kubeconfig)
+                tls = ssl_context(credentials)
+                assert tls is not None  # the API server serves HTTPS only
+                connector = aiohttp.TCPConnector(limit=CONCURRENCY, ssl=tls)
+                async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": BENCH_AGENT}) as session:
+                    yield RealCluster(sandbox=sandbox, namespace=namespace, session=session, url=credentials.server,
+                                      sampler=sampler, idle_rss=sampler.peak, control_plane=control_plane,
+                                      semaphore=asyncio.Semaphore(CONCURRENCY))
+            finally:
+                stop.set()
+                await sampling
+    finally:
+        # Keep the operator's log (the JSON names it) and the control plane's logs; drop etcd's data.
+        shutil.rmtree(workdir / "control-plane" / "etcd", ignore_errors=True)

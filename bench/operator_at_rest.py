@@ -62,6 +62,7 @@ from _emulated_cluster import (
     emulated_cluster,
     machine,
     megabytes,
+    run_stopping_on_sigterm,
 )
 from _real_cluster import MANAGED, RealCluster, now_rfc3339, poll_until, real_cluster
 
@@ -564,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--operator-env applies to the emulator run only (the real run's operator is the sandbox's)")
 
     runner = bench_real if args.control_plane == "real" else bench_emulator
-    result = asyncio.run(runner(args))
+    result = run_stopping_on_sigterm(runner(args))
     result.update({"label": args.label, "operator_env": args.operator_env, "machine": machine(),
                    "goals": {"requests_per_s": TARGET_REQUESTS_PER_S, "p95_change_to_status_s": TARGET_P95_S,
                              "peak_rss_mb": TARGET_RSS_MB, "log_lines_per_min": TARGET_LOG_LINES_PER_MIN}})
