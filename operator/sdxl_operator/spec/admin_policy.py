@@ -31,9 +31,12 @@ def _placement_errors(spec: Mapping[str, Any], settings: OperatorSettings) -> li
 def finetune_policy_errors(spec: Mapping[str, Any], namespace: str, settings: OperatorSettings) -> list[str]:
     """Problems of a valid SDXLFineTune spec in ``namespace`` under the administrator's limits."""
     prior: Mapping[str, Any] = spec.get("priorPreservation") or {}
+    quality: Mapping[str, Any] = spec.get("quality") or {}
+    # The quality report's models too: the trainer downloads an s3:// or pvc:// one like any input.
     uris = {"spec.output": spec.get("output"), "spec.instanceImages": spec.get("instanceImages"),
             "spec.baseModel": spec.get("baseModel"), "spec.vae": spec.get("vae"),
-            "spec.priorPreservation.classImages": prior.get("classImages")}
+            "spec.priorPreservation.classImages": prior.get("classImages"),
+            "spec.quality.clipModel": quality.get("clipModel"), "spec.quality.dinoModel": quality.get("dinoModel")}
     errors = _store_errors(uris, namespace, settings) + _placement_errors(spec, settings)
     count = prior.get("numClassImages")
     if isinstance(count, int) and count > settings.max_images:

@@ -85,10 +85,14 @@ def test_every_uri_field_of_both_kinds_is_checked() -> None:
     settings = OperatorSettings(artifact_store=S3_STORE)
     foreign = "s3://sdxl-artifacts/store/finetunes/team-b/x"
     finetune = {"output": foreign, "instanceImages": foreign, "baseModel": foreign, "vae": foreign,
-                "priorPreservation": {"classImages": foreign}}
+                "priorPreservation": {"classImages": foreign},
+                "quality": {"clipModel": foreign, "dinoModel": foreign}}
     fields = [error.split(":", 1)[0] for error in finetune_policy_errors(finetune, "team-a", settings)]
     assert fields == ["spec.output", "spec.instanceImages", "spec.baseModel", "spec.vae",
-                      "spec.priorPreservation.classImages"]
+                      "spec.priorPreservation.classImages", "spec.quality.clipModel", "spec.quality.dinoModel"]
+    # A hub id or a folder in the image is no store location: nothing to check.
+    hub = {"quality": {"clipModel": "openai/clip-vit-base-patch32", "dinoModel": "/models/dino"}}
+    assert finetune_policy_errors(hub, "team-a", settings) == []
     fields = [error.split(":", 1)[0] for error in
               deployment_policy_errors({"lora": foreign, "baseModel": foreign}, "team-a", settings)]
     assert fields == ["spec.lora", "spec.baseModel"]
