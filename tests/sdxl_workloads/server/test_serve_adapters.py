@@ -15,14 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from sdxl_workloads.server.adapter_backend import AdapterLoadFailed, MultiAdapterBackend, UnknownAdapter
 from sdxl_workloads.server.app import create_app
@@ -252,22 +251,6 @@ FAST = ServerSettings(default_steps=2, request_timeout=120, max_batch=4)
 PROMPT = "a photo of sks person"
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://server", timeout=120) as client:
-            yield client
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"metric {name} {labels} not exported")
-
-
 class RecordingBackend:
     """The real multi-adapter backend, recording the adapters of each pipeline call; the first
     call waits for `release` so that later requests queue up behind it."""
@@ -295,7 +278,7 @@ def served(tiny_model_path: Path, loras: dict[str, str]) -> tuple[ServedModel, R
     return model, backend
 
 
-def test_api_names_the_adapter_404s_an_unknown_one_and_counts_per_adapter(
+def test_api_names_the_adapter_404s_an_unknown_one_and_counts_per_adapter(serving: Any, metric: Any,
         served: tuple[ServedModel, RecordingBackend]) -> None:
     model, backend = served
 
@@ -332,7 +315,8 @@ def test_api_names_the_adapter_404s_an_unknown_one_and_counts_per_adapter(
     assert backend.batches == [["alice"], ["bob"], [None], ["carol"]]
 
 
-def test_one_server_model_ignores_openai_model_and_404s_a_named_adapter(loaded_model: ServedModel) -> None:
+def test_one_server_model_ignores_openai_model_and_404s_a_named_adapter(serving: Any,
+                                                                        loaded_model: ServedModel) -> None:
     async def scenario() -> None:
         async with serving(create_app(loaded_model, FAST)) as client:
             ignored = await client.post("/v1/images/generations", json={"prompt": PROMPT, "model": "dall-e-3"})
@@ -344,7 +328,8 @@ def test_one_server_model_ignores_openai_model_and_404s_a_named_adapter(loaded_m
     asyncio.run(scenario())
 
 
-def test_a_micro_batch_carries_one_adapter_only(served: tuple[ServedModel, RecordingBackend]) -> None:
+def test_a_micro_batch_carries_one_adapter_only(serving: Any,
+                                                served: tuple[ServedModel, RecordingBackend]) -> None:
     model, backend = served
     backend.release.clear()
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from sdxl_workloads.server.app import create_app
 from sdxl_workloads.server.backends import GenerationParams, ModelLimits, ShouldStop
@@ -31,24 +28,8 @@ FAST = ServerSettings(default_steps=2, request_timeout=120)
 PROMPT = "a photo of sks person"
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://server", timeout=120) as client:
-            yield client
-
-
 def decode(b64: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"), dtype=np.int16)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"metric {name} {labels} not exported")
 
 
 class GatedBackend:
@@ -68,7 +49,8 @@ class GatedBackend:
         return self.inner.generate(batch, should_stop)
 
 
-def test_healthz_answers_while_loading_and_readyz_turns_ready_after_load(tiny_model_path: Path) -> None:
+def test_healthz_answers_while_loading_and_readyz_turns_ready_after_load(serving: Any, metric: Any,
+                                                                         tiny_model_path: Path) -> None:
     backend = GatedBackend(DiffusersBackend(str(tiny_model_path)))
     model = ServedModel(backend)
 
@@ -98,7 +80,8 @@ def test_healthz_answers_while_loading_and_readyz_turns_ready_after_load(tiny_mo
     asyncio.run(scenario())
 
 
-def test_a_model_that_fails_to_load_says_so_on_readyz_and_why_on_generate(tmp_path: Path) -> None:
+def test_a_model_that_fails_to_load_says_so_on_readyz_and_why_on_generate(serving: Any,
+                                                                          tmp_path: Path) -> None:
     """/readyz needs no key, so it says `failed` and never which model: the URI stays on the
     (key-protected) API and in the log."""
     model = ServedModel(DiffusersBackend(str(tmp_path / "missing-model")))
@@ -119,7 +102,7 @@ def test_a_model_that_fails_to_load_says_so_on_readyz_and_why_on_generate(tmp_pa
     asyncio.run(scenario())
 
 
-def test_generate_returns_pngs_seeds_and_timings(loaded_model: ServedModel) -> None:
+def test_generate_returns_pngs_seeds_and_timings(serving: Any, loaded_model: ServedModel) -> None:
     async def scenario() -> None:
         async with serving(create_app(loaded_model, FAST)) as client:
             response = await client.post("/v1/generate", json={
@@ -146,7 +129,7 @@ def test_generate_returns_pngs_seeds_and_timings(loaded_model: ServedModel) -> N
     asyncio.run(scenario())
 
 
-def test_same_seed_and_parameters_give_the_same_image_and_image_k_uses_seed_plus_k(
+def test_same_seed_and_parameters_give_the_same_image_and_image_k_uses_seed_plus_k(serving: Any,
         loaded_model: ServedModel) -> None:
     request = {"prompt": PROMPT, "seed": 1234, "num_inference_steps": 3}
 
@@ -168,7 +151,8 @@ def test_same_seed_and_parameters_give_the_same_image_and_image_k_uses_seed_plus
     asyncio.run(scenario())
 
 
-def test_micro_batched_requests_get_the_images_they_would_get_alone(loaded_model: ServedModel) -> None:
+def test_micro_batched_requests_get_the_images_they_would_get_alone(serving: Any,
+                                                                    loaded_model: ServedModel) -> None:
     requests = [{"prompt": f"{PROMPT} {word}", "seed": seed, "num_inference_steps": 3}
                 for word, seed in (("red", 1), ("blue", 2), ("green", 3), ("hat", 4))]
 
@@ -189,7 +173,7 @@ def test_micro_batched_requests_get_the_images_they_would_get_alone(loaded_model
         assert difference.max() <= 2, difference.max()
 
 
-def test_accept_image_png_returns_the_png_itself(loaded_model: ServedModel) -> None:
+def test_accept_image_png_returns_the_png_itself(serving: Any, loaded_model: ServedModel) -> None:
     request = {"prompt": PROMPT, "seed": 5, "num_inference_steps": 2}
 
     async def scenario() -> None:
@@ -214,7 +198,7 @@ def test_accept_image_png_returns_the_png_itself(loaded_model: ServedModel) -> N
     asyncio.run(scenario())
 
 
-def test_openai_images_endpoint(loaded_model: ServedModel) -> None:
+def test_openai_images_endpoint(serving: Any, loaded_model: ServedModel) -> None:
     async def scenario() -> None:
         async with serving(create_app(loaded_model, FAST)) as client:
             response = await client.post("/v1/images/generations", json={
@@ -239,7 +223,7 @@ def test_openai_images_endpoint(loaded_model: ServedModel) -> None:
     asyncio.run(scenario())
 
 
-def test_metrics_move_with_traffic(loaded_model: ServedModel) -> None:
+def test_metrics_move_with_traffic(serving: Any, metric: Any, loaded_model: ServedModel) -> None:
     async def scenario() -> None:
         async with serving(create_app(loaded_model, FAST)) as client:
             before = (await client.get("/metrics")).text
@@ -261,7 +245,7 @@ def test_metrics_move_with_traffic(loaded_model: ServedModel) -> None:
     asyncio.run(scenario())
 
 
-def test_openapi_document_and_docs_page(loaded_model: ServedModel) -> None:
+def test_openapi_document_and_docs_page(serving: Any, loaded_model: ServedModel) -> None:
     settings = ServerSettings(default_steps=2, max_steps=10, max_images=3)
 
     async def scenario() -> None:

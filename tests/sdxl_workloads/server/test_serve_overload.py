@@ -4,15 +4,12 @@ event loop free while the model computes, and stays healthy afterwards (real tin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from sdxl_workloads.server.app import create_app
 from sdxl_workloads.server.backends import GenerationParams, ModelLimits, ShouldStop
@@ -25,23 +22,9 @@ pytestmark = pytest.mark.compat
 PROMPT = "a photo of sks person"
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://server", timeout=120) as client:
-        yield client
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"metric {name} {labels} not exported")
-
-
 @pytest.mark.slow
-def test_32_concurrent_requests_with_a_queue_of_8_get_only_200_or_429(loaded_model: ServedModel) -> None:
+def test_32_concurrent_requests_with_a_queue_of_8_get_only_200_or_429(serving: Any, metric: Any,
+                                                                      loaded_model: ServedModel) -> None:
     settings = ServerSettings(queue_size=8, max_batch=1, default_steps=2, request_timeout=120)
 
     async def scenario() -> None:
@@ -69,7 +52,8 @@ def test_32_concurrent_requests_with_a_queue_of_8_get_only_200_or_429(loaded_mod
     asyncio.run(scenario())
 
 
-def test_the_event_loop_answers_while_the_model_computes(loaded_model: ServedModel) -> None:
+def test_the_event_loop_answers_while_the_model_computes(serving: Any, metric: Any,
+                                                         loaded_model: ServedModel) -> None:
     async def scenario() -> None:
         async with serving(create_app(loaded_model, ServerSettings(default_steps=2))) as client:
             slow = asyncio.ensure_future(client.post(
@@ -88,7 +72,8 @@ def test_the_event_loop_answers_while_the_model_computes(loaded_model: ServedMod
     asyncio.run(scenario())
 
 
-def test_a_request_over_the_timeout_gets_504_and_the_server_moves_on(loaded_model: ServedModel) -> None:
+def test_a_request_over_the_timeout_gets_504_and_the_server_moves_on(serving: Any, metric: Any,
+                                                                     loaded_model: ServedModel) -> None:
     settings = ServerSettings(default_steps=2, request_timeout=0.3)
 
     async def scenario() -> None:
@@ -129,7 +114,8 @@ class BrokenDevice:
         return self.inner.generate(batch, should_stop)
 
 
-def test_a_pipeline_error_is_503_with_the_reason_and_the_server_recovers(tiny_model_path: Path) -> None:
+def test_a_pipeline_error_is_503_with_the_reason_and_the_server_recovers(serving: Any, metric: Any,
+                                                                         tiny_model_path: Path) -> None:
     backend = BrokenDevice(DiffusersBackend(str(tiny_model_path)))
     model = ServedModel(backend)
     model.load()
