@@ -465,18 +465,8 @@ def register_deployment_handlers(registry: kopf.OperatorRegistry, context: Opera
             await refresh_deployment(namespace, name, context, locks)
 
     ticker = StatusTicker("SDXLDeployment", tick, context.settings.status_interval_seconds)
-    register_status_ticker(registry, ticker, context, namespaces)
-
-    @kopf.on.event(GROUP, VERSION, DEPLOYMENTS, registry=registry, id="follow_unsettled_deployment")
-    async def follow_unsettled(body: kopf.Body, type: str | None, namespace: str | None, name: str | None,
-                               **_: Any) -> None:
-        if not namespace or not name:
-            return
-        if type == "DELETED" or not served(namespace) or body["metadata"].get("deletionTimestamp") \
-                or is_settled(body):
-            ticker.drop(namespace, name)
-        else:
-            ticker.follow(namespace, name)
+    register_status_ticker(registry, ticker, context, namespaces, plural=DEPLOYMENTS,
+                           needs_ticks=lambda body, namespace: served(namespace) and not is_settled(body))
 
     # Which SDXLDeployments a fine-tune's change concerns, kept from the deployments' watch: a change of
     # one of 200 fine-tunes must not list all 1,000 deployments of its namespace (each such list is

@@ -162,18 +162,8 @@ def register_finetune_handlers(registry: kopf.OperatorRegistry, context: Operato
             await refresh_finetune(namespace, name, context, read_progress=True)
 
     ticker = StatusTicker("SDXLFineTune", tick, context.settings.status_interval_seconds)
-    register_status_ticker(registry, ticker, context, namespaces)
-
-    @kopf.on.event(GROUP, VERSION, FINETUNES, registry=registry, id="follow_unfinished_finetune")
-    async def follow_unfinished(body: kopf.Body, type: str | None, namespace: str | None, name: str | None,
-                                **_: Any) -> None:
-        if not namespace or not name:
-            return
-        if type == "DELETED" or body["metadata"].get("deletionTimestamp") or \
-                not unfinished(body.get("status") or {}, namespace):
-            ticker.drop(namespace, name)
-        else:
-            ticker.follow(namespace, name)
+    register_status_ticker(registry, ticker, context, namespaces, plural=FINETUNES,
+                           needs_ticks=lambda body, namespace: unfinished(body.get("status") or {}, namespace))
 
     return refresher
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import kopf
 
+from sdxl_operator.core.custom_resources import GROUP, VERSION
 from sdxl_operator.handlers.operator_context import OperatorContext
 from sdxl_operator.handlers.peering_pause import standing_by
 
@@ -141,9 +142,22 @@ class StatusTicker:
 
 
 def register_status_ticker(registry: kopf.OperatorRegistry, ticker: StatusTicker, context: OperatorContext,
-                           namespaces: Sequence[str] | None) -> None:
-    """Stop ``ticker`` with the operator; ``namespaces`` (None: cluster-wide) are where Kopf's peering
-    objects say whether this replica stands by."""
+                           namespaces: Sequence[str] | None, *, plural: str,
+                           needs_ticks: Callable[[kopf.Body, str], bool]) -> None:
+    """Have ``ticker`` follow the custom resources ``plural`` for which ``needs_ticks(body, namespace)``
+    holds (dropped when it stops holding, or they are deleted), and stop it with the operator.
+    ``namespaces`` (None: cluster-wide) are where Kopf's peering objects say whether this replica
+    stands by."""
+
+    @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"follow_for_ticks/{ticker.what}")
+    async def follow_for_ticks(body: kopf.Body, type: str | None, namespace: str | None, name: str | None,
+                               **_: Any) -> None:
+        if not namespace or not name:
+            return
+        if type != "DELETED" and not body["metadata"].get("deletionTimestamp") and needs_ticks(body, namespace):
+            ticker.follow(namespace, name)
+        else:
+            ticker.drop(namespace, name)
 
     @kopf.on.startup(registry=registry, id=f"pause_status_ticks/{ticker.what}")
     async def pause_status_ticks(settings: kopf.OperatorSettings, **_: Any) -> None:
